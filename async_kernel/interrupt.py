@@ -1,0 +1,54 @@
+"""Interrupting cells: KeyboardInterrupt for blocking code, cancellation for awaiting code.
+
+SIGINT always lands on the main thread (our own threads block it).  The handler looks at
+the interrupted stack: if a cell's code is on it, the cell is running Python right now and
+gets KeyboardInterrupt at once; otherwise the loop is waiting, so the cells that await are
+cancelled (and report KeyboardInterrupt themselves).  An interrupt_request simply sends
+SIGINT to the main thread, so both interrupt modes share one path and one latency.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from types import CodeType, FrameType
+
+__all__ = ["block_sigint_in_this_thread", "install_sigint_handler", "interrupt_main_thread"]
+
+
+def block_sigint_in_this_thread() -> None:
+    """Keep SIGINT for the main thread; call at the start of every kernel-owned thread."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+def _stack_contains(frame: FrameType | None, code: CodeType) -> bool:
+    while frame is not None:
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def install_sigint_handler(cell_code: CodeType, cancel_awaiting: Callable[[], None]) -> None:
+    """On SIGINT: raise in running cell code (``cell_code`` on the stack), else cancel awaits.
+
+    ``cancel_awaiting`` is called from the signal handler and must only schedule work in a
+    thread-safe, reentrant way (a caller's ``call_soon``).
+    """
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        if _stack_contains(frame, cell_code):
+            raise KeyboardInterrupt
+        cancel_awaiting()
+
+    signal.signal(signal.SIGINT, on_sigint)
+
+
+def interrupt_main_thread() -> None:
+    """Deliver SIGINT to the main thread now, waking it from any blocking system call."""
+    main = threading.main_thread().ident
+    if main is None:  # pragma: no cover - the main thread always has an ident
+        return
+    signal.pthread_kill(main, signal.SIGINT)

@@ -1,0 +1,109 @@
+"""sys.stdout and sys.stderr as batched iopub ``stream`` messages.
+
+Writes are buffered per parent and flushed by the transport's thread after a short interval,
+or at once when the buffer grows large, so 100,000 ``print`` calls become a few dozen
+messages, in order, with nothing lost.  The kernel flushes before every idle status.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
+
+from .parent import current_request
+from .wire import new_message
+
+if TYPE_CHECKING:
+    from .parent import Request
+    from .transport import Transport
+
+__all__ = ["OutStream"]
+
+FLUSH_INTERVAL = 0.05  # seconds a write may wait before it is sent
+FLUSH_SIZE = 256 * 1024  # characters buffered before a flush is asked for at once
+
+
+class OutStream(io.TextIOBase):
+    """A text stream that publishes what is written to it on iopub."""
+
+    def __init__(
+        self,
+        name: Literal["stdout", "stderr"],
+        transport: Transport,
+        *,
+        fallback: io.TextIOBase | None = None,
+        on_flush: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.name = name  # type: ignore[misc]
+        self._transport = transport
+        self._fallback = fallback
+        self._lock = threading.RLock()
+        self._chunks: list[tuple[Request | None, list[str]]] = []
+        self._size = 0
+        self._flush_pending = False
+        self._on_flush = on_flush
+
+    # io.TextIOBase API
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def readable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        """The process's own descriptor: fd-level writes bypass the kernel (documented)."""
+        if self._fallback is not None:
+            return self._fallback.fileno()
+        raise io.UnsupportedOperation("fileno")
+
+    def write(self, s: str) -> int:
+        if not isinstance(s, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        if not s:
+            return 0
+        request = current_request()
+        with self._lock:
+            if self._chunks and self._chunks[-1][0] is request:
+                self._chunks[-1][1].append(s)
+            else:
+                self._chunks.append((request, [s]))
+            self._size += len(s)
+            if not self._flush_pending:
+                self._flush_pending = True
+                self._transport.call_later(FLUSH_INTERVAL, self.flush)
+            elif self._size >= FLUSH_SIZE:
+                self._transport.call_later(0, self.flush)
+        return len(s)
+
+    def writelines(self, lines: object) -> None:
+        for line in lines:  # type: ignore[attr-defined]
+            self.write(line)
+
+    def flush(self) -> None:
+        """Publish everything written so far, in order, each part to its own parent."""
+        with self._lock:
+            chunks, self._chunks = self._chunks, []
+            self._size = 0
+            self._flush_pending = False
+            for request, parts in chunks:
+                parent = request.msg if request is not None else None
+                msg = new_message("stream", {"name": self.name, "text": "".join(parts)}, parent)
+                self._transport.send("iopub", msg)
+
+    def close(self) -> None:
+        """Closing the kernel's stream only flushes it: a cell must not deafen the kernel."""
+        self.flush()
+
+    @property
+    def closed(self) -> bool:
+        return False

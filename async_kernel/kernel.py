@@ -1,0 +1,251 @@
+"""The kernel: routes each message to the loop and queue that own it, and answers it.
+
+Routing (see docs/concurrency.md):
+- control messages run on the control thread's own loop, in order, always answered;
+- shell ``execute_request`` messages run one at a time, in arrival order, on the main loop;
+- every other shell message starts its own task at once, so it is answered while a cell
+  awaits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .caller import Caller
+from .comms import install_comms
+from .connection import Channel
+from .interrupt import install_sigint_handler
+from .iostream import OutStream
+from .parent import (
+    Request,
+    current_request,
+    install_thread_inheritance,
+    request_context,
+    set_request,
+)
+from .requests import RequestHandlers
+from .settings import InterfaceSettings
+from .shell import AsyncShell
+from .stdin import StdinBridge
+from .wire import Message, new_message
+
+if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from .transport import Deliver, Transport
+
+__all__ = ["Kernel"]
+
+log = logging.getLogger("async_kernel")
+
+Handler = Callable[[Request], Awaitable[dict[str, Any] | None]]
+
+
+class Kernel:
+    """One kernel process: a shell, its callers, and a transport."""
+
+    def __init__(
+        self,
+        settings: InterfaceSettings,
+        make_transport: Callable[[Deliver], Transport],
+    ) -> None:
+        self.settings = settings
+        self._make_transport = make_transport
+        self.transport: Transport
+        self.shell: AsyncShell
+        self.main: Caller
+        self.control: Caller
+        self.stdin: StdinBridge
+        self.handlers = RequestHandlers(self)
+        self._stopping = False
+        self._stopped: anyio.Event | None = None
+        self._executes: MemoryObjectSendStream[Request]
+        self._pending_executes: MemoryObjectReceiveStream[Request]
+
+    # -- lifecycle (main thread) -------------------------------------------------------
+    async def serve(self, *, ready: Callable[[Kernel], object] | None = None) -> None:
+        """Run the kernel until a shutdown_request; must be awaited on the main thread."""
+        self._stopped = anyio.Event()
+        self._executes, self._pending_executes = anyio.create_memory_object_stream[Request](
+            math.inf
+        )
+        async with Caller.open("shell") as main:
+            self.main = main
+            self.control = Caller.start_new(self.settings.backend, "control")
+            self.transport = self._make_transport(self.deliver)
+            self._init_shell()
+            main.start_soon(self._run_executes)
+            start = getattr(self.transport, "start", None)
+            if start is not None:
+                start()
+            if ready is not None:
+                ready(self)
+            try:
+                await self._stopped.wait()
+            finally:
+                self.control.stop()
+                self._teardown_shell()
+        self.transport.close()
+
+    def _init_shell(self) -> None:
+        install_thread_inheritance()
+        self._real_stdout, self._real_stderr = sys.stdout, sys.stderr
+        sys.stdout = OutStream("stdout", self.transport, fallback=sys.__stdout__)  # type: ignore[arg-type]
+        sys.stderr = OutStream("stderr", self.transport, fallback=sys.__stderr__)  # type: ignore[arg-type]
+        self.stdin = StdinBridge(self.transport)
+        self.stdin.install()
+        self.shell = AsyncShell.instance(kernel=self, publisher=self, host_gui=self._host_gui())
+        self.shell.display_banner = False  # type: ignore[attr-defined]
+        self.comm_manager = install_comms(self)
+        install_sigint_handler(
+            AsyncShell.run_code.__code__,
+            lambda: self.main.call_soon(self.shell.cancel_awaiting_cells),
+        )
+        self.handlers.warm_up()
+
+    def _host_gui(self) -> str:
+        return "" if self.settings.loop == "plain" else self.settings.loop
+
+    def _teardown_shell(self) -> None:
+        # IPython's own atexit hook saves history and removes temporary files.
+        self.flush_streams()
+        sys.stdout, sys.stderr = self._real_stdout, self._real_stderr
+
+    def stop(self) -> None:
+        """End serve() (thread-safe); queued output is still sent."""
+        if not self._stopping:
+            self._stopping = True
+            self.main.call_soon(self._set_stopped)
+
+    def _set_stopped(self) -> None:
+        assert self._stopped is not None
+        self._stopped.set()
+
+    # -- routing (transport thread) -----------------------------------------------------
+    def deliver(self, channel: Channel, identities: list[bytes], msg: Message) -> None:
+        """Hand a message to the loop that owns it; called on the transport's thread."""
+        if channel == "stdin":
+            if msg["msg_type"] == "input_reply":
+                self.stdin.on_reply(msg)
+            else:
+                log.warning("ignored %s on stdin", msg["msg_type"])
+            return
+        request = Request(msg, channel, identities)
+        if channel == "control":
+            self.control.call_soon(self._start_control, request)
+        elif msg["msg_type"] == "execute_request":
+            self.main.call_soon(self._executes.send_nowait, request)
+        else:
+            self.main.start_soon(self.handle, request)
+
+    def _start_control(self, request: Request) -> None:
+        # Control requests run in order: each runs to completion before the next starts.
+        self.control.start_soon(self._control_in_order, request)
+
+    _control_lock: anyio.Lock | None = None
+
+    async def _control_in_order(self, request: Request) -> None:
+        if self._control_lock is None:
+            self._control_lock = anyio.Lock()
+        async with self._control_lock:
+            await self.handle(request)
+
+    async def _run_executes(self) -> None:
+        async for request in self._pending_executes:
+            await self.handle(request)
+
+    def abort_queued_executes(self) -> int:
+        """Answer every queued execute_request with status 'aborted' (after an error)."""
+        aborted = 0
+        while True:
+            try:
+                request = self._pending_executes.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                return aborted
+            aborted += 1
+            with request_context(request):
+                self.publish_status("busy")
+                self.reply(
+                    request, {"status": "aborted", "execution_count": self.shell.execution_count}
+                )
+                self.publish_status("idle")
+
+    # -- answering ----------------------------------------------------------------------
+    async def handle(self, request: Request) -> None:
+        """Answer one request in its own context: busy, reply, idle."""
+        set_request(request)
+        msg_type = request.msg["msg_type"]
+        self.publish_status("busy")
+        try:
+            handler: Handler | None = self.handlers.for_type(msg_type)
+            if handler is None:
+                log.warning("unknown message type %r on %s", msg_type, request.channel)
+                if msg_type.endswith("_request"):
+                    self.reply(
+                        request,
+                        _error_content("UnknownMessageType", f"unknown msg_type {msg_type!r}"),
+                    )
+                return
+            try:
+                content = await handler(request)
+            except Exception as err:
+                log.exception("handling %s failed", msg_type)
+                if msg_type.endswith("_request"):
+                    self.reply(request, _error_content(type(err).__name__, str(err)))
+                return
+            if content is not None:
+                self.reply(request, content)
+        finally:
+            self.flush_streams()
+            self.publish_status("idle")
+
+    def reply(
+        self, request: Request, content: dict[str, Any], metadata: dict[str, Any] | None = None
+    ) -> None:
+        msg_type = request.msg["msg_type"].removesuffix("_request") + "_reply"
+        msg = new_message(msg_type, content, request.msg, metadata=metadata)
+        self.transport.send(request.channel, msg, request.identities)  # type: ignore[arg-type]
+
+    def publish(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        *,
+        metadata: dict[str, Any] | None = None,
+        buffers: list[bytes] | None = None,
+    ) -> None:
+        """Send on iopub with the current request as parent."""
+        request = current_request()
+        parent = request.msg if request is not None else None
+        msg = new_message(msg_type, content, parent, metadata=metadata, buffers=buffers)
+        self.transport.send("iopub", msg)
+
+    def publish_status(self, state: str) -> None:
+        self.publish("status", {"execution_state": state})
+
+    def flush_streams(self) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                log.exception("flushing %r failed", stream)
+
+    def get_parent(self, channel: str | None = None) -> Message:
+        """The current request's message (ipywidgets' Output widget asks for it)."""
+        request = current_request()
+        return request.msg if request is not None else {}
+
+    @property
+    def is_main_thread(self) -> bool:
+        return threading.current_thread() is threading.main_thread()
+
+
+def _error_content(ename: str, evalue: str) -> dict[str, Any]:
+    return {"status": "error", "ename": ename, "evalue": evalue, "traceback": []}

@@ -1,0 +1,82 @@
+"""Kernel specs: the JSON file that tells Jupyter how to start this kernel.
+
+The argv always names the interpreter that wrote the spec (``sys.executable``): a bare
+``python`` would depend on whatever PATH the notebook server happens to have.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_NAME", "kernel_dirs", "list_specs", "make_spec", "remove_spec", "write_spec"]
+
+DEFAULT_NAME = "async"
+
+
+def make_spec(name: str, display_name: str | None, settings_args: list[str]) -> dict[str, Any]:
+    return {
+        "argv": [sys.executable, "-m", "async_kernel", "-f", "{connection_file}", *settings_args],
+        "display_name": display_name or _default_display_name(name, settings_args),
+        "language": "python",
+        "interrupt_mode": "signal",
+        "metadata": {"debugger": False},
+        "env": {},
+    }
+
+
+def _default_display_name(name: str, settings_args: list[str]) -> str:
+    details = [a.split("=", 1)[1] for a in settings_args if "=" in a]
+    shown = [d for d in details if d not in ("asyncio", "plain")]
+    return (
+        f"Python 3 (async{': ' + ', '.join(shown) if shown else ''})"
+        if name.startswith("async")
+        else name
+    )
+
+
+def kernel_dirs(*, user: bool = False, prefix: str | None = None) -> Path:
+    """Where a spec is written: ``--user``, ``--prefix``, or this environment's prefix."""
+    if user:
+        from jupyter_core.paths import jupyter_data_dir
+
+        return Path(jupyter_data_dir()) / "kernels"
+    base = prefix if prefix is not None else sysconfig.get_path("data")
+    return Path(base) / "share" / "jupyter" / "kernels"
+
+
+def write_spec(
+    name: str, spec: dict[str, Any], *, user: bool = False, prefix: str | None = None
+) -> Path:
+    target = kernel_dirs(user=user, prefix=prefix) / name
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "kernel.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+    return target
+
+
+def remove_spec(name: str, *, user: bool = False, prefix: str | None = None) -> Path:
+    target = kernel_dirs(user=user, prefix=prefix) / name
+    if not (target / "kernel.json").exists():
+        raise FileNotFoundError(f"no kernel spec named {name!r} in {target.parent}")
+    shutil.rmtree(target)
+    return target
+
+
+def list_specs(*, user: bool = False, prefix: str | None = None) -> dict[str, Path]:
+    """Specs of this kernel (argv runs async_kernel) in the searched directory."""
+    root = kernel_dirs(user=user, prefix=prefix)
+    found: dict[str, Path] = {}
+    if root.is_dir():
+        for entry in sorted(root.iterdir()):
+            spec_file = entry / "kernel.json"
+            try:
+                argv = json.loads(spec_file.read_text(encoding="utf-8")).get("argv", [])
+            except (OSError, ValueError):
+                continue
+            if "async_kernel" in argv:
+                found[entry.name] = entry
+    return found

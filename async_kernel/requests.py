@@ -1,0 +1,301 @@
+"""One handler per request type: each takes a request and returns its reply content.
+
+A handler returns ``None`` for messages that have no reply (comm_open, comm_msg, comm_close).
+Everything about *where* and *when* a handler runs lives in :mod:`.kernel`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import psutil
+from IPython.core.completer import provisionalcompleter, rectify_completions
+from IPython.utils.tokenutil import token_at_cursor
+
+from ._version import __version__
+from .interrupt import interrupt_main_thread
+from .wire import PROTOCOL_VERSION
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+    from .parent import Request
+
+__all__ = ["RequestHandlers"]
+
+Reply = dict[str, Any]
+
+LANGUAGE_INFO: Reply = {
+    "name": "python",
+    "version": platform.python_version(),
+    "mimetype": "text/x-python",
+    "codemirror_mode": {"name": "ipython", "version": 3},
+    "pygments_lexer": "ipython3",
+    "nbconvert_exporter": "python",
+    "file_extension": ".py",
+}
+
+HELP_LINKS = [
+    {"text": "Python Reference", "url": "https://docs.python.org/3/"},
+    {"text": "IPython Reference", "url": "https://ipython.readthedocs.io/en/stable/"},
+    {"text": "anyio", "url": "https://anyio.readthedocs.io/"},
+]
+
+
+class RequestHandlers:
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self._process = psutil.Process()
+        self._table: dict[str, Callable[[Request], Awaitable[Reply | None]]] = {
+            "execute_request": self.execute_request,
+            "kernel_info_request": self.kernel_info_request,
+            "complete_request": self.complete_request,
+            "inspect_request": self.inspect_request,
+            "history_request": self.history_request,
+            "is_complete_request": self.is_complete_request,
+            "comm_info_request": self.comm_info_request,
+            "comm_open": self.comm_open,
+            "comm_msg": self.comm_msg,
+            "comm_close": self.comm_close,
+            "connect_request": self.connect_request,
+            "usage_request": self.usage_request,
+            "shutdown_request": self.shutdown_request,
+            "interrupt_request": self.interrupt_request,
+        }
+
+    def for_type(self, msg_type: str) -> Callable[[Request], Awaitable[Reply | None]] | None:
+        return self._table.get(msg_type)
+
+    def register(
+        self, msg_type: str, handler: Callable[[Request], Awaitable[Reply | None]]
+    ) -> None:
+        """Add or replace a handler (subshells and the debugger plug in here)."""
+        self._table[msg_type] = handler
+
+    def warm_up(self) -> None:
+        """Import the completer's heavy parts on a thread, off the first request's path."""
+
+        def warm() -> None:
+            try:
+                import jedi
+
+                jedi.Interpreter("import o", [{}]).complete()
+            except Exception:
+                pass
+
+        threading.Thread(target=warm, name="async-kernel-warm-up", daemon=True).start()
+
+    # -- execution --------------------------------------------------------------------------
+    async def execute_request(self, request: Request) -> Reply | None:
+        kernel, shell = self.kernel, self.kernel.shell
+        content = request.msg["content"]
+        code = str(content.get("code", ""))
+        silent = bool(content.get("silent", False))
+        store_history = bool(content.get("store_history", not silent))
+        stop_on_error = bool(content.get("stop_on_error", True))
+        user_expressions = content.get("user_expressions") or {}
+        if not silent:
+            kernel.publish(
+                "execute_input", {"code": code, "execution_count": shell.execution_count}
+            )
+        shell.last_error = None
+        try:
+            transformed: str | None = shell.transform_cell(code)
+            preprocessing_error = None
+        except Exception:
+            transformed, preprocessing_error = None, sys.exc_info()
+        cell_id = request.msg["metadata"].get("cellId")
+        result = await shell.run_cell_async(
+            code,
+            store_history=store_history,
+            silent=silent,
+            transformed_cell=transformed,
+            preprocessing_exc_tuple=preprocessing_error,
+            cell_id=cell_id,
+        )
+        kernel.flush_streams()
+        reply: Reply = {"execution_count": shell.execution_count - 1}
+        if result.success:
+            reply["status"] = "ok"
+            reply["user_expressions"] = (
+                shell.user_expressions(user_expressions)
+                if isinstance(user_expressions, dict)
+                else {}
+            )
+        else:
+            error = shell.last_error or {
+                "ename": type(result.error_in_exec or result.error_before_exec).__name__,
+                "evalue": str(result.error_in_exec or result.error_before_exec),
+                "traceback": [],
+            }
+            reply.update(status="error", user_expressions={}, **error)
+        reply["payload"] = shell.payloads.read_payload()
+        shell.payloads.clear_payload()
+        if shell.exit_now:
+            shell.exit_now = False
+        if not result.success and stop_on_error:
+            kernel.reply(request, reply)
+            kernel.abort_queued_executes()
+            return None
+        return reply
+
+    # -- introspection -------------------------------------------------------------------
+    async def kernel_info_request(self, request: Request) -> Reply:
+        return {
+            "status": "ok",
+            "protocol_version": PROTOCOL_VERSION,
+            "implementation": "async_kernel",
+            "implementation_version": __version__,
+            "language_info": LANGUAGE_INFO,
+            "banner": self.kernel.shell.banner,
+            "help_links": HELP_LINKS,
+            "debugger": False,
+            "supported_features": [],
+        }
+
+    async def complete_request(self, request: Request) -> Reply:
+        content = request.msg["content"]
+        code = str(content.get("code", ""))
+        cursor_pos = content.get("cursor_pos")
+        if not isinstance(cursor_pos, int) or not 0 <= cursor_pos <= len(code):
+            cursor_pos = len(code)
+        completer = self.kernel.shell.Completer
+        with provisionalcompleter():
+            found = list(rectify_completions(code, completer.completions(code, cursor_pos)))
+        start = found[0].start if found else cursor_pos
+        end = found[0].end if found else cursor_pos
+        types = [
+            {
+                "start": c.start,
+                "end": c.end,
+                "text": c.text,
+                "type": c.type,
+                "signature": c.signature,
+            }
+            for c in found
+        ]
+        return {
+            "status": "ok",
+            "matches": [c.text for c in found],
+            "cursor_start": start,
+            "cursor_end": end,
+            "metadata": {"_jupyter_types_experimental": types},
+        }
+
+    async def inspect_request(self, request: Request) -> Reply:
+        content = request.msg["content"]
+        code = str(content.get("code", ""))
+        cursor_pos = content.get("cursor_pos")
+        if not isinstance(cursor_pos, int) or not 0 <= cursor_pos <= len(code):
+            cursor_pos = len(code)
+        detail = 1 if content.get("detail_level") == 1 else 0
+        name = token_at_cursor(code, cursor_pos)
+        reply: Reply = {"status": "ok", "found": False, "data": {}, "metadata": {}}
+        try:
+            reply["data"] = self.kernel.shell.object_inspect_mime(name, detail_level=detail)
+            reply["found"] = True
+        except KeyError:
+            pass
+        return reply
+
+    async def history_request(self, request: Request) -> Reply:
+        content = request.msg["content"]
+        history = self.kernel.shell.history_manager
+        raw = bool(content.get("raw", True))
+        output = bool(content.get("output", False))
+        kind = content.get("hist_access_type", "tail")
+        if history is None:
+            return {"status": "ok", "history": []}
+        if kind == "tail":
+            entries = history.get_tail(
+                int(content.get("n", 10)), raw=raw, output=output, include_latest=True
+            )
+        elif kind == "range":
+            entries = history.get_range(
+                int(content.get("session", 0)),
+                int(content.get("start", 1)),
+                content.get("stop"),
+                raw=raw,
+                output=output,
+            )
+        elif kind == "search":
+            entries = history.search(
+                str(content.get("pattern", "*")),
+                raw=raw,
+                output=output,
+                n=content.get("n"),
+                unique=bool(content.get("unique", False)),
+            )
+        else:
+            return {
+                "status": "error",
+                "ename": "ValueError",
+                "evalue": f"unknown hist_access_type {kind!r}",
+                "traceback": [],
+            }
+        return {"status": "ok", "history": list(entries)}
+
+    async def is_complete_request(self, request: Request) -> Reply:
+        code = str(request.msg["content"].get("code", ""))
+        status, indent = self.kernel.shell.input_transformer_manager.check_complete(code)
+        reply: Reply = {"status": status}
+        if status == "incomplete":
+            reply["indent"] = " " * (indent or 0)
+        return reply
+
+    # -- comms --------------------------------------------------------------------------
+    async def comm_info_request(self, request: Request) -> Reply:
+        target = request.msg["content"].get("target_name")
+        comms = {
+            comm_id: {"target_name": comm.target_name}
+            for comm_id, comm in list(self.kernel.comm_manager.comms.items())
+            if target is None or comm.target_name == target
+        }
+        return {"status": "ok", "comms": comms}
+
+    async def comm_open(self, request: Request) -> None:
+        self.kernel.comm_manager.comm_open(None, None, request.msg)  # type: ignore[arg-type]
+
+    async def comm_msg(self, request: Request) -> None:
+        self.kernel.comm_manager.comm_msg(None, None, request.msg)  # type: ignore[arg-type]
+
+    async def comm_close(self, request: Request) -> None:
+        self.kernel.comm_manager.comm_close(None, None, request.msg)  # type: ignore[arg-type]
+
+    # -- process --------------------------------------------------------------------------
+    async def connect_request(self, request: Request) -> Reply:
+        info = getattr(self.kernel.transport, "info", None)
+        ports = (
+            {f"{c}_port": info.port(c) for c in ("shell", "iopub", "stdin", "control", "hb")}
+            if info
+            else {}
+        )
+        return {"status": "ok", **ports}
+
+    async def usage_request(self, request: Request) -> Reply:
+        with self._process.oneshot():
+            memory = self._process.memory_info()
+            cpu = self._process.cpu_percent()
+        return {
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "kernel_cpu": cpu,
+            "kernel_memory": memory.rss,
+            "host_cpu_percent": psutil.cpu_percent(),
+            "cpu_count": psutil.cpu_count(logical=True),
+            "host_virtual_memory": dict(psutil.virtual_memory()._asdict()),
+        }
+
+    async def shutdown_request(self, request: Request) -> Reply:
+        restart = bool(request.msg["content"].get("restart", False))
+        self.kernel.stop()
+        return {"status": "ok", "restart": restart}
+
+    async def interrupt_request(self, request: Request) -> Reply:
+        interrupt_main_thread()
+        return {"status": "ok"}

@@ -1,0 +1,244 @@
+"""The IPython shell, with its output wired to iopub and its awaits made interruptible.
+
+Cells run through ``run_cell_async`` on the kernel's own event loop, so top-level ``await``
+uses the kernel's backend (asyncio or trio) directly: no nested loop, no runner thread.
+"""
+
+from __future__ import annotations
+
+import bdb
+import sys
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+from IPython.core.displayhook import DisplayHook
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.core.payload import PayloadManager
+from traitlets import Any as AnyTrait
+from traitlets import Instance
+
+if TYPE_CHECKING:
+    from types import CodeType
+
+    from IPython.core.interactiveshell import ExecutionResult
+
+__all__ = ["AsyncShell", "Publisher"]
+
+
+class Publisher(Protocol):
+    """What the shell needs from the kernel: a way to put a message on iopub."""
+
+    def publish(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        *,
+        metadata: dict[str, Any] | None = None,
+        buffers: list[bytes] | None = None,
+    ) -> None: ...
+
+    def flush_streams(self) -> None: ...
+
+
+class KernelDisplayHook(DisplayHook):
+    """Sends a cell's result as ``execute_result``."""
+
+    def start_displayhook(self) -> None:
+        self._data: dict[str, Any] = {}
+        self._metadata: dict[str, Any] = {}
+
+    def write_output_prompt(self) -> None:
+        pass
+
+    def write_format_data(
+        self, format_dict: dict[str, Any], md_dict: dict[str, Any] | None = None
+    ) -> None:
+        self._data = format_dict
+        self._metadata = md_dict or {}
+
+    def finish_displayhook(self) -> None:
+        shell: AsyncShell = self.shell  # type: ignore[assignment]
+        publisher = shell.publisher
+        if publisher is not None and self._data:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            publisher.publish(
+                "execute_result",
+                {
+                    "data": self._data,
+                    "metadata": self._metadata,
+                    "execution_count": self.prompt_count,
+                },
+            )
+        self._data = {}
+        self._metadata = {}
+
+
+class KernelDisplayPublisher(DisplayPublisher):
+    """Sends ``display_data``, ``update_display_data`` and ``clear_output``."""
+
+    def publish(  # type: ignore[override]
+        self,
+        data: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        source: object = None,
+        *,
+        transient: dict[str, Any] | None = None,
+        update: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        shell: AsyncShell = self.shell  # type: ignore[assignment]
+        if shell.publisher is None:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        content = {"data": data, "metadata": metadata or {}, "transient": transient or {}}
+        shell.publisher.publish("update_display_data" if update else "display_data", content)
+
+    def clear_output(self, wait: bool = False) -> None:
+        shell: AsyncShell = self.shell  # type: ignore[assignment]
+        if shell.publisher is None:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        shell.publisher.publish("clear_output", {"wait": wait})
+
+
+GUI_ALIASES = {"qt5": "qt", "qt6": "qt", "qt": "qt", "tk": "tk", "tkagg": "tk", "qtagg": "qt"}
+
+
+class AsyncShell(InteractiveShell):
+    """An InteractiveShell whose output goes to iopub and whose cells can be interrupted."""
+
+    displayhook_class = KernelDisplayHook  # type: ignore[assignment]
+    display_pub_class = KernelDisplayPublisher  # type: ignore[assignment]
+    publisher = AnyTrait(None, allow_none=True)
+    kernel = AnyTrait(None, allow_none=True, help="The kernel that owns this shell.")
+    host_gui = Instance(str, ("",), help="The GUI the host loop runs ('' for none).")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.autoawait = True
+        self.last_error: dict[str, Any] | None = None
+        self._cell_scopes: set[anyio.CancelScope] = set()
+        self.set_hook("show_in_pager", self._page_payload, 99)  # type: ignore[arg-type]
+
+    # -- output ----------------------------------------------------------------------------
+    def init_io(self) -> None:
+        """Keep the kernel's sys.stdout/sys.stderr; IPython would otherwise replace them."""
+
+    def _showtraceback(
+        self, etype: type[BaseException], evalue: BaseException, stb: list[str]
+    ) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        content = {
+            "traceback": stb,
+            "ename": getattr(etype, "__name__", str(etype)),
+            "evalue": str(evalue),
+        }
+        self.last_error = content
+        if self.publisher is not None:
+            self.publisher.publish("error", content)
+
+    def _page_payload(
+        self, data: Any, start: int = 0, screen_lines: int = 0, pager_cmd: Any = None
+    ) -> None:
+        mime = data if isinstance(data, dict) else {"text/plain": str(data)}
+        self.payloads.write_payload({"source": "page", "data": mime, "start": start})
+
+    def set_next_input(self, s: str, replace: bool = False) -> None:
+        self.payloads.write_payload(
+            {"source": "set_next_input", "text": s, "replace": replace}
+        )
+
+    def ask_exit(self) -> None:
+        self.exit_now = True
+        self.payloads.write_payload(
+            {"source": "ask_exit", "keepkernel": self.keepkernel_on_exit}
+        )
+
+    keepkernel_on_exit = False
+
+    @property
+    def payloads(self) -> PayloadManager:
+        """The payload manager (IPython types it as optional; it always exists here)."""
+        assert self.payload_manager is not None
+        return self.payload_manager
+
+    # -- GUI -------------------------------------------------------------------------------
+    def enable_gui(self, gui: str | None = None) -> None:
+        """GUI event loops are chosen when the kernel starts, never switched inside it."""
+        if not gui or gui in ("inline", "widget", "ipympl"):
+            return
+        wanted = GUI_ALIASES.get(gui.lower(), gui.lower())
+        if wanted == self.host_gui:
+            return
+        if wanted in ("tk", "qt"):
+            raise UsageError(
+                f"'{gui}' needs a kernel whose host loop is {wanted}, but this kernel's is "
+                f"{self.host_gui or 'plain'}. Install and pick the matching kernel spec: "
+                f"async-kernel -a async-{wanted} --interface.loop={wanted}"
+            )
+        raise UsageError(f"GUI '{gui}' is not supported by async-kernel (supported: tk, qt)")
+
+    # -- running code ----------------------------------------------------------------------
+    async def run_code(  # type: ignore[override]
+        self, code_obj: CodeType, result: ExecutionResult | None = None, *, async_: bool = False
+    ) -> bool:
+        """Run one compiled block; returns True if it raised (shown as a traceback)."""
+        __tracebackhide__ = "__ipython_bottom__"
+        saved_hook, sys.excepthook = sys.excepthook, self.excepthook
+        self.sys_excepthook = saved_hook
+        try:
+            try:
+                if async_:
+                    await self._await_interruptibly(
+                        eval(code_obj, self.user_global_ns, self.user_ns)
+                    )
+                else:
+                    exec(code_obj, self.user_global_ns, self.user_ns)
+            finally:
+                sys.excepthook = saved_hook
+        except SystemExit as err:
+            if result is not None:
+                result.error_in_exec = err
+            self.showtraceback(exception_only=True)
+        except bdb.BdbQuit as err:
+            if result is not None:
+                result.error_in_exec = err
+        except self.custom_exceptions as err:  # type: ignore[misc]
+            if result is not None:
+                result.error_in_exec = err
+            self.CustomTB(*sys.exc_info())
+        except BaseException as err:
+            if result is not None:
+                result.error_in_exec = err
+            self.showtraceback(running_compiled_code=True)
+        else:
+            return False
+        return True
+
+    async def _await_interruptibly(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Await a cell; an interrupt cancels it and surfaces as KeyboardInterrupt."""
+        __tracebackhide__ = True
+        with anyio.CancelScope() as scope:
+            self._cell_scopes.add(scope)
+            try:
+                await coro
+            finally:
+                self._cell_scopes.discard(scope)
+        if scope.cancelled_caught:
+            raise KeyboardInterrupt("the awaiting cell was interrupted")
+
+    def cancel_awaiting_cells(self) -> None:
+        """Cancel every cell of this shell that is waiting in an ``await`` (its loop's thread)."""
+        for scope in list(self._cell_scopes):
+            scope.cancel()
+
+    @property
+    def has_awaiting_cells(self) -> bool:
+        return bool(self._cell_scopes)

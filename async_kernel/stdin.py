@@ -1,0 +1,85 @@
+"""``input()`` and ``getpass()`` over the stdin channel.
+
+The request goes to the client that sent the execute_request; the reply comes back on the
+transport's thread and wakes the waiting code.  The wait is a plain lock wait, so an
+interrupt (SIGINT) breaks it with KeyboardInterrupt like any blocking call.
+"""
+
+from __future__ import annotations
+
+import builtins
+import getpass
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import StdinNotImplementedError
+
+from .parent import current_request
+from .wire import Message, new_message
+
+if TYPE_CHECKING:
+    from .transport import Transport
+
+__all__ = ["StdinBridge"]
+
+
+class _Pending:
+    def __init__(self, parent_id: str) -> None:
+        self.parent_id = parent_id
+        self.done = threading.Event()
+        self.value = ""
+
+
+class StdinBridge:
+    """Asks the client for a line of input and waits for its input_reply."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+        self._lock = threading.Lock()
+        self._pending: list[_Pending] = []
+
+    def install(self) -> None:
+        builtins.input = self.input
+        getpass.getpass = self.getpass  # type: ignore[assignment]
+
+    def input(self, prompt: object = "") -> str:
+        return self.ask(str(prompt), password=False)
+
+    def getpass(self, prompt: str = "Password: ", stream: Any = None) -> str:
+        return self.ask(prompt, password=True)
+
+    def ask(self, prompt: str, *, password: bool) -> str:
+        request = current_request()
+        if request is None or not request.allow_stdin:
+            raise StdinNotImplementedError(
+                "input() was called, but this frontend does not support input requests "
+                "(the execute_request did not set allow_stdin)."
+            )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        msg = new_message("input_request", {"prompt": prompt, "password": password}, request.msg)
+        pending = _Pending(msg["msg_id"])
+        with self._lock:
+            self._pending.append(pending)
+        try:
+            self._transport.send("stdin", msg, request.identities)
+            pending.done.wait()
+        finally:
+            with self._lock:
+                if pending in self._pending:
+                    self._pending.remove(pending)
+        return pending.value
+
+    def on_reply(self, msg: Message) -> None:
+        """Accept an input_reply (any thread); only ``content.value`` is required."""
+        value = msg["content"].get("value", "")
+        parent_id = msg.get("parent_header", {}).get("msg_id")
+        with self._lock:
+            if not self._pending:
+                return
+            match = next((p for p in self._pending if p.parent_id == parent_id), None)
+            pending = match or self._pending[0]  # clients may leave parent_header empty
+            self._pending.remove(pending)
+        pending.value = value if isinstance(value, str) else str(value)
+        pending.done.set()

@@ -1,0 +1,190 @@
+"""The Jupyter wire format: multipart frames <-> message dicts, with HMAC signing.
+
+A message on the wire is ``[*identities, b"<IDS|MSG>", signature, header, parent_header,
+metadata, content, *buffers]``.  The signature is an HMAC over the four JSON frames with the
+key and scheme of the connection file; an empty key means messages are unsigned.
+
+This module owns only the encoding.  It never touches a socket, so the same codec serves the
+ZMQ transport and the fuzz tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import uuid
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+
+__all__ = ["DELIMITER", "PROTOCOL_VERSION", "Codec", "Message", "ProtocolError", "new_message"]
+
+DELIMITER: Final = b"<IDS|MSG>"
+PROTOCOL_VERSION: Final = "5.5"
+
+Message = dict[str, Any]
+"""A message as jupyter_client and the ``comm`` package see it: header, parent_header,
+metadata, content and buffers, plus msg_id and msg_type copied from the header."""
+
+_REQUIRED_HEADER_FIELDS: Final = ("msg_id", "msg_type")
+_DUMPS_OPTIONS: Final = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+_SESSION: Final = uuid.uuid4().hex
+
+
+class ProtocolError(ValueError):
+    """A message that cannot be accepted; the text says why (it is logged, never raised on)."""
+
+
+def _json_default(obj: object) -> Any:
+    """Encode what orjson does not know the way jupyter_client does."""
+    if isinstance(obj, bytes | bytearray | memoryview):
+        return base64.b64encode(obj).decode("ascii")
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)  # pyright: ignore[reportUnknownArgumentType]
+    if hasattr(obj, "__float__"):
+        return float(obj)  # pyright: ignore[reportArgumentType]
+    return repr(obj)
+
+
+def dumps(obj: object) -> bytes:
+    """Serialize to JSON bytes; dates become ISO-8601 strings."""
+    return orjson.dumps(obj, default=_json_default, option=_DUMPS_OPTIONS)
+
+
+def loads(data: bytes) -> Any:
+    return orjson.loads(data)
+
+
+def new_header(
+    msg_type: str, *, session: str = _SESSION, username: str = "kernel"
+) -> dict[str, Any]:
+    return {
+        "msg_id": uuid.uuid4().hex,
+        "msg_type": msg_type,
+        "username": username,
+        "session": session,
+        "date": datetime.now(UTC),
+        "version": PROTOCOL_VERSION,
+    }
+
+
+def new_message(
+    msg_type: str,
+    content: dict[str, Any],
+    parent: Message | None = None,
+    *,
+    metadata: dict[str, Any] | None = None,
+    buffers: list[bytes] | None = None,
+) -> Message:
+    """Build a message whose parent_header is ``parent``'s header (empty without a parent)."""
+    header = new_header(msg_type)
+    return {
+        "header": header,
+        "msg_id": header["msg_id"],
+        "msg_type": msg_type,
+        "parent_header": parent["header"] if parent else {},
+        "metadata": metadata if metadata is not None else {},
+        "content": content,
+        "buffers": buffers or [],
+    }
+
+
+class Codec:
+    """Turns messages into signed frames and back, refusing forged and replayed messages.
+
+    ``replay_history`` bounds the memory of seen signatures: a duplicate within that window is
+    refused.  Signatures older than the window can no longer be recognised, which is the
+    trade-off every Jupyter kernel makes.
+    """
+
+    def __init__(
+        self, key: bytes = b"", scheme: str = "hmac-sha256", *, replay_history: int = 1 << 16
+    ) -> None:
+        if key and not scheme.startswith("hmac-"):
+            raise ValueError(f"unsupported signature scheme {scheme!r}")
+        self.key = key
+        self.scheme = scheme
+        self._hmac: hmac.HMAC | None = None
+        if key:
+            digest = scheme.removeprefix("hmac-")
+            try:
+                hashlib.new(digest)
+            except ValueError:
+                raise ValueError(f"unsupported signature scheme {scheme!r}") from None
+            self._hmac = hmac.new(key, digestmod=digest)
+        self._seen: set[bytes] = set()
+        self._seen_order: deque[bytes] = deque()
+        self._history = replay_history
+
+    def sign(self, parts: list[bytes]) -> bytes:
+        if self._hmac is None:
+            return b""
+        mac = self._hmac.copy()
+        for part in parts:
+            mac.update(part)
+        return mac.hexdigest().encode("ascii")
+
+    def encode(self, msg: Message, identities: list[bytes] | None = None) -> list[bytes]:
+        """The frames for ``msg``, addressed to ``identities`` (ROUTER) or a topic (PUB)."""
+        parts = [
+            dumps(msg["header"]),
+            dumps(msg.get("parent_header") or {}),
+            dumps(msg.get("metadata") or {}),
+            dumps(msg.get("content") or {}),
+        ]
+        frames = [*(identities or []), DELIMITER, self.sign(parts), *parts]
+        frames.extend(msg.get("buffers") or [])
+        return frames
+
+    def split_identities(self, frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+        try:
+            index = frames.index(DELIMITER)
+        except ValueError:
+            raise ProtocolError("no <IDS|MSG> delimiter in the frames") from None
+        return frames[:index], frames[index + 1 :]
+
+    def decode(self, frames: list[bytes]) -> tuple[list[bytes], Message]:
+        """Check the signature and parse; raises ProtocolError with the reason on bad input."""
+        identities, rest = self.split_identities(frames)
+        if len(rest) < 5:
+            raise ProtocolError(f"expected at least 5 frames after the delimiter, got {len(rest)}")
+        signature, *parts = rest[:5]
+        if self._hmac is not None:
+            if not signature:
+                raise ProtocolError("unsigned message")
+            expected = self.sign(parts)
+            if not hmac.compare_digest(signature, expected):
+                raise ProtocolError("invalid signature")
+            if signature in self._seen:
+                raise ProtocolError("replayed message (duplicate signature)")
+            self._remember(signature)
+        try:
+            header, parent_header, metadata, content = (loads(p) for p in parts)
+        except orjson.JSONDecodeError as err:
+            raise ProtocolError(f"invalid JSON: {err}") from None
+        if not isinstance(header, dict):
+            raise ProtocolError("header is not a JSON object")
+        for field in _REQUIRED_HEADER_FIELDS:
+            if not isinstance(header.get(field), str):
+                raise ProtocolError(f"header field {field!r} missing or not a string")
+        if not isinstance(content, dict):
+            raise ProtocolError("content is not a JSON object")
+        msg: Message = {
+            "header": header,
+            "msg_id": header["msg_id"],
+            "msg_type": header["msg_type"],
+            "parent_header": parent_header if isinstance(parent_header, dict) else {},
+            "metadata": metadata if isinstance(metadata, dict) else {},
+            "content": content,
+            "buffers": rest[5:],
+        }
+        return identities, msg
+
+    def _remember(self, signature: bytes) -> None:
+        self._seen.add(signature)
+        self._seen_order.append(signature)
+        if len(self._seen_order) > self._history:
+            self._seen.discard(self._seen_order.popleft())

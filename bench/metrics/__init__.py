@@ -1,0 +1,47 @@
+"""Metric functions (one module each) and the table of what every result key means.
+
+Each metric module has ``measure(session, cfg) -> dict[key, value]``; values are numbers, or
+strings such as "timeout" when a bounded wait ran out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    key: str
+    label: str
+    unit: str
+    better: Literal["lower", "higher"] = "lower"
+    reference: Literal["floor", "ipykernel", None] = None
+
+
+INFO: tuple[MetricInfo, ...] = (
+    MetricInfo("startup_ms", "startup to kernel_info_reply", "ms", reference="ipykernel"),
+    MetricInfo("rss_start_mb", "RSS after start-up", "MiB", reference="ipykernel"),
+    MetricInfo("rss_exec_mb", "RSS after first execute", "MiB", reference="ipykernel"),
+    MetricInfo("rt_median_ms", "execute `pass` round trip, median", "ms", reference="floor"),
+    MetricInfo("rt_p99_ms", "execute `pass` round trip, p99", "ms", reference="floor"),
+    MetricInfo("throughput_per_s", "execute throughput", "replies/s", "higher", "floor"),
+    MetricInfo("print_s", "100k `print(i)` to idle", "s", reference="ipykernel"),
+    MetricInfo("print_lines", "print lines received", "lines", "higher"),
+    MetricInfo("print_in_order", "print lines all present, in order", "bool", "higher"),
+    MetricInfo("kernel_info_idle_ms", "shell kernel_info, idle", "ms"),
+    MetricInfo("kernel_info_load_ms", "shell kernel_info, cell awaiting", "ms"),
+    MetricInfo("comm_info_idle_ms", "comm_info, idle", "ms"),
+    MetricInfo("comm_info_load_ms", "comm_info, cell awaiting", "ms"),
+    MetricInfo("complete_idle_ms", "complete `impo`, idle (warm)", "ms"),
+    MetricInfo("complete_load_ms", "complete `impo`, cell awaiting", "ms"),
+    MetricInfo("inspect_idle_ms", "inspect `print`, idle (warm)", "ms"),
+    MetricInfo("inspect_load_ms", "inspect `print`, cell awaiting", "ms"),
+    MetricInfo("control_idle_ms", "control kernel_info, idle", "ms"),
+    MetricInfo("control_blocked_ms", "control kernel_info, cell in time.sleep", "ms"),
+    MetricInfo("comm_release_ms", "comm_msg to awaiting cell's reply", "ms"),
+    MetricInfo("interrupt_sync_ms", "interrupt `time.sleep(30)`", "ms"),
+    MetricInfo("interrupt_async_ms", "interrupt awaited sleep(30)", "ms"),
+)
+
+BY_KEY = {m.key: m for m in INFO}

@@ -31,7 +31,7 @@ def _stack_contains(frame: FrameType | None, code: CodeType) -> bool:
     return False
 
 
-def install_sigint_handler(cell_code: CodeType, cancel_awaiting: Callable[[], None]) -> None:
+def install_sigint_handler(cell_code: CodeType, cancel_awaiting: Callable[[], object]) -> None:
     """On SIGINT: raise in running cell code (``cell_code`` on the stack), else cancel awaits.
 
     ``cancel_awaiting`` is called from the signal handler and must only schedule work in a

@@ -3,16 +3,16 @@
 Routing (see docs/concurrency.md):
 - control messages run on the control thread's own loop, in order, always answered;
 - shell ``execute_request`` messages run one at a time, in arrival order, on the main loop;
-- every other shell message starts its own task at once, so it is answered while a cell
-  awaits.
+- every other shell message is handled in arrival order by a second queue on the main loop,
+  so it is answered while a cell awaits (and comm_open still precedes its comm_msg).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,8 @@ import anyio
 from .caller import Caller
 from .comms import install_comms
 from .connection import Channel
+from .debugger import install_debugger
+from .history import batch_history_writes
 from .interrupt import install_sigint_handler
 from .iostream import OutStream
 from .parent import (
@@ -30,18 +32,21 @@ from .parent import (
     request_context,
     set_request,
 )
+from .request_queue import RequestQueue
 from .requests import RequestHandlers
 from .settings import InterfaceSettings
 from .shell import AsyncShell
 from .stdin import StdinBridge
+from .subshells import Subshells, cell_mode, run_on_thread
+from .validation import invalid_content
 from .wire import Message, new_message
 
 if TYPE_CHECKING:
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-
     from .transport import Deliver, Transport
 
 __all__ = ["Kernel"]
+
+_MAIN_SHELL_ONLY = frozenset({"comm_open", "comm_msg", "comm_close", "comm_info_request"})
 
 log = logging.getLogger("async_kernel")
 
@@ -55,8 +60,13 @@ class Kernel:
         self,
         settings: InterfaceSettings,
         make_transport: Callable[[Deliver], Transport],
+        *,
+        single_thread: bool = False,
     ) -> None:
         self.settings = settings
+        # Single-thread mode (callback interface, Pyodide): control runs on the main loop
+        # and the kernel starts no thread of its own.
+        self.single_thread = single_thread
         self._make_transport = make_transport
         self.transport: Transport
         self.shell: AsyncShell
@@ -64,24 +74,32 @@ class Kernel:
         self.control: Caller
         self.stdin: StdinBridge
         self.handlers = RequestHandlers(self)
+        self.subshells = Subshells(self)
+        self.subshells.install()
         self._stopping = False
         self._stopped: anyio.Event | None = None
-        self._executes: MemoryObjectSendStream[Request]
-        self._pending_executes: MemoryObjectReceiveStream[Request]
+        self._executes: RequestQueue
+        self._shell_requests: RequestQueue
+        self._control_requests: RequestQueue
 
     # -- lifecycle (main thread) -------------------------------------------------------
     async def serve(self, *, ready: Callable[[Kernel], object] | None = None) -> None:
         """Run the kernel until a shutdown_request; must be awaited on the main thread."""
         self._stopped = anyio.Event()
-        self._executes, self._pending_executes = anyio.create_memory_object_stream[Request](
-            math.inf
-        )
         async with Caller.open("shell") as main:
             self.main = main
-            self.control = Caller.start_new(self.settings.backend, "control")
+            self.control = (
+                main if self.single_thread else Caller.start_new(self.settings.backend, "control")
+            )
             self.transport = self._make_transport(self.deliver)
             self._init_shell()
-            main.start_soon(self._run_executes)
+            # Executes wait for each other; other shell requests only for each other, so
+            # they are answered while a cell awaits; control has its own loop and queue.
+            self._executes = RequestQueue(main, self.handle)
+            self._shell_requests = RequestQueue(main, self.handle)
+            self._control_requests = RequestQueue(self.control, self.handle)
+            for queue in (self._executes, self._shell_requests, self._control_requests):
+                queue.start()
             start = getattr(self.transport, "start", None)
             if start is not None:
                 start()
@@ -90,7 +108,9 @@ class Kernel:
             try:
                 await self._stopped.wait()
             finally:
-                self.control.stop()
+                if self.control is not main:
+                    self.control.stop()
+                self.subshells.stop_all()
                 self._teardown_shell()
         self.transport.close()
 
@@ -103,12 +123,17 @@ class Kernel:
         self.stdin.install()
         self.shell = AsyncShell.instance(kernel=self, publisher=self, host_gui=self._host_gui())
         self.shell.display_banner = False  # type: ignore[attr-defined]
+        self.last_activity = [time.monotonic()]
+        self.main.start_soon(batch_history_writes, self.shell.history_manager, self.last_activity)
         self.comm_manager = install_comms(self)
-        install_sigint_handler(
-            AsyncShell.run_code.__code__,
-            lambda: self.main.call_soon(self.shell.cancel_awaiting_cells),
-        )
-        self.handlers.warm_up()
+        if self.is_main_thread:
+            install_sigint_handler(
+                AsyncShell.run_code.__code__,
+                lambda: self.main.call_soon(self.shell.cancel_awaiting_cells),
+            )
+        install_debugger(self)
+        if not self.single_thread:
+            self.handlers.warm_up()
 
     def _host_gui(self) -> str:
         return "" if self.settings.loop == "plain" else self.settings.loop
@@ -139,37 +164,35 @@ class Kernel:
             return
         request = Request(msg, channel, identities)
         if channel == "control":
-            self.control.call_soon(self._start_control, request)
+            self._control_requests.put(request)
+        elif msg["msg_type"] in _MAIN_SHELL_ONLY:
+            # JupyterLab may send widget comms over a subshell; their callbacks touch objects
+            # of the main shell (an anyio.Event a cell awaits), so they run on its loop, which
+            # stays responsive while cells await.
+            self._shell_requests.put(request)
+        elif subshell_id := msg["header"].get("subshell_id"):
+            self.subshells.deliver(subshell_id, request)
         elif msg["msg_type"] == "execute_request":
-            self.main.call_soon(self._executes.send_nowait, request)
+            mode = cell_mode(msg)  # '# task' / '# thread' cells skip the queue
+            if mode == "queue":
+                self._executes.put(request)
+            elif mode == "task" or self.single_thread:
+                self.main.start_soon(self.handle, request)
+            else:
+                run_on_thread(self, request)
         else:
-            self.main.start_soon(self.handle, request)
+            self._shell_requests.put(request)
 
-    def _start_control(self, request: Request) -> None:
-        # Control requests run in order: each runs to completion before the next starts.
-        self.control.start_soon(self._control_in_order, request)
+    def take_queued_executes(self) -> list[Request]:
+        """Remove and return the execute_requests waiting behind the current one."""
+        elsewhere = self.subshells.take_queued_for(current_request())
+        if elsewhere is not None:  # a subshell's queue, or none ('# task' / '# thread')
+            return elsewhere
+        return self._executes.take_all()
 
-    _control_lock: anyio.Lock | None = None
-
-    async def _control_in_order(self, request: Request) -> None:
-        if self._control_lock is None:
-            self._control_lock = anyio.Lock()
-        async with self._control_lock:
-            await self.handle(request)
-
-    async def _run_executes(self) -> None:
-        async for request in self._pending_executes:
-            await self.handle(request)
-
-    def abort_queued_executes(self) -> int:
-        """Answer every queued execute_request with status 'aborted' (after an error)."""
-        aborted = 0
-        while True:
-            try:
-                request = self._pending_executes.receive_nowait()
-            except (anyio.WouldBlock, anyio.EndOfStream):
-                return aborted
-            aborted += 1
+    def abort(self, requests: list[Request]) -> None:
+        """Answer each request with status 'aborted' (the cell before them failed)."""
+        for request in requests:
             with request_context(request):
                 self.publish_status("busy")
                 self.reply(
@@ -192,6 +215,12 @@ class Kernel:
                         request,
                         _error_content("UnknownMessageType", f"unknown msg_type {msg_type!r}"),
                     )
+                return
+            problem = invalid_content(msg_type, request.msg["content"])
+            if problem is not None:
+                log.warning("invalid %s on %s: %s", msg_type, request.channel, problem)
+                if msg_type.endswith("_request"):
+                    self.reply(request, _error_content("InvalidRequest", problem))
                 return
             try:
                 content = await handler(request)

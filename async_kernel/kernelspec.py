@@ -24,9 +24,16 @@ def make_spec(name: str, display_name: str | None, settings_args: list[str]) -> 
         "display_name": display_name or _default_display_name(name, settings_args),
         "language": "python",
         "interrupt_mode": "signal",
-        "metadata": {"debugger": False},
+        "metadata": {"debugger": False, "supported_encryption": _supported_encryption()},
         "env": {},
     }
+
+
+def _supported_encryption() -> list[str]:
+    """What jupyter_client may provision (``transport_encryption``): CURVE if libzmq has it."""
+    import zmq
+
+    return ["curve"] if zmq.has("curve") else []
 
 
 def _default_display_name(name: str, settings_args: list[str]) -> str:

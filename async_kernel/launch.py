@@ -9,14 +9,18 @@ from pathlib import Path
 
 from .connection import ConnectionInfo, read_connection_file, write_connection_file
 from .kernel import Kernel
+from .parent_poller import start_parent_poller
 from .settings import InterfaceSettings
 from .transport.base import Deliver
+from .transport.curve import curve_keys
 from .transport.zmq_transport import ZmqTransport
 from .wire import Codec
 
 __all__ = ["run_kernel"]
 
 log = logging.getLogger("async_kernel")
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _load(path: Path | None) -> tuple[Path, ConnectionInfo]:
@@ -45,15 +49,25 @@ def run_kernel(connection_file: str | None, settings: InterfaceSettings) -> None
             print(f"async-kernel: connection file {path}", file=sys.__stderr__)
         return transport
 
-    if info.ip not in ("127.0.0.1", "localhost", "::1") and info.transport == "tcp":
-        log.warning(
-            "listening on %s: anyone who can reach this address and holds the key can run "
-            "code; messages are not encrypted",
-            info.ip,
-        )
+    _warn_if_exposed(info)
     kernel = Kernel(settings, make_transport)
+    start_parent_poller(kernel.stop)
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     _run_on_host(kernel, settings)
+
+
+def _warn_if_exposed(info: ConnectionInfo) -> None:
+    """Say loudly when others could read or forge this kernel's traffic."""
+    encrypted = curve_keys(info.extra) is not None
+    if info.transport == "tcp" and info.ip not in LOOPBACK and not encrypted:
+        log.warning(
+            "listening on %s WITHOUT ENCRYPTION: anyone on the network can read this "
+            "kernel's traffic, and anyone who gets the key can run code; bind to 127.0.0.1 "
+            "or use transport encryption (CurveZMQ)",
+            info.ip,
+        )
+    if not info.key:
+        log.warning("the connection file has no key: messages are not signed or checked")
 
 
 def _run_on_host(kernel: Kernel, settings: InterfaceSettings) -> None:
@@ -62,7 +76,10 @@ def _run_on_host(kernel: Kernel, settings: InterfaceSettings) -> None:
 
         anyio.run(kernel.serve, backend=settings.backend)
         return
-    from .gui_hosts import check_host, run_with_host
+    from .gui_hosts import HostUnavailableError, check_host, run_with_host
 
-    check_host(settings.loop)
+    try:
+        check_host(settings.loop)
+    except HostUnavailableError as err:  # a set-up problem: say what to do, no traceback
+        sys.exit(f"async-kernel: cannot start the {settings.loop} host loop: {err}")
     run_with_host(settings.loop, settings.backend, kernel.serve)

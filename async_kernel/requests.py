@@ -11,10 +11,10 @@ import platform
 import socket
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import psutil
 from IPython.core.completer import provisionalcompleter, rectify_completions
 from IPython.utils.tokenutil import token_at_cursor
 
@@ -50,7 +50,7 @@ HELP_LINKS = [
 class RequestHandlers:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
-        self._process = psutil.Process()
+        self._process: Any = None  # psutil, imported on first use (Pyodide lacks it)
         self._table: dict[str, Callable[[Request], Awaitable[Reply | None]]] = {
             "execute_request": self.execute_request,
             "kernel_info_request": self.kernel_info_request,
@@ -109,15 +109,23 @@ class RequestHandlers:
             preprocessing_error = None
         except Exception:
             transformed, preprocessing_error = None, sys.exc_info()
+        kernel.last_activity[0] = time.monotonic()
         cell_id = request.msg["metadata"].get("cellId")
-        result = await shell.run_cell_async(
-            code,
-            store_history=store_history,
-            silent=silent,
-            transformed_cell=transformed,
-            preprocessing_exc_tuple=preprocessing_error,
-            cell_id=cell_id,
-        )
+        try:
+            result = await shell.run_cell_async(
+                code,
+                store_history=store_history,
+                silent=silent,
+                transformed_cell=transformed,
+                preprocessing_exc_tuple=preprocessing_error,
+                cell_id=cell_id,
+            )
+        finally:
+            # IPython fires these from its sync run_cell only; extensions hook them
+            # (matplotlib-inline sends the cell's figures on post_execute).
+            shell.events.trigger("post_execute")
+        if not silent:
+            shell.events.trigger("post_run_cell", result)
         kernel.flush_streams()
         reply: Reply = {"execution_count": shell.execution_count - 1}
         if result.success:
@@ -139,8 +147,11 @@ class RequestHandlers:
         if shell.exit_now:
             shell.exit_now = False
         if not result.success and stop_on_error:
+            # Take the queue before replying: a client may answer the reply with a new
+            # request at once, and that one must run.
+            queued = kernel.take_queued_executes()
             kernel.reply(request, reply)
-            kernel.abort_queued_executes()
+            kernel.abort(queued)
             return None
         return reply
 
@@ -154,8 +165,16 @@ class RequestHandlers:
             "language_info": LANGUAGE_INFO,
             "banner": self.kernel.shell.banner,
             "help_links": HELP_LINKS,
-            "debugger": False,
-            "supported_features": [],
+            # Advertised only when a handler is installed (debugpy importable).
+            "debugger": "debug_request" in self._table,
+            "supported_features": [
+                feature
+                for feature, msg_type in (
+                    ("debugger", "debug_request"),
+                    ("kernel subshells", "create_subshell_request"),
+                )
+                if msg_type in self._table
+            ],
         }
 
     async def complete_request(self, request: Request) -> Reply:
@@ -238,7 +257,9 @@ class RequestHandlers:
                 "evalue": f"unknown hist_access_type {kind!r}",
                 "traceback": [],
             }
-        return {"status": "ok", "history": list(entries)}
+        # IPython numbers the running session 0; clients expect the number tail reports.
+        current = history.session_number
+        return {"status": "ok", "history": [(s or current, *rest) for s, *rest in entries]}
 
     async def is_complete_request(self, request: Request) -> Reply:
         code = str(request.msg["content"].get("code", ""))
@@ -278,10 +299,15 @@ class RequestHandlers:
         return {"status": "ok", **ports}
 
     async def usage_request(self, request: Request) -> Reply:
+        import psutil
+
+        if self._process is None:
+            self._process = psutil.Process()
         with self._process.oneshot():
             memory = self._process.memory_info()
             cpu = self._process.cpu_percent()
         return {
+            "status": "ok",
             "hostname": socket.gethostname(),
             "pid": os.getpid(),
             "kernel_cpu": cpu,
@@ -293,9 +319,15 @@ class RequestHandlers:
 
     async def shutdown_request(self, request: Request) -> Reply:
         restart = bool(request.msg["content"].get("restart", False))
-        self.kernel.stop()
+        # Stop only after this handler's reply and idle status are queued for sending.
+        self.kernel.control.call_soon(self.kernel.stop)
         return {"status": "ok", "restart": restart}
 
     async def interrupt_request(self, request: Request) -> Reply:
-        interrupt_main_thread()
+        if self.kernel.single_thread:
+            # No signals between threads here: cancel what awaits (blocking code cannot be
+            # interrupted in this mode, as in Pyodide).
+            self.kernel.shell.cancel_awaiting_cells()
+        else:
+            interrupt_main_thread()
         return {"status": "ok"}

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import bdb
 import sys
+import threading
 from collections.abc import Coroutine
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -19,6 +21,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.payload import PayloadManager
 from traitlets import Any as AnyTrait
 from traitlets import Instance
+
+from .namespaces import active_namespace
 
 if TYPE_CHECKING:
     from types import CodeType
@@ -122,9 +126,38 @@ class AsyncShell(InteractiveShell):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.autoawait = True
-        self.last_error: dict[str, Any] | None = None
-        self._cell_scopes: set[anyio.CancelScope] = set()
+        self.last_error = None
+        # Each scope with the thread whose loop owns it: a scope is cancelled only there.
+        self._cell_scopes: dict[anyio.CancelScope, int] = {}
         self.set_hook("show_in_pager", self._page_payload, 99)  # type: ignore[arg-type]
+
+    # -- namespaces: a subshell's task sees its own (see namespaces.py) ---------------------
+    @property
+    def user_ns(self) -> dict[str, Any]:  # type: ignore[override]
+        namespace = active_namespace()
+        return self._user_ns if namespace is None else namespace
+
+    @user_ns.setter
+    def user_ns(self, ns: dict[str, Any]) -> None:  # pyright: ignore[reportIncompatibleVariableOverride]
+        self._user_ns = ns
+
+    @property
+    def user_global_ns(self) -> dict[str, Any]:  # type: ignore[override]
+        namespace = active_namespace()
+        return self.user_module.__dict__ if namespace is None else namespace
+
+    # The error of the cell running in this task (cells of subshells run at the same time).
+    _last_error: ContextVar[dict[str, Any] | None] = ContextVar(
+        "async_kernel_last_error", default=None
+    )
+
+    @property
+    def last_error(self) -> dict[str, Any] | None:
+        return self._last_error.get()
+
+    @last_error.setter
+    def last_error(self, error: dict[str, Any] | None) -> None:
+        self._last_error.set(error)
 
     # -- output ----------------------------------------------------------------------------
     def init_io(self) -> None:
@@ -144,22 +177,20 @@ class AsyncShell(InteractiveShell):
         if self.publisher is not None:
             self.publisher.publish("error", content)
 
+    @staticmethod
     def _page_payload(
-        self, data: Any, start: int = 0, screen_lines: int = 0, pager_cmd: Any = None
+        shell: AsyncShell, data: Any, start: int = 0, screen_lines: int = 0, pager_cmd: Any = None
     ) -> None:
+        """IPython's pager hook: the page travels as a reply payload, as Jupyter expects."""
         mime = data if isinstance(data, dict) else {"text/plain": str(data)}
-        self.payloads.write_payload({"source": "page", "data": mime, "start": start})
+        shell.payloads.write_payload({"source": "page", "data": mime, "start": start})
 
     def set_next_input(self, s: str, replace: bool = False) -> None:
-        self.payloads.write_payload(
-            {"source": "set_next_input", "text": s, "replace": replace}
-        )
+        self.payloads.write_payload({"source": "set_next_input", "text": s, "replace": replace})
 
     def ask_exit(self) -> None:
         self.exit_now = True
-        self.payloads.write_payload(
-            {"source": "ask_exit", "keepkernel": self.keepkernel_on_exit}
-        )
+        self.payloads.write_payload({"source": "ask_exit", "keepkernel": self.keepkernel_on_exit})
 
     keepkernel_on_exit = False
 
@@ -170,6 +201,14 @@ class AsyncShell(InteractiveShell):
         return self.payload_manager
 
     # -- GUI -------------------------------------------------------------------------------
+    def enable_matplotlib(self, gui: str | None = None) -> tuple[Any, Any]:
+        """Check the GUI first: IPython would switch matplotlib and remember the GUI before
+        asking ``enable_gui``, leaving a refused GUI stuck for every later ``%matplotlib``."""
+        from IPython.core.pylabtools import find_gui_and_backend
+
+        self.enable_gui(find_gui_and_backend(gui)[0])
+        return super().enable_matplotlib(gui)  # type: ignore[no-any-return]
+
     def enable_gui(self, gui: str | None = None) -> None:
         """GUI event loops are chosen when the kernel starts, never switched inside it."""
         if not gui or gui in ("inline", "widget", "ipympl"):
@@ -226,18 +265,23 @@ class AsyncShell(InteractiveShell):
         """Await a cell; an interrupt cancels it and surfaces as KeyboardInterrupt."""
         __tracebackhide__ = True
         with anyio.CancelScope() as scope:
-            self._cell_scopes.add(scope)
+            self._cell_scopes[scope] = threading.get_ident()
             try:
                 await coro
             finally:
-                self._cell_scopes.discard(scope)
+                self._cell_scopes.pop(scope, None)
         if scope.cancelled_caught:
             raise KeyboardInterrupt("the awaiting cell was interrupted")
 
     def cancel_awaiting_cells(self) -> None:
-        """Cancel every cell of this shell that is waiting in an ``await`` (its loop's thread)."""
-        for scope in list(self._cell_scopes):
-            scope.cancel()
+        """Cancel the cells waiting in an ``await`` on this thread's loop (call it there).
+
+        Cells of other threads (subshells) are left alone: a scope is not thread-safe.
+        """
+        me = threading.get_ident()
+        for scope, owner in list(self._cell_scopes.items()):
+            if owner == me:
+                scope.cancel()
 
     @property
     def has_awaiting_cells(self) -> bool:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
+import json
 import uuid
 from collections import deque
 from datetime import UTC, datetime
@@ -32,6 +34,7 @@ metadata, content and buffers, plus msg_id and msg_type copied from the header."
 _REQUIRED_HEADER_FIELDS: Final = ("msg_id", "msg_type")
 _DUMPS_OPTIONS: Final = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 _SESSION: Final = uuid.uuid4().hex
+_message_numbers = itertools.count(1)
 
 
 class ProtocolError(ValueError):
@@ -42,6 +45,8 @@ def _json_default(obj: object) -> Any:
     """Encode what orjson does not know the way jupyter_client does."""
     if isinstance(obj, bytes | bytearray | memoryview):
         return base64.b64encode(obj).decode("ascii")
+    if isinstance(obj, datetime):
+        return obj.isoformat()
     if isinstance(obj, set | frozenset | tuple):
         return list(obj)  # pyright: ignore[reportUnknownArgumentType]
     if hasattr(obj, "__float__"):
@@ -50,19 +55,35 @@ def _json_default(obj: object) -> Any:
 
 
 def dumps(obj: object) -> bytes:
-    """Serialize to JSON bytes; dates become ISO-8601 strings."""
-    return orjson.dumps(obj, default=_json_default, option=_DUMPS_OPTIONS)
+    """Serialize to JSON bytes; dates become ISO-8601 strings.
+
+    orjson refuses what a client may legally have sent us (lone surrogates, integers beyond
+    64 bits, nesting deeper than 254); the standard library, escaping to ASCII, does not.
+    """
+    try:
+        return orjson.dumps(obj, default=_json_default, option=_DUMPS_OPTIONS)
+    except orjson.JSONEncodeError:
+        return json.dumps(obj, default=_json_default, ensure_ascii=True).encode("ascii")
 
 
 def loads(data: bytes) -> Any:
-    return orjson.loads(data)
+    """Parse JSON; what orjson rejects but Python's json reads (e.g. an escaped lone
+    surrogate, which jupyter_client can send) gets a second chance."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError) as err:
+            raise ProtocolError(f"invalid JSON: {err}") from None
 
 
 def new_header(
     msg_type: str, *, session: str = _SESSION, username: str = "kernel"
 ) -> dict[str, Any]:
     return {
-        "msg_id": uuid.uuid4().hex,
+        # Unique without a system call per message: this process's session plus a counter.
+        "msg_id": f"{session}_{next(_message_numbers)}",
         "msg_type": msg_type,
         "username": username,
         "session": session,
@@ -161,10 +182,7 @@ class Codec:
             if signature in self._seen:
                 raise ProtocolError("replayed message (duplicate signature)")
             self._remember(signature)
-        try:
-            header, parent_header, metadata, content = (loads(p) for p in parts)
-        except orjson.JSONDecodeError as err:
-            raise ProtocolError(f"invalid JSON: {err}") from None
+        header, parent_header, metadata, content = (loads(p) for p in parts)
         if not isinstance(header, dict):
             raise ProtocolError("header is not a JSON object")
         for field in _REQUIRED_HEADER_FIELDS:

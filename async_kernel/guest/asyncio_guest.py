@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import queue
 import selectors
+import signal
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sized
@@ -242,6 +243,7 @@ class AsyncioGuestRun(Generic[T]):
         self._select_failures = 0
         self._main = self.loop.create_task(main)
         self._main.add_done_callback(self._on_main_done)
+        self._wakeup_fd_taken = _wake_on_signals(self.loop)
 
     @property
     def done(self) -> bool:
@@ -376,12 +378,33 @@ class AsyncioGuestRun(Generic[T]):
     def _close(self) -> None:
         self._closed = True
         self._internals._thread_id = None
+        if self._wakeup_fd_taken:
+            signal.set_wakeup_fd(-1)
         self._selector_thread.stop()  # idle: no select is pending between iterations
         self.loop.close()
         result = self._result
         if result is None:  # pragma: no cover - defensive
             result = error(RuntimeError("asyncio guest run ended without a result"))
         self._done_callback(result)
+
+
+def _wake_on_signals(loop: asyncio.AbstractEventLoop) -> bool:
+    """Let a signal wake the pending ``select`` (as trio's guest mode does); True if set.
+
+    Why: a Python signal handler only runs when the main thread runs Python, and a
+    GUI loop may sleep in C indefinitely; writing the signal to the loop's
+    self-pipe makes the helper's ``select`` return and the host run an iteration,
+    so e.g. SIGINT cancels an awaiting cell at once.  Main thread only, and only
+    if nobody (the host toolkit, the user) has claimed the wakeup fd already.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    write_end: int = cast("Any", loop)._csock.fileno()
+    previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    if previous != -1:
+        signal.set_wakeup_fd(previous)
+        return False
+    return True
 
 
 def start_guest_run(

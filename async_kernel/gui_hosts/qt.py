@@ -41,6 +41,49 @@ def check() -> None:
         raise HostUnavailableError(
             "no display for Qt: set DISPLAY, run under Xvfb, or set QT_QPA_PLATFORM=offscreen"
         )
+    problem = _xcb_problem()
+    if problem is not None:
+        raise HostUnavailableError(problem)
+
+
+_XCB_HINT = (
+    "install the X11 libraries Qt's xcb plugin needs (Debian/Ubuntu: apt-get install "
+    "libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0), "
+    "or set QT_QPA_PLATFORM=offscreen"
+)
+
+
+def _xcb_problem() -> str | None:
+    """Why Qt's X11 (xcb) platform plugin would fail to load, if it would.
+
+    Why: Qt aborts the whole process (SIGABRT) when no platform plugin loads,
+    so ask the dynamic loader first and fail with a message instead.
+    """
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if sys.platform != "linux" or not os.environ.get("DISPLAY"):
+        return None
+    if platform and not platform.startswith("xcb"):
+        return None
+    if not platform and os.environ.get("WAYLAND_DISPLAY"):
+        return None  # Qt may pick Wayland; let it try
+    import ctypes
+    from pathlib import Path
+
+    from PySide6.QtCore import QLibraryInfo
+
+    plugins = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath))
+    plugin = plugins / "platforms" / "libqxcb.so"
+    if not plugin.exists():
+        return None
+    try:
+        ctypes.CDLL(str(plugin))
+    except OSError as exc:
+        return f"Qt's xcb platform plugin cannot load ({exc}): {_XCB_HINT}"
+    try:
+        ctypes.CDLL("libxcb-cursor.so.0")  # Qt >= 6.5 loads it at run time
+    except OSError:
+        return f"libxcb-cursor.so.0 is missing for Qt's xcb platform plugin: {_XCB_HINT}"
+    return None
 
 
 def _make_waker(drain: Callable[[], None]) -> tuple[QObject, Callable[[], None]]:

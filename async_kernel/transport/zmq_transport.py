@@ -24,6 +24,7 @@ import zmq
 from ..connection import Channel, ConnectionInfo
 from ..interrupt import block_sigint_in_this_thread
 from ..wire import Codec, Message, ProtocolError, new_message
+from .curve import ZapHandler, curve_keys, make_curve_server
 
 __all__ = ["ZmqTransport"]
 
@@ -37,7 +38,15 @@ _SOCKET_TYPES: dict[Channel, int] = {
     "iopub": zmq.XPUB,
     "hb": zmq.ROUTER,
 }
-_RECV_BATCH = 64  # messages read from one socket per wake-up, so no channel starves another
+_RECV_BATCH = 64
+_ZERO_COPY_FROM = 64 * 1024  # bytes; below this, copying a frame is cheaper than tracking it
+
+
+def _copy(frames: list[bytes]) -> bool:
+    return all(len(f) < _ZERO_COPY_FROM for f in frames)
+
+
+# messages read from one socket per wake-up, so no channel starves another
 
 
 def _bind(sock: zmq.Socket[bytes], info: ConnectionInfo, channel: Channel) -> None:
@@ -87,20 +96,24 @@ class ZmqTransport:
 
     # -- set-up -----------------------------------------------------------------------------
     def _bind_all(self) -> None:
+        keys = curve_keys(self.info.extra)
+        self._zap = ZapHandler(self._context, keys) if keys else None
         for channel in _IO_CHANNELS:
             sock = self._context.socket(_SOCKET_TYPES[channel])
             sock.linger = 1000
+            if keys:
+                make_curve_server(sock, keys)
             if channel == "iopub":
                 # Every subscription, even a repeated one, is passed up so each new client
                 # gets its iopub_welcome.
                 sock.setsockopt(zmq.XPUB_VERBOSE, 1)
                 sock.sndhwm = 0
-            elif channel in ("shell", "control", "stdin"):
-                sock.router_handover = 1  # a reconnecting client with the same identity wins
             _bind(sock, self.info, channel)
             self._sockets[channel] = sock
         hb = self._hb_context.socket(zmq.ROUTER)
         hb.linger = 0
+        if keys:
+            make_curve_server(hb, keys)
         _bind(hb, self.info, "hb")
         self._hb_socket = hb
 
@@ -155,12 +168,16 @@ class ZmqTransport:
             poller.register(sock, zmq.POLLIN)
             by_socket[sock] = channel
         poller.register(self._wake_r, zmq.POLLIN)
+        if self._zap is not None:
+            poller.register(self._zap.socket, zmq.POLLIN)
         try:
             while self._running:
                 timeout = self._poll_timeout()
                 for item, _ in poller.poll(timeout):
                     if item == self._wake_r:
                         self._drain_wake_pipe()
+                    elif self._zap is not None and item is self._zap.socket:
+                        self._zap.handle()
                     else:
                         self._receive(item, by_socket[item])  # type: ignore[arg-type,index]
                 self._fire_timers()
@@ -172,6 +189,8 @@ class ZmqTransport:
         finally:
             for sock in self._sockets.values():
                 sock.close(linger=1000)
+            if self._zap is not None:
+                self._zap.close()
             self._context.term()
 
     def _poll_timeout(self) -> int | None:
@@ -211,7 +230,7 @@ class ZmqTransport:
                 self._outbox.clear()
             for channel, frames in batch:
                 try:
-                    self._sockets[channel].send_multipart(frames, copy=len(frames) > 8)
+                    self._sockets[channel].send_multipart(frames, copy=_copy(frames))
                 except zmq.ZMQError as err:
                     log.warning("could not send on %s: %s", channel, err)
 

@@ -1,0 +1,322 @@
+"""``debug_request`` on control: a few commands answered here, the rest forwarded to debugpy.
+
+Answered here (the Jupyter extensions of JEP 47, and what needs the kernel's own state):
+``debugInfo``, ``dumpCell``, ``configurationDone``, ``inspectVariables``,
+``richInspectVariables`` (outside a stopped frame), ``modules`` and ``source``.  Everything
+else (``setBreakpoints``, ``stackTrace``, ``scopes``, ``variables``, ``evaluate``, stepping,
+``continue``, ``disconnect``, ...) goes to debugpy's adapter, which debugs this process.
+
+debugpy is started lazily by the first ``initialize``, on the main thread (where cells run),
+after the kernel's own threads are marked so pydevd never traces or suspends them: the
+control thread must keep answering while a breakpoint holds the main thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ..parent import set_request
+from .cells import HASH_METHOD, HASH_SEED, TMP_SUFFIX, CellCompiler, dump_cell, tmp_prefix
+from .client import DapClient, DapMessage
+
+if TYPE_CHECKING:
+    from ..kernel import Kernel
+    from ..parent import Request
+
+__all__ = ["DebugHandlers"]
+
+log = logging.getLogger("async_kernel.debugger")
+
+START_TIMEOUT = 30.0  # seconds to wait for the main thread to start debugpy
+_UNTRACED_THREADS = ("async-kernel-io", "async-kernel-heartbeat", "async-kernel-warm-up")
+_REPR_LIMIT = 200
+_RESUMING = ("continue", "next", "stepIn", "stepOut", "stepBack", "reverseContinue", "goto")
+
+
+def _response(
+    request: DapMessage, body: dict[str, Any] | None = None, *, message: str | None = None
+) -> DapMessage:
+    response: DapMessage = {
+        "type": "response",
+        "seq": 0,
+        "request_seq": request.get("seq", 0),
+        "success": message is None,
+        "command": request.get("command", ""),
+        "body": body or {},
+    }
+    if message is not None:
+        response["message"] = message
+    return response
+
+
+def _skip_in_debugger(thread: threading.Thread) -> None:
+    """pydevd's documented per-thread opt-out: never trace, never suspend this thread."""
+    thread.pydev_do_not_trace = True  # type: ignore[attr-defined]
+    thread.is_pydev_daemon_thread = True  # type: ignore[attr-defined]
+
+
+class DebugHandlers:
+    """The kernel's side of a debug session; runs on the control thread."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.client = DapClient(self._on_event)
+        self._endpoint: tuple[str, int] | None = None
+        self._attached = False
+        self._breakpoints: dict[str, list[dict[str, Any]]] = {}
+        self._stopped_threads: set[int] = set()
+        self._local: dict[str, Callable[[DapMessage], Awaitable[DapMessage]]] = {
+            "initialize": self._initialize,
+            "attach": self._attach,
+            "configurationDone": self._configuration_done,
+            "debugInfo": self._debug_info,
+            "dumpCell": self._dump_cell,
+            "inspectVariables": self._inspect_variables,
+            "richInspectVariables": self._rich_inspect_variables,
+            "modules": self._modules,
+            "source": self._source,
+        }
+
+    def install(self) -> None:
+        """Name cells by their hashed source and answer debug_request."""
+        shell = self.kernel.shell
+        shell.compiler_class = CellCompiler
+        shell.compile = CellCompiler()
+        self.kernel.handlers.register("debug_request", self.debug_request)
+
+    # -- dispatch -----------------------------------------------------------------------
+    async def debug_request(self, request: Request) -> dict[str, Any]:
+        message: DapMessage = request.msg["content"]
+        command = str(message.get("command", ""))
+        local = self._local.get(command)
+        if local is not None:
+            return await local(message)
+        if not self.client.connected:
+            return _response(message, message="the debugger is not started: send initialize")
+        response = await self.client.request(message)
+        self._after(message, response)
+        if command == "disconnect":
+            await self._reset()
+        return response
+
+    def _after(self, request: DapMessage, response: DapMessage) -> None:
+        """Keep the state that debugInfo reports in step with what debugpy accepted."""
+        if not response.get("success"):
+            return
+        command = request.get("command")
+        arguments: dict[str, Any] = request.get("arguments") or {}
+        if command == "setBreakpoints":
+            path = str((arguments.get("source") or {}).get("path", ""))
+            wanted = arguments.get("breakpoints") or []
+            if wanted:
+                self._breakpoints[path] = wanted
+            else:
+                self._breakpoints.pop(path, None)
+        elif command in _RESUMING:
+            if command == "continue" and (response.get("body") or {}).get(
+                "allThreadsContinued", True
+            ):
+                self._stopped_threads.clear()
+            else:
+                self._stopped_threads.discard(arguments.get("threadId", -1))
+
+    def _on_event(self, event: DapMessage) -> None:
+        body: dict[str, Any] = event.get("body") or {}
+        name = event.get("event")
+        if name == "stopped" and "threadId" in body:
+            self._stopped_threads.add(body["threadId"])
+        elif name == "continued":
+            if body.get("allThreadsContinued", True):
+                self._stopped_threads.clear()
+            else:
+                self._stopped_threads.discard(body.get("threadId", -1))
+        self.kernel.publish("debug_event", event)
+
+    # -- session ------------------------------------------------------------------------
+    async def _initialize(self, message: DapMessage) -> DapMessage:
+        if not self.client.connected:
+            host, port = await self._listen()
+            await self.client.connect(host, port)
+            self.kernel.control.start_soon(self._read_events)
+        return await self.client.request(message)
+
+    async def _read_events(self) -> None:
+        set_request(None)  # events belong to no request
+        await self.client.read_forever()
+
+    async def _listen(self) -> tuple[str, int]:
+        """Start debugpy once, on the main thread, with the kernel's own threads left alone."""
+        if self._endpoint is not None:
+            return self._endpoint
+        _skip_in_debugger(self.kernel.control.thread)
+        for thread in threading.enumerate():
+            if thread.name in _UNTRACED_THREADS:
+                _skip_in_debugger(thread)
+        result: Future[tuple[str, int]] = Future()
+
+        def listen() -> None:
+            try:
+                import debugpy
+
+                debugpy.configure(subProcess=False)
+                host, port = debugpy.listen(("127.0.0.1", 0))
+                result.set_result((str(host), int(port)))
+            except BaseException as err:
+                result.set_exception(err)
+
+        self.kernel.main.call_soon(listen)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not result.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the main thread did not start debugpy (is a cell blocking?)")
+            await anyio.sleep(0.01)
+        self._endpoint = result.result()
+        return self._endpoint
+
+    async def _attach(self, message: DapMessage) -> DapMessage:
+        """Attach, then finish debugpy's configuration handshake ourselves.
+
+        debugpy answers ``attach`` only after ``configurationDone``, while JupyterLab sends
+        ``configurationDone`` only after the attach response: we send our own and answer
+        the frontend's locally.
+        """
+        if not self.client.connected or self._endpoint is None:
+            return _response(message, message="the debugger is not started: send initialize")
+        host, port = self._endpoint
+        arguments = {
+            "justMyCode": True,
+            **(message.get("arguments") or {}),
+            "connect": {"host": host, "port": port},
+            "logToFile": False,
+            # The kernel's own frames are not the user's code: never step into them.
+            "rules": [{"module": "async_kernel", "include": False}],
+        }
+        box: list[DapMessage] = []
+
+        async def attach() -> None:
+            box.append(await self.client.request({**message, "arguments": arguments}))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(attach)
+            with anyio.fail_after(START_TIMEOUT):
+                await self.client.initialized.wait()
+            done = {"type": "request", "seq": 0, "command": "configurationDone"}
+            await self.client.request(done)
+        self._attached = bool(box and box[0].get("success"))
+        return box[0]
+
+    async def _configuration_done(self, message: DapMessage) -> DapMessage:
+        return _response(message)
+
+    async def _reset(self) -> None:
+        await self.client.close()
+        self._attached = False
+        self._breakpoints.clear()
+        self._stopped_threads.clear()
+
+    # -- Jupyter extensions -------------------------------------------------------------
+    async def _debug_info(self, message: DapMessage) -> DapMessage:
+        return _response(
+            message,
+            {
+                "isStarted": self._attached,
+                "hashMethod": HASH_METHOD,
+                "hashSeed": HASH_SEED,
+                "tmpFilePrefix": tmp_prefix(),
+                "tmpFileSuffix": TMP_SUFFIX,
+                "breakpoints": [
+                    {"source": path, "breakpoints": bps} for path, bps in self._breakpoints.items()
+                ],
+                "stoppedThreads": sorted(self._stopped_threads),
+                "richRendering": True,
+                "exceptionPaths": ["Python Exceptions"],
+            },
+        )
+
+    async def _dump_cell(self, message: DapMessage) -> DapMessage:
+        code = str((message.get("arguments") or {}).get("code", ""))
+        return _response(message, {"sourcePath": dump_cell(code)})
+
+    def _user_variables(self) -> list[tuple[str, Any]]:
+        shell = self.kernel.shell
+        hidden = shell.user_ns_hidden
+        return [
+            (name, value)
+            for name, value in list(shell.user_ns.items())
+            if not name.startswith("_") and name not in hidden
+        ]
+
+    async def _inspect_variables(self, message: DapMessage) -> DapMessage:
+        variables: list[dict[str, Any]] = []
+        for name, value in self._user_variables():
+            try:
+                text = repr(value)
+            except Exception as err:
+                text = f"<repr failed: {err!r}>"
+            if len(text) > _REPR_LIMIT:
+                text = text[: _REPR_LIMIT - 3] + "..."
+            variables.append(
+                {
+                    "name": name,
+                    "value": text,
+                    "type": type(value).__name__,
+                    "variablesReference": 0,
+                }
+            )
+        return _response(message, {"variables": variables})
+
+    async def _rich_inspect_variables(self, message: DapMessage) -> DapMessage:
+        arguments: dict[str, Any] = message.get("arguments") or {}
+        name = str(arguments.get("variableName", ""))
+        frame_id = arguments.get("frameId")
+        if frame_id is not None and self.client.connected and self._stopped_threads:
+            # The value lives in a paused frame: only debugpy can read it.
+            evaluated = await self.client.request(
+                {
+                    "type": "request",
+                    "seq": message.get("seq", 0),
+                    "command": "evaluate",
+                    "arguments": {"expression": name, "frameId": frame_id, "context": "repl"},
+                }
+            )
+            if not evaluated.get("success"):
+                return _response(message, message=str(evaluated.get("message", "not found")))
+            text = str((evaluated.get("body") or {}).get("result", ""))
+            return _response(message, {"data": {"text/plain": text}, "metadata": {}})
+        namespace = dict(self._user_variables())
+        if name not in namespace:
+            return _response(message, message=f"no variable named {name!r}")
+        formatter: Any = self.kernel.shell.display_formatter
+        data, metadata = formatter.format(namespace[name])
+        return _response(message, {"data": data, "metadata": metadata})
+
+    async def _modules(self, message: DapMessage) -> DapMessage:
+        arguments: dict[str, Any] = message.get("arguments") or {}
+        found = [
+            {"id": name, "name": name, "path": str(module.__file__)}
+            for name, module in list(sys.modules.items())
+            if getattr(module, "__file__", None)
+        ]
+        start = int(arguments.get("startModule", 0))
+        count = int(arguments.get("moduleCount", 0)) or len(found)
+        return _response(
+            message, {"modules": found[start : start + count], "totalModules": len(found)}
+        )
+
+    async def _source(self, message: DapMessage) -> DapMessage:
+        source: dict[str, Any] = (message.get("arguments") or {}).get("source") or {}
+        path = Path(str(source.get("path", "")))
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            if path.is_file():
+                return _response(message, {"content": path.read_text(encoding="utf-8")})
+        return _response(message, message=f"source unavailable: {path}")

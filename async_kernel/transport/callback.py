@@ -1,0 +1,113 @@
+"""A transport without sockets: messages arrive as dicts and leave through a callback.
+
+For hosts that move messages themselves (Jupyterlite and Pyodide, an embedding application,
+tests).  It starts no thread and imports neither pyzmq nor jupyter_client: everything runs on
+the loop of the thread that serves the kernel.  Outgoing messages are handed to the host's
+callback on that loop's thread, whichever thread produced them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from ..caller import Caller
+from ..connection import Channel
+from ..wire import Message, ProtocolError, dumps, loads
+
+__all__ = ["CallbackTransport", "OnMessage", "message_from_host", "message_to_host"]
+
+log = logging.getLogger("async_kernel.transport")
+
+OnMessage = Callable[[Channel, Message], object]
+"""The host's callback: (channel, message) for every outgoing message."""
+
+_CHANNELS: tuple[Channel, ...] = ("shell", "control", "stdin", "iopub")
+
+
+def message_to_host(channel: Channel, msg: Message) -> Message:
+    """A JSON-ready copy of ``msg`` (dates as ISO strings) with its channel and buffers."""
+    return {
+        "channel": channel,
+        "header": loads(dumps(msg["header"])),
+        "msg_id": msg["msg_id"],
+        "msg_type": msg["msg_type"],
+        "parent_header": loads(dumps(msg.get("parent_header") or {})),
+        "metadata": loads(dumps(msg.get("metadata") or {})),
+        "content": loads(dumps(msg.get("content") or {})),
+        "buffers": list(msg.get("buffers") or []),
+    }
+
+
+def message_from_host(
+    data: Message | str | bytes, channel: str | None = None
+) -> tuple[Channel, Message]:
+    """Check and normalise a message from the host (a dict or its JSON text)."""
+    raw: Any = (
+        loads(data.encode() if isinstance(data, str) else data)
+        if isinstance(data, str | bytes)
+        else data
+    )
+    if not isinstance(raw, dict):
+        raise ProtocolError("a message must be a JSON object")
+    chosen = channel or raw.get("channel") or "shell"
+    if chosen not in _CHANNELS or chosen == "iopub":
+        raise ProtocolError(f"cannot receive on channel {chosen!r}")
+    header = raw.get("header")
+    if not isinstance(header, dict) or not all(
+        isinstance(header.get(k), str) for k in ("msg_id", "msg_type")
+    ):
+        raise ProtocolError("header with string msg_id and msg_type required")
+    content = raw.get("content", {})
+    if not isinstance(content, dict):
+        raise ProtocolError("content is not a JSON object")
+    parent = raw.get("parent_header")
+    metadata = raw.get("metadata")
+    msg: Message = {
+        "header": header,
+        "msg_id": header["msg_id"],
+        "msg_type": header["msg_type"],
+        "parent_header": parent if isinstance(parent, dict) else {},
+        "metadata": metadata if isinstance(metadata, dict) else {},
+        "content": content,
+        "buffers": list(raw.get("buffers") or []),
+    }
+    return chosen, msg  # type: ignore[return-value]
+
+
+class CallbackTransport:
+    """Implements :class:`~async_kernel.transport.Transport` on the serving loop's thread."""
+
+    def __init__(self, on_message: OnMessage) -> None:
+        self._on_message = on_message
+        self._caller = Caller.current()  # created by Kernel.serve, on its loop
+        self._closed = False
+
+    def send(self, channel: Channel, msg: Message, identities: list[bytes] | None = None) -> None:
+        if threading.current_thread() is self._caller.thread:
+            self._hand_over(channel, msg)
+        else:
+            self._caller.call_soon(self._hand_over, channel, msg)
+
+    def _hand_over(self, channel: Channel, msg: Message) -> None:
+        if self._closed:
+            log.debug("dropped %s after close", msg["msg_type"])
+            return
+        try:
+            self._on_message(channel, message_to_host(channel, msg))
+        except Exception:
+            log.exception("the host's callback failed on %s", msg["msg_type"])
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> None:
+        async def later() -> None:
+            await anyio.sleep(delay)
+            callback()
+
+        self._caller.start_soon(later)
+
+    def close(self) -> None:
+        self._closed = True

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up a fresh machine for async-kernel: system packages, a virtual environment in .venv,
+# the package with every extra, and the default kernel spec (installed as package data).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
+
+if [ "${SKIP_APT:-0}" != "1" ] && command -v apt-get >/dev/null; then
+    # xvfb: a display for Tk; xauth/x11-apps: screenshots of it; chromium: JupyterLab e2e;
+    # tmux: jupyter console e2e; nodejs/npm: the Pyodide test; Qt's runtime libraries.
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+        xvfb xauth x11-apps imagemagick chromium tmux nodejs npm \
+        libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 \
+        libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-xinerama0 >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 .venv/bin/python -m pip install -q -e ".[test,trio,qt,matplotlib,debug,e2e]"
+.venv/bin/jupyter kernelspec list

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up, then run every test: lint, types, the pytest suite (GUI, e2e and docs included).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export QT_QPA_PLATFORM=offscreen
+.venv/bin/ruff check async_kernel tests bench scripts
+.venv/bin/ruff format --check async_kernel tests bench scripts
+PATH="$PWD/.venv/bin:$PATH" .venv/bin/pyright async_kernel
+.venv/bin/python -m pytest tests "$@"

@@ -1,0 +1,113 @@
+"""Shared fixtures: real kernel subprocesses driven by jupyter_client.
+
+``kernel`` is one running kernel per backend for a whole test module (start-up costs about
+a second); tests that break a kernel on purpose start their own with ``start_kernel``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.manager import KernelManager
+
+BACKENDS = ["asyncio", "trio"]
+TIMEOUT = 15  # seconds any single reply may take in a test
+
+
+@pytest.fixture(params=BACKENDS, scope="module")
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def kernel_argv(*settings: str) -> list[str]:
+    return [sys.executable, "-m", "async_kernel", "-f", "{connection_file}", *settings]
+
+
+@contextmanager
+def start_kernel(
+    *settings: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
+    """A fresh kernel with ``settings`` (e.g. ``--interface.backend=trio``), shut down after."""
+    km = KernelManager(kernel_name="async")
+    km.kernel_spec.argv = kernel_argv(*settings)  # the spec's argv, with our settings
+    launch_env = {**os.environ, **(env or {})}
+    km.start_kernel(env=launch_env)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=30)
+        yield km, kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def kernel(backend: str) -> Generator[tuple[KernelManager, BlockingKernelClient]]:
+    with start_kernel(f"--interface.backend={backend}") as pair:
+        yield pair
+
+
+@pytest.fixture
+def kc(kernel: tuple[KernelManager, BlockingKernelClient]) -> BlockingKernelClient:
+    client = kernel[1]
+    drain(client)
+    return client
+
+
+def drain(kc: BlockingKernelClient) -> None:
+    """Forget messages left over from an earlier test."""
+    for channel in (kc.iopub_channel, kc.shell_channel, kc.stdin_channel, kc.control_channel):
+        while True:
+            try:
+                channel.get_msg(timeout=0.01)
+            except Exception:
+                break
+
+
+def collect_outputs(
+    kc: BlockingKernelClient, msg_id: str, timeout: float = TIMEOUT
+) -> list[dict[str, Any]]:
+    """Every iopub message whose parent is ``msg_id``, up to and including its idle status."""
+    found: list[dict[str, Any]] = []
+    while True:
+        msg = kc.get_iopub_msg(timeout=timeout)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        found.append(msg)
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return found
+
+
+def shell_reply(kc: BlockingKernelClient, msg_id: str, timeout: float = TIMEOUT) -> dict[str, Any]:
+    """The shell reply to ``msg_id`` (other replies are skipped)."""
+    while True:
+        msg = kc.get_shell_msg(timeout=timeout)
+        if msg["parent_header"].get("msg_id") == msg_id:
+            return msg
+
+
+def execute(
+    kc: BlockingKernelClient, code: str, **kwargs: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run ``code``; returns (execute_reply, iopub messages of that request)."""
+    msg_id = kc.execute(code, **kwargs)
+    reply = shell_reply(kc, msg_id)
+    outputs = collect_outputs(kc, msg_id)
+    return reply, outputs
+
+
+def stream_text(outputs: list[dict[str, Any]], name: str = "stdout") -> str:
+    return "".join(
+        m["content"]["text"]
+        for m in outputs
+        if m["msg_type"] == "stream" and m["content"]["name"] == name
+    )

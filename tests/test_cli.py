@@ -1,0 +1,92 @@
+"""The command line: kernel specs, settings, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CLI = [sys.executable, "-m", "async_kernel"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_version_and_help() -> None:
+    version = run("-V")
+    assert version.returncode == 0 and version.stdout.startswith("async-kernel ")
+    helptext = run("-h")
+    assert helptext.returncode == 0
+    assert "--interface.backend" in helptext.stdout and "--interface.loop" in helptext.stdout
+
+
+def test_add_list_remove_spec(tmp_path: Path) -> None:
+    prefix = str(tmp_path)
+    added = run(
+        "-a",
+        "async-trio-test",
+        "--interface.backend=trio",
+        "--display_name=Trio test",
+        "--prefix",
+        prefix,
+    )
+    assert added.returncode == 0, added.stderr
+    spec_file = tmp_path / "share/jupyter/kernels/async-trio-test/kernel.json"
+    spec = json.loads(spec_file.read_text())
+    assert spec["argv"][0] == sys.executable, "the spec names the installing interpreter"
+    assert Path(spec["argv"][0]).is_absolute()
+    assert spec["argv"][1:5] == ["-m", "async_kernel", "-f", "{connection_file}"]
+    assert "--interface.backend=trio" in spec["argv"]
+    assert spec["display_name"] == "Trio test"
+    assert spec["interrupt_mode"] == "signal"
+    listed = run("-l", "--prefix", prefix)
+    assert "async-trio-test" in listed.stdout
+    removed = run("-r", "async-trio-test", "--prefix", prefix)
+    assert removed.returncode == 0
+    assert not spec_file.exists()
+    again = run("-r", "async-trio-test", "--prefix", prefix)
+    assert again.returncode != 0 and "no kernel spec" in again.stderr
+
+
+def test_overwrite_default_spec_with_trio(tmp_path: Path) -> None:
+    prefix = str(tmp_path)
+    assert run("-a", "async", "--prefix", prefix).returncode == 0
+    assert run("-a", "async", "--interface.backend=trio", "--prefix", prefix).returncode == 0
+    spec = json.loads((tmp_path / "share/jupyter/kernels/async/kernel.json").read_text())
+    assert "--interface.backend=trio" in spec["argv"]
+
+
+def test_spec_is_usable_by_jupyter_client(tmp_path: Path) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    assert run("-a", "async-x", "--interface.loop=tk", "--prefix", str(tmp_path)).returncode == 0
+    ksm = KernelSpecManager(kernel_dirs=[str(tmp_path / "share/jupyter/kernels")])
+    spec = ksm.get_kernel_spec("async-x")
+    assert "--interface.loop=tk" in spec.argv
+    assert spec.language == "python"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--interface.backend=curio"], "invalid choice"),
+        (["--interface.colour=blue"], "unknown setting 'interface.colour'"),
+        (["--frobnicate"], "unknown argument"),
+    ],
+)
+def test_bad_settings_are_clear_errors(args: list[str], message: str) -> None:
+    result = run(*args, "-l")
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_installed_default_spec_exists() -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    specs = KernelSpecManager().find_kernel_specs()
+    assert "async" in specs

@@ -1,0 +1,144 @@
+"""The debugger, driven as JupyterLab drives it: DAP in debug_request on control.
+
+One kernel per backend runs a whole session: a breakpoint in a cell and one inside a
+coroutine the cell awaits, inspection while stopped, a step, and continue to the end.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from conftest import TIMEOUT, start_kernel
+from jupyter_client.blocking.client import BlockingKernelClient
+
+pytest.importorskip("debugpy")
+
+_seq = itertools.count(1)
+
+CELL = """\
+async def bump(x):
+    y = x + 1
+    return y
+
+a = 10
+b = await bump(a)
+print("b is", b)
+"""
+LINE_IN_COROUTINE = 2
+LINE_IN_CELL = 5
+
+
+def dap(kc: BlockingKernelClient, command: str, **arguments: Any) -> dict[str, Any]:
+    """Send one DAP request on control and return its response (the debug_reply content)."""
+    content = {"type": "request", "seq": next(_seq), "command": command, "arguments": arguments}
+    msg = kc.session.msg("debug_request", content)
+    kc.control_channel.send(msg)
+    while True:
+        reply = kc.control_channel.get_msg(timeout=TIMEOUT)
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            assert reply["msg_type"] == "debug_reply"
+            return reply["content"]
+
+
+def next_event(kc: BlockingKernelClient, name: str) -> dict[str, Any]:
+    """The next debug_event called ``name`` on iopub (others are skipped)."""
+    while True:
+        msg = kc.get_iopub_msg(timeout=TIMEOUT)
+        if msg["msg_type"] == "debug_event" and msg["content"]["event"] == name:
+            return msg["content"]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_debug_session(backend: str) -> None:
+    with start_kernel(f"--interface.backend={backend}") as (_, kc):
+        kc.kernel_info()
+        info = kc.get_shell_msg(timeout=TIMEOUT)["content"]
+        assert info["debugger"] is True
+        assert "debugger" in info["supported_features"]
+
+        init = dap(
+            kc,
+            "initialize",
+            clientID="test",
+            adapterID="python",
+            linesStartAt1=True,
+            columnsStartAt1=True,
+            pathFormat="path",
+        )
+        assert init["success"], init
+        assert dap(kc, "attach")["success"]
+        path = dap(kc, "dumpCell", code=CELL)["body"]["sourcePath"]
+        debug_info = dap(kc, "debugInfo")["body"]
+        assert debug_info["isStarted"] is True
+        assert path.startswith(debug_info["tmpFilePrefix"])
+        assert path.endswith(debug_info["tmpFileSuffix"])
+        set_bp = dap(
+            kc,
+            "setBreakpoints",
+            source={"path": path},
+            breakpoints=[{"line": LINE_IN_CELL}, {"line": LINE_IN_COROUTINE}],
+        )
+        assert set_bp["success"] and all(b["verified"] for b in set_bp["body"]["breakpoints"])
+        assert dap(kc, "configurationDone")["success"]
+
+        msg_id = kc.execute(CELL)
+        stopped = next_event(kc, "stopped")
+        thread = stopped["body"]["threadId"]
+        # Control still answers while the main thread is held at the breakpoint.
+        kc.control_channel.send(kc.session.msg("kernel_info_request"))
+        assert kc.control_channel.get_msg(timeout=TIMEOUT)["msg_type"] == "kernel_info_reply"
+        assert dap(kc, "debugInfo")["body"]["stoppedThreads"] == [thread]
+
+        frames = dap(kc, "stackTrace", threadId=thread)["body"]["stackFrames"]
+        assert (frames[0]["source"]["path"], frames[0]["line"]) == (path, LINE_IN_CELL)
+        scopes = dap(kc, "scopes", frameId=frames[0]["id"])["body"]["scopes"]
+        names = {
+            v["name"]: v["value"]
+            for s in scopes
+            for v in dap(kc, "variables", variablesReference=s["variablesReference"])["body"][
+                "variables"
+            ]
+        }
+        assert "In" in names and "a" not in names  # line 5 has not run yet
+
+        assert dap(kc, "next", threadId=thread)["success"]
+        next_event(kc, "stopped")
+        frames = dap(kc, "stackTrace", threadId=thread)["body"]["stackFrames"]
+        assert frames[0]["line"] == LINE_IN_CELL + 1
+        evaluated = dap(kc, "evaluate", expression="a * 2", frameId=frames[0]["id"], context="repl")
+        assert evaluated["body"]["result"] == "20"
+
+        assert dap(kc, "continue", threadId=thread)["success"]
+        stopped = next_event(kc, "stopped")  # inside the awaited coroutine
+        frames = dap(kc, "stackTrace", threadId=thread)["body"]["stackFrames"]
+        assert (frames[0]["name"], frames[0]["line"]) == ("bump", LINE_IN_COROUTINE)
+        rich = dap(kc, "richInspectVariables", variableName="x", frameId=frames[0]["id"])
+        assert rich["body"]["data"]["text/plain"] == "10"
+
+        assert dap(kc, "continue", threadId=thread)["success"]
+        reply = kc.get_shell_msg(timeout=TIMEOUT)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["content"]["status"] == "ok"
+
+        check_after_the_cell(kc, path)
+
+
+def check_after_the_cell(kc: BlockingKernelClient, path: str) -> None:
+    """The Jupyter extensions, then disconnect."""
+    variables = {v["name"]: v for v in dap(kc, "inspectVariables")["body"]["variables"]}
+    assert variables["b"]["value"] == "11"
+    assert dap(kc, "richInspectVariables", variableName="b")["body"]["data"] == {"text/plain": "11"}
+    assert dap(kc, "source", source={"path": path})["body"]["content"] == CELL
+    modules = dap(kc, "modules", startModule=0, moduleCount=5)["body"]
+    assert len(modules["modules"]) == 5 and modules["totalModules"] > 5
+    assert dap(kc, "disconnect", restart=False, terminateDebuggee=False)["success"]
+    assert dap(kc, "debugInfo")["body"]["isStarted"] is False
+
+
+def test_debug_request_before_initialize() -> None:
+    with start_kernel() as (_, kc):
+        response = dap(kc, "stackTrace", threadId=1)
+        assert response["success"] is False
+        assert "initialize" in response["message"]

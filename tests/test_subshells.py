@@ -1,0 +1,249 @@
+"""Subshells (JEP 91), their namespaces, and '# task' / '# thread' cells, on real kernels."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from conftest import TIMEOUT, collect_outputs, shell_reply, start_kernel, stream_text
+from jupyter_client.blocking.client import BlockingKernelClient
+
+
+def control(kc: BlockingKernelClient, msg_type: str, **content: Any) -> dict[str, Any]:
+    """Send a control request and return its reply."""
+    msg = kc.session.msg(msg_type, content)
+    kc.control_channel.send(msg)
+    while True:
+        reply = kc.get_control_msg(timeout=TIMEOUT)
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            return reply
+
+
+def create_subshell(kc: BlockingKernelClient, **content: Any) -> str:
+    reply = control(kc, "create_subshell_request", **content)
+    assert reply["msg_type"] == "create_subshell_reply"
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return reply["content"]["subshell_id"]
+
+
+def send_shell(
+    kc: BlockingKernelClient,
+    msg_type: str,
+    subshell_id: str | None,
+    metadata: dict[str, Any] | None = None,
+    **content: Any,
+) -> str:
+    msg = kc.session.msg(msg_type, content, metadata=metadata)
+    if subshell_id is not None:
+        msg["header"]["subshell_id"] = subshell_id
+    kc.shell_channel.send(msg)
+    return msg["header"]["msg_id"]
+
+
+def execute_in(
+    kc: BlockingKernelClient, subshell_id: str | None, code: str, **metadata: Any
+) -> str:
+    return send_shell(
+        kc,
+        "execute_request",
+        subshell_id,
+        metadata=metadata,
+        code=code,
+        silent=False,
+        store_history=True,
+        user_expressions={},
+        allow_stdin=False,
+        stop_on_error=True,
+    )
+
+
+def run_in(kc: BlockingKernelClient, subshell_id: str | None, code: str) -> tuple[dict, list]:
+    msg_id = execute_in(kc, subshell_id, code)
+    return shell_reply(kc, msg_id), collect_outputs(kc, msg_id)
+
+
+def replies_for(kc: BlockingKernelClient, *msg_ids: str) -> dict[str, dict[str, Any]]:
+    """The shell replies to all of ``msg_ids``, whatever order they come in."""
+    found: dict[str, dict[str, Any]] = {}
+    while len(found) < len(msg_ids):
+        msg = kc.get_shell_msg(timeout=TIMEOUT)
+        if msg["parent_header"].get("msg_id") in msg_ids:
+            found[msg["parent_header"]["msg_id"]] = msg
+    return found
+
+
+def test_lifecycle(kc: BlockingKernelClient) -> None:
+    info = kc.kernel_info(reply=True, timeout=TIMEOUT)
+    assert "kernel subshells" in info["content"]["supported_features"]
+    sid = create_subshell(kc)
+    assert sid in control(kc, "list_subshell_request")["content"]["subshell_id"]
+    reply = control(kc, "delete_subshell_request", subshell_id=sid)
+    assert reply["msg_type"] == "delete_subshell_reply"
+    assert reply["content"]["status"] == "ok"
+    assert sid not in control(kc, "list_subshell_request")["content"]["subshell_id"]
+    again = control(kc, "delete_subshell_request", subshell_id=sid)
+    assert again["content"]["status"] == "error"
+
+
+def test_unknown_subshell_gets_an_error_reply(kc: BlockingKernelClient) -> None:
+    reply, outputs = run_in(kc, "no-such-subshell", "1")
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "SubshellNotFound"
+    assert [m["content"]["execution_state"] for m in outputs] == ["busy", "idle"]
+    msg_id = send_shell(kc, "kernel_info_request", "no-such-subshell")
+    assert shell_reply(kc, msg_id)["content"]["status"] == "error"
+
+
+def test_subshell_answers_while_main_blocks(kc: BlockingKernelClient) -> None:
+    sid = create_subshell(kc)
+    try:
+        blocked = execute_in(kc, None, "import time; time.sleep(2)")
+        time.sleep(0.2)  # let the main shell start sleeping
+        start = time.monotonic()
+        msg_id = execute_in(kc, sid, "print('hi'); 6 * 7")
+        reply = shell_reply(kc, msg_id)
+        took = time.monotonic() - start
+        assert reply["content"]["status"] == "ok"
+        assert took < 1.0, f"the subshell waited for the main shell ({took:.2f} s)"
+        assert reply["parent_header"]["subshell_id"] == sid
+        outputs = collect_outputs(kc, msg_id)
+        assert all(m["parent_header"]["subshell_id"] == sid for m in outputs)
+        assert stream_text(outputs) == "hi\n"
+        result = next(m for m in outputs if m["msg_type"] == "execute_result")
+        assert result["content"]["data"]["text/plain"] == "42"
+        states = [m["content"]["execution_state"] for m in outputs if m["msg_type"] == "status"]
+        assert states == ["busy", "idle"]
+        assert shell_reply(kc, blocked)["content"]["status"] == "ok"
+        collect_outputs(kc, blocked)
+    finally:
+        control(kc, "delete_subshell_request", subshell_id=sid)
+
+
+def test_namespaces(kc: BlockingKernelClient) -> None:
+    run_in(kc, None, "where = 'main'")
+    own = create_subshell(kc)
+    shared = create_subshell(kc, user_ns="main")
+    try:
+        _, outputs = run_in(kc, own, "print('where' in globals()); where = 'own'")
+        assert stream_text(outputs) == "False\n"
+        _, outputs = run_in(kc, shared, "print(where); get_ipython().user_ns is globals()")
+        assert stream_text(outputs) == "main\n"
+        _, outputs = run_in(kc, None, "print(where)")
+        assert stream_text(outputs) == "main\n"
+        _, outputs = run_in(kc, own, "print(where)")
+        assert stream_text(outputs) == "own\n"
+        bad = control(kc, "create_subshell_request", user_ns="nonsense")
+        assert bad["content"]["status"] == "error"
+    finally:
+        control(kc, "delete_subshell_request", subshell_id=own)
+        control(kc, "delete_subshell_request", subshell_id=shared)
+
+
+def test_subshell_runs_its_cells_in_order(kc: BlockingKernelClient) -> None:
+    sid = create_subshell(kc)
+    try:
+        first = execute_in(kc, sid, "import anyio\nawait anyio.sleep(0.3)\norder = ['first']")
+        second = execute_in(kc, sid, "order.append('second'); print(order)")
+        assert shell_reply(kc, first)["content"]["status"] == "ok"
+        assert shell_reply(kc, second)["content"]["status"] == "ok"
+        assert stream_text(collect_outputs(kc, second)) == "['first', 'second']\n"
+    finally:
+        control(kc, "delete_subshell_request", subshell_id=sid)
+
+
+def test_delete_cancels_a_running_cell(kc: BlockingKernelClient) -> None:
+    sid = create_subshell(kc)
+    running = execute_in(kc, sid, "import anyio\nawait anyio.sleep(30)")
+    queued = execute_in(kc, sid, "1")
+    time.sleep(0.3)
+    start = time.monotonic()
+    assert control(kc, "delete_subshell_request", subshell_id=sid)["content"]["status"] == "ok"
+    assert time.monotonic() - start < 3
+    replies = replies_for(kc, running, queued)
+    assert replies[running]["content"]["status"] == "error"
+    assert replies[running]["content"]["ename"] == "KeyboardInterrupt"
+    assert replies[queued]["content"]["status"] == "aborted"
+    reply, _ = run_in(kc, sid, "1")
+    assert reply["content"]["ename"] == "SubshellNotFound"
+
+
+def test_task_cells_run_concurrently(kc: BlockingKernelClient) -> None:
+    code = "# task\nimport anyio\nawait anyio.sleep(1)"
+    start = time.monotonic()
+    tagged = execute_in(kc, None, "import anyio\nawait anyio.sleep(1)", tags=["task"])
+    replies = replies_for(kc, execute_in(kc, None, code), tagged)
+    assert all(r["content"]["status"] == "ok" for r in replies.values())
+    assert time.monotonic() - start < 1.8
+
+
+def test_thread_cell_runs_on_a_worker_thread(kc: BlockingKernelClient) -> None:
+    sid = create_subshell(kc)
+    try:
+        run_in(kc, sid, "mine = 'subshell'")
+        code = "# thread\nimport threading\nprint(threading.current_thread().name, mine)"
+        reply, outputs = run_in(kc, sid, code)
+        assert reply["content"]["status"] == "ok"
+        name, value = stream_text(outputs).split()
+        assert name.startswith("async-kernel-cell")
+        assert value == "subshell"
+    finally:
+        control(kc, "delete_subshell_request", subshell_id=sid)
+
+
+def test_output_from_threads_goes_to_its_cell(kc: BlockingKernelClient) -> None:
+    code = (
+        "import threading, time\n"
+        "def later():\n"
+        "    time.sleep(0.3)\n"
+        "    print('late')\n"
+        "threading.Thread(target=later).start()\n"
+        "print('now')"
+    )
+    msg_id = execute_in(kc, None, code)
+    assert shell_reply(kc, msg_id)["content"]["status"] == "ok"
+    outputs = collect_outputs(kc, msg_id)
+    assert stream_text(outputs) == "now\n"
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        msg = kc.get_iopub_msg(timeout=TIMEOUT)
+        if msg["msg_type"] == "stream":
+            assert msg["parent_header"]["msg_id"] == msg_id
+            assert msg["content"]["text"] == "late\n"
+            break
+
+
+def test_output_from_a_task_in_a_subshell(kc: BlockingKernelClient) -> None:
+    sid = create_subshell(kc)
+    try:
+        code = (
+            "import anyio\n"
+            "from async_kernel import Caller\n"
+            "async def later():\n"
+            "    await anyio.sleep(0.2)\n"
+            "    print('from task')\n"
+            "Caller.current().call_soon(later)\n"
+        )
+        msg_id = execute_in(kc, sid, code)
+        assert shell_reply(kc, msg_id)["content"]["status"] == "ok"
+        collect_outputs(kc, msg_id)
+        msg = kc.get_iopub_msg(timeout=TIMEOUT)
+        while msg["msg_type"] != "stream":
+            msg = kc.get_iopub_msg(timeout=TIMEOUT)
+        assert msg["content"]["text"] == "from task\n"
+        assert msg["parent_header"]["msg_id"] == msg_id
+        assert msg["parent_header"]["subshell_id"] == sid
+    finally:
+        control(kc, "delete_subshell_request", subshell_id=sid)
+
+
+def test_shutdown_ends_live_subshells() -> None:
+    with start_kernel() as (km, kc):
+        sid = create_subshell(kc)
+        execute_in(kc, sid, "import anyio\nawait anyio.sleep(60)")
+        execute_in(kc, create_subshell(kc), "import time\ntime.sleep(60)")
+        time.sleep(0.3)
+        start = time.monotonic()
+        kc.shutdown()
+        while km.is_alive() and time.monotonic() - start < 5:
+            time.sleep(0.05)
+        assert not km.is_alive(), "the kernel did not exit with live subshells"

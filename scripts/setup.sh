@@ -12,7 +12,7 @@ if [ "${SKIP_APT:-0}" != "1" ] && command -v apt-get >/dev/null; then
     # tmux: jupyter console e2e; nodejs/npm: the Pyodide test; Qt's runtime libraries.
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-        xvfb xauth x11-apps imagemagick chromium tmux nodejs npm \
+        xvfb xauth chromium tmux nodejs npm python3-tk \
         libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 \
         libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-xinerama0 >/dev/null
 fi

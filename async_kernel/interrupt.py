@@ -39,6 +39,7 @@ def install_sigint_handler(cell_code: CodeType, cancel_awaiting: Callable[[], ob
     """
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
+        __tracebackhide__ = True
         if _stack_contains(frame, cell_code):
             raise KeyboardInterrupt
         cancel_awaiting()
@@ -51,4 +52,9 @@ def interrupt_main_thread() -> None:
     main = threading.main_thread().ident
     if main is None:  # pragma: no cover - the main thread always has an ident
         return
-    signal.pthread_kill(main, signal.SIGINT)
+    if hasattr(signal, "pthread_kill"):
+        signal.pthread_kill(main, signal.SIGINT)
+    else:  # Windows: no per-thread signals; raise KeyboardInterrupt in the main thread
+        import _thread
+
+        _thread.interrupt_main(signal.SIGINT)

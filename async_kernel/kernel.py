@@ -32,6 +32,7 @@ from .parent import (
     request_context,
     set_request,
 )
+from .profile import load_profile_config, run_startup_files
 from .request_queue import RequestQueue
 from .requests import RequestHandlers
 from .settings import InterfaceSettings
@@ -121,11 +122,14 @@ class Kernel:
         sys.stderr = OutStream("stderr", self.transport, fallback=sys.__stderr__)  # type: ignore[arg-type]
         self.stdin = StdinBridge(self.transport)
         self.stdin.install()
-        self.shell = AsyncShell.instance(kernel=self, publisher=self, host_gui=self._host_gui())
+        self.shell = AsyncShell.instance(
+            config=load_profile_config(), kernel=self, publisher=self, host_gui=self._host_gui()
+        )
         self.shell.display_banner = False  # type: ignore[attr-defined]
         self.last_activity = [time.monotonic()]
         self.main.start_soon(batch_history_writes, self.shell.history_manager, self.last_activity)
         self.comm_manager = install_comms(self)
+        run_startup_files(self.shell)
         if self.is_main_thread:
             install_sigint_handler(
                 AsyncShell.run_code.__code__,

@@ -8,13 +8,17 @@ SUDO=""
 if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 
 if [ "${SKIP_APT:-0}" != "1" ] && command -v apt-get >/dev/null; then
-    # xvfb: a display for Tk; xauth/x11-apps: screenshots of it; chromium: JupyterLab e2e;
-    # tmux: jupyter console e2e; nodejs/npm: the Pyodide test; Qt's runtime libraries.
+    # xvfb: a display for Tk; chromium: JupyterLab e2e; tmux: jupyter console e2e;
+    # Qt's runtime libraries; nodejs/npm (the Pyodide test) only where no node exists, since
+    # Debian's npm conflicts with a node installed by other means.
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-        xvfb xauth chromium tmux nodejs npm python3-tk \
+        xvfb xauth chromium tmux \
         libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 \
         libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-xinerama0 >/dev/null
+    if ! command -v node >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+    fi
 fi
 
 PYTHON="${PYTHON:-python3}"

@@ -188,9 +188,7 @@ class Caller:
 
     # -- scheduling -------------------------------------------------------------------------
     @overload
-    def call_soon(
-        self, fn: Callable[..., Awaitable[T]], *args: Any
-    ) -> Pending[T]: ...
+    def call_soon(self, fn: Callable[..., Awaitable[T]], *args: Any) -> Pending[T]: ...
     @overload
     def call_soon(self, fn: Callable[..., T], *args: Any) -> Pending[T]: ...
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> Pending[Any]:

@@ -166,9 +166,7 @@ def test_soak_default() -> None:
 
 
 @pytest.mark.slow
-def test_soak_10k(request: pytest.FixtureRequest) -> None:
-    if "slow" not in (request.config.option.markexpr or ""):
-        pytest.skip("a long soak: run with -m slow")
+def test_soak_10k() -> None:
     _run(10_000, warm_up=1000)
 
 

@@ -179,10 +179,7 @@ class RequestHandlers:
 
     async def complete_request(self, request: Request) -> Reply:
         content = request.msg["content"]
-        code = str(content.get("code", ""))
-        cursor_pos = content.get("cursor_pos")
-        if not isinstance(cursor_pos, int) or not 0 <= cursor_pos <= len(code):
-            cursor_pos = len(code)
+        code, cursor_pos = _code_and_cursor(content)
         completer = self.kernel.shell.Completer
         with provisionalcompleter():
             found = list(rectify_completions(code, completer.completions(code, cursor_pos)))
@@ -208,10 +205,7 @@ class RequestHandlers:
 
     async def inspect_request(self, request: Request) -> Reply:
         content = request.msg["content"]
-        code = str(content.get("code", ""))
-        cursor_pos = content.get("cursor_pos")
-        if not isinstance(cursor_pos, int) or not 0 <= cursor_pos <= len(code):
-            cursor_pos = len(code)
+        code, cursor_pos = _code_and_cursor(content)
         detail = 1 if content.get("detail_level") == 1 else 0
         name = token_at_cursor(code, cursor_pos)
         reply: Reply = {"status": "ok", "found": False, "data": {}, "metadata": {}}
@@ -331,3 +325,12 @@ class RequestHandlers:
         else:
             interrupt_main_thread()
         return {"status": "ok"}
+
+
+def _code_and_cursor(content: dict[str, Any]) -> tuple[str, int]:
+    """The code and a cursor inside it (a missing or out-of-range cursor means the end)."""
+    code = str(content.get("code", ""))
+    cursor_pos = content.get("cursor_pos")
+    if not isinstance(cursor_pos, int) or not 0 <= cursor_pos <= len(code):
+        cursor_pos = len(code)
+    return code, cursor_pos

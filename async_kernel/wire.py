@@ -113,6 +113,25 @@ def new_message(
     }
 
 
+def assemble(
+    header: dict[str, Any],
+    parent_header: object,
+    metadata: object,
+    content: object,
+    buffers: list[Any],
+) -> Message:
+    """A message dict from checked parts; a parent or metadata that is not an object is empty."""
+    return {
+        "header": header,
+        "msg_id": header["msg_id"],
+        "msg_type": header["msg_type"],
+        "parent_header": parent_header if isinstance(parent_header, dict) else {},
+        "metadata": metadata if isinstance(metadata, dict) else {},
+        "content": content,
+        "buffers": buffers,
+    }
+
+
 class Codec:
     """Turns messages into signed frames and back, refusing forged and replayed messages.
 
@@ -190,16 +209,7 @@ class Codec:
                 raise ProtocolError(f"header field {field!r} missing or not a string")
         if not isinstance(content, dict):
             raise ProtocolError("content is not a JSON object")
-        msg: Message = {
-            "header": header,
-            "msg_id": header["msg_id"],
-            "msg_type": header["msg_type"],
-            "parent_header": parent_header if isinstance(parent_header, dict) else {},
-            "metadata": metadata if isinstance(metadata, dict) else {},
-            "content": content,
-            "buffers": rest[5:],
-        }
-        return identities, msg
+        return identities, assemble(header, parent_header, metadata, content, rest[5:])
 
     def _remember(self, signature: bytes) -> None:
         self._seen.add(signature)

@@ -17,7 +17,7 @@ import anyio
 
 from ..caller import Caller
 from ..connection import Channel
-from ..wire import Message, ProtocolError, dumps, loads
+from ..wire import Message, ProtocolError, assemble, dumps, loads
 
 __all__ = ["CallbackTransport", "OnMessage", "message_from_host", "message_to_host"]
 
@@ -65,17 +65,13 @@ def message_from_host(
     content = raw.get("content", {})
     if not isinstance(content, dict):
         raise ProtocolError("content is not a JSON object")
-    parent = raw.get("parent_header")
-    metadata = raw.get("metadata")
-    msg: Message = {
-        "header": header,
-        "msg_id": header["msg_id"],
-        "msg_type": header["msg_type"],
-        "parent_header": parent if isinstance(parent, dict) else {},
-        "metadata": metadata if isinstance(metadata, dict) else {},
-        "content": content,
-        "buffers": list(raw.get("buffers") or []),
-    }
+    msg = assemble(
+        header,
+        raw.get("parent_header"),
+        raw.get("metadata"),
+        content,
+        list(raw.get("buffers") or []),
+    )
     return chosen, msg  # type: ignore[return-value]
 
 

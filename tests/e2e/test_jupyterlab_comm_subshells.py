@@ -13,19 +13,11 @@ from typing import Any
 import nbformat
 import pytest
 
+from .test_jupyterlab import CELLS
+
 NOTEBOOK = "comm-subshells.ipynb"
 STEP = 30_000  # ms
-DEMO = (
-    "import anyio, ipywidgets as widgets\n"
-    "clicked = anyio.Event()\n"
-    'button = widgets.Button(description="Deliver")\n'
-    "button.on_click(lambda _: clicked.set())\n"
-    "display(button)\n"
-    'print("waiting for the click")\n'
-    "with anyio.fail_after(60):\n"
-    "    await clicked.wait()\n"
-    'print("the click arrived while the cell was awaiting")'
-)
+DEMO = CELLS[1]  # the button-click demo, the same cell as in the main Lab test
 
 
 @pytest.fixture(scope="module")

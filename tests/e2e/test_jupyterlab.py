@@ -100,9 +100,19 @@ def _wait_idle(page: Any, timeout: int = STEP) -> None:
 
 
 def _run(page: Any, index: int) -> Any:
+    """Run a cell; press again if the page swallowed the key (the prompt stayed '[ ]:')."""
     cell = _cell(page, index)
-    cell.locator(".cm-content").click()
-    page.keyboard.press("Control+Enter")
+    prompt = cell.locator(".jp-InputPrompt").first
+    for _ in range(3):
+        cell.locator(".cm-content").click()
+        page.keyboard.press("Control+Enter")
+        try:
+            page.wait_for_function(
+                "el => el.textContent.trim() !== '[ ]:'", arg=prompt.element_handle(), timeout=5_000
+            )
+            return cell
+        except Exception:
+            continue
     return cell
 
 

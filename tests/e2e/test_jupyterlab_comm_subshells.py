@@ -14,6 +14,7 @@ import nbformat
 import pytest
 
 from .test_jupyterlab import CELLS
+from .test_jupyterlab import _run as run_cell
 
 NOTEBOOK = "comm-subshells.ipynb"
 STEP = 30_000  # ms
@@ -47,9 +48,7 @@ def page(lab_server: Any, browser: Any) -> Iterator[Any]:
 def test_click_through_a_comm_subshell_releases_the_awaiting_cell(page: Any) -> None:
     from playwright.sync_api import expect
 
-    cell = page.locator(".jp-Notebook .jp-Cell").first
-    cell.locator(".cm-content").click()
-    page.keyboard.press("Control+Enter")
+    cell = run_cell(page, 0)
     expect(
         cell.locator(".jp-OutputArea-output").filter(has_text="waiting for the click")
     ).to_have_count(1)

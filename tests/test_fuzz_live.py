@@ -114,7 +114,10 @@ def _check_reply(msg_type: str, content: dict[str, Any], reply: dict[str, Any]) 
     if msg_type == "debug_request":
         return  # the reply is a DAP response: no status field, by the spec
     status = reply["content"].get("status")
-    assert status in ("ok", "error", "aborted"), reply
+    allowed = {"ok", "error", "aborted"}
+    if msg_type == "is_complete_request":  # its status says whether the code is complete
+        allowed |= {"complete", "incomplete", "invalid", "unknown"}
+    assert status in allowed, reply
     if invalid_content(msg_type, content) is not None:
         assert status == "error", (msg_type, content, reply["content"])
 

@@ -44,6 +44,7 @@ class OutStream(io.TextIOBase):
         self._chunks: list[tuple[Request | None, list[str]]] = []
         self._size = 0
         self._flush_pending = False
+        self._urgent_pending = False
         self._on_flush = on_flush
 
     # io.TextIOBase API
@@ -81,7 +82,8 @@ class OutStream(io.TextIOBase):
             if not self._flush_pending:
                 self._flush_pending = True
                 self._transport.call_later(FLUSH_INTERVAL, self.flush)
-            elif self._size >= FLUSH_SIZE:
+            elif self._size >= FLUSH_SIZE and not self._urgent_pending:
+                self._urgent_pending = True
                 self._transport.call_later(0, self.flush)
         return len(s)
 
@@ -95,6 +97,7 @@ class OutStream(io.TextIOBase):
             chunks, self._chunks = self._chunks, []
             self._size = 0
             self._flush_pending = False
+            self._urgent_pending = False
             for request, parts in chunks:
                 parent = request.msg if request is not None else None
                 msg = new_message("stream", {"name": self.name, "text": "".join(parts)}, parent)

@@ -87,6 +87,8 @@ class Kernel:
     async def serve(self, *, ready: Callable[[Kernel], object] | None = None) -> None:
         """Run the kernel until a shutdown_request; must be awaited on the main thread."""
         self._stopped = anyio.Event()
+        if self._stopping:  # stop() came first (the parent died during start-up)
+            return
         async with Caller.open("shell") as main:
             self.main = main
             self.control = (
@@ -151,7 +153,8 @@ class Kernel:
         """End serve() (thread-safe); queued output is still sent."""
         if not self._stopping:
             self._stopping = True
-            self.main.call_soon(self._set_stopped)
+            if self._stopped is not None:  # else serve() has not begun and will not wait
+                self.main.call_soon(self._set_stopped)
 
     def _set_stopped(self) -> None:
         assert self._stopped is not None

@@ -7,11 +7,14 @@ context; threads do not, so a thread remembers the parent of whoever started it.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 from .wire import Message
 
@@ -73,3 +76,12 @@ def install_thread_inheritance() -> None:
         original_start(self)
 
     threading.Thread.start = start  # type: ignore[method-assign]
+
+    # A pool's worker thread outlives the cell that started it: each submitted call must
+    # carry the request of the code that submitted it instead.
+    original_submit = ThreadPoolExecutor.submit
+
+    def submit(self: ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return original_submit(self, contextvars.copy_context().run, fn, *args, **kwargs)
+
+    ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]

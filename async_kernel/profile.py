@@ -32,6 +32,9 @@ def _profile_dir() -> Path | None:
 def load_profile_config() -> Config:
     """The default profile's ``ipython_config.py`` and ``ipython_kernel_config.py``."""
     config = Config()
+    # Libraries (tqdm.autonotebook among them) tell a notebook kernel from a terminal by
+    # this section's presence, as IPython's own kernel application creates it.
+    config.IPKernelApp = Config()
     profile = _profile_dir()
     if profile is None:
         return config

@@ -8,11 +8,14 @@ would not keep it.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import anyio
+
+log = logging.getLogger("async_kernel")
 
 if TYPE_CHECKING:
     from .caller import Caller
@@ -56,7 +59,13 @@ class RequestQueue:
         queue = self._queue
         while True:
             while queue:
-                await self._handle(queue.popleft())
+                request = queue.popleft()
+                try:
+                    await self._handle(request)
+                except anyio.get_cancelled_exc_class():
+                    raise
+                except BaseException:  # a stray KeyboardInterrupt must not end the queue
+                    log.exception("handling %s failed", request.msg.get("msg_type"))
             self._wakeup = anyio.Event()
             self._idle = True
             if not queue:

@@ -99,10 +99,9 @@ class RequestHandlers:
         store_history = bool(content.get("store_history", not silent))
         stop_on_error = bool(content.get("stop_on_error", True))
         user_expressions = content.get("user_expressions") or {}
+        count = shell.execution_count  # this cell's number, before another cell moves it
         if not silent:
-            kernel.publish(
-                "execute_input", {"code": code, "execution_count": shell.execution_count}
-            )
+            kernel.publish("execute_input", {"code": code, "execution_count": count})
         shell.last_error = None
         try:
             transformed: str | None = shell.transform_cell(code)
@@ -127,7 +126,7 @@ class RequestHandlers:
         if not silent:
             shell.events.trigger("post_run_cell", result)
         kernel.flush_streams()
-        reply: Reply = {"execution_count": shell.execution_count - 1}
+        reply: Reply = {"execution_count": count if store_history else count - 1}
         if result.success:
             reply["status"] = "ok"
             reply["user_expressions"] = (

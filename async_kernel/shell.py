@@ -225,6 +225,17 @@ class AsyncShell(InteractiveShell):
         raise UsageError(f"GUI '{gui}' is not supported by async-kernel (supported: tk, qt)")
 
     # -- running code ----------------------------------------------------------------------
+    def _get_exc_info(self, exc_tuple: Any = None) -> tuple[Any, Any, Any]:
+        """The exception without our own frames on top: users see their code first.
+
+        IPython hides its own ``run_code`` by module name; ours lives in async_kernel.
+        """
+        etype, value, tb = super()._get_exc_info(exc_tuple)
+        ours = (AsyncShell.run_code.__code__, AsyncShell._await_interruptibly.__code__)
+        while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code in ours:
+            tb = tb.tb_next
+        return etype, value, tb
+
     async def run_code(  # type: ignore[override]
         self, code_obj: CodeType, result: ExecutionResult | None = None, *, async_: bool = False
     ) -> bool:

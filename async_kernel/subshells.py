@@ -13,7 +13,6 @@ default), as a concurrent task (``# task``), or on a worker thread (``# thread``
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,10 +21,9 @@ import anyio
 from .caller import Caller, Pending
 from .namespaces import Namespace, new_namespace, set_namespace
 from .parent import Request, request_context
+from .request_queue import RequestQueue
 
 if TYPE_CHECKING:
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-
     from .kernel import Kernel
 
 __all__ = ["CellMode", "Subshell", "Subshells", "cell_mode", "run_on_thread"]
@@ -76,29 +74,31 @@ class Subshell:
         self.namespace = namespace
         self.caller = Caller.start_new(kernel.settings.backend, f"subshell-{subshell_id[:8]}")
         self._running: dict[anyio.CancelScope, Request] = {}
-        self._send: MemoryObjectSendStream[Request]
-        self._queued: MemoryObjectReceiveStream[Request]
-        self._send, self._queued = anyio.create_memory_object_stream[Request](math.inf)
-        self.caller.start_soon(self._run_queue)
+        self._closing = False
+        # Executes wait for each other; other requests only for each other (their order
+        # matters, and trio starts a batch of new tasks in no fixed order).
+        self._executes = RequestQueue(self.caller, self._handle)
+        self._others = RequestQueue(self.caller, self._handle)
+        self._executes.start()
+        self._others.start()
 
     # -- routing (transport thread) ------------------------------------------------------
     def deliver(self, request: Request) -> None:
+        if self._closing:
+            _answer_closed(self.kernel, request, "the subshell was deleted", busy=True)
+            return
         if request.msg["msg_type"] != "execute_request":
-            self.caller.start_soon(self._handle, request)
+            self._others.put(request)
             return
         mode = cell_mode(request.msg)
         if mode == "queue":
-            self.caller.call_soon(self._send.send_nowait, request)
+            self._executes.put(request)
         elif mode == "task":
             self.caller.start_soon(self._handle, request)
         else:
             run_on_thread(self.kernel, request, self.namespace)
 
     # -- this subshell's thread ----------------------------------------------------------
-    async def _run_queue(self) -> None:
-        async for request in self._queued:
-            await self._handle(request)
-
     async def _handle(self, request: Request) -> None:
         set_namespace(self.namespace)
         with anyio.CancelScope() as scope:
@@ -111,18 +111,13 @@ class Subshell:
             _answer_closed(self.kernel, request, "the subshell was deleted", busy=False)
 
     def take_queued(self) -> list[Request]:
-        """Remove and return this subshell's queued execute requests (its own thread)."""
-        taken: list[Request] = []
-        while True:
-            try:
-                taken.append(self._queued.receive_nowait())
-            except (anyio.WouldBlock, anyio.EndOfStream):
-                return taken
+        """Remove and return this subshell's queued execute requests."""
+        return self._executes.take_all()
 
     async def _close(self) -> None:
         """Interrupt what runs, answer what waits, then stop the caller."""
-        self._send.close()
-        for request in self.take_queued():
+        self._closing = True
+        for request in self._executes.take_all() + self._others.take_all():
             _answer_closed(self.kernel, request, "aborted", busy=True)
         self.kernel.shell.cancel_awaiting_cells()  # this thread's awaiting cells only
         with anyio.move_on_after(CLOSE_GRACE):

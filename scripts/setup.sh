@@ -26,5 +26,6 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 .venv/bin/python -m pip install -q -e ".[test,trio,qt,matplotlib,debug,e2e]"
+EXTRAS="${EXTRAS:-test,trio,qt,matplotlib,debug,e2e}"
+PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
 .venv/bin/jupyter kernelspec list

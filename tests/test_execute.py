@@ -173,3 +173,30 @@ def test_top_level_await_uses_backend(kc: BlockingKernelClient, backend: str) ->
     assert reply["content"]["status"] == "ok", reply["content"]
     result = next(m for m in outputs if m["msg_type"] == "execute_result")
     assert result["content"]["data"]["text/plain"] == repr(backend)
+
+
+def test_traceback_starts_at_the_users_code(kc: BlockingKernelClient) -> None:
+    reply, _ = execute(kc, "def broken():\n    1 / 0\nbroken()")
+    text = "\n".join(reply["content"]["traceback"])
+    assert "skipping hidden" not in text
+    assert "async_kernel" not in text
+    assert "broken()" in text
+
+
+def test_notebook_detection_sees_a_kernel(kc: BlockingKernelClient) -> None:
+    _, outputs = execute(kc, "'IPKernelApp' in get_ipython().config")
+    result = next(m for m in outputs if m["msg_type"] == "execute_result")
+    assert result["content"]["data"]["text/plain"] == "True"
+
+
+def test_pooled_thread_output_goes_to_the_submitting_cell(kc: BlockingKernelClient) -> None:
+    first, _ = execute(
+        kc,
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "pool = ThreadPoolExecutor(1)\n"
+        "pool.submit(print, 'from A').result()",
+    )
+    assert first["content"]["status"] == "ok"
+    msg_id = kc.execute("pool.submit(print, 'from B').result()")
+    outputs = collect_outputs(kc, msg_id)
+    assert stream_text(outputs) == "from B\n"

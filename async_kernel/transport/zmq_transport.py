@@ -43,7 +43,7 @@ _ZERO_COPY_FROM = 64 * 1024  # bytes; below this, copying a frame is cheaper tha
 
 
 def _copy(frames: list[bytes]) -> bool:
-    return all(len(f) < _ZERO_COPY_FROM for f in frames)
+    return all(memoryview(f).nbytes < _ZERO_COPY_FROM for f in frames)
 
 
 # messages read from one socket per wake-up, so no channel starves another
@@ -185,7 +185,10 @@ class ZmqTransport:
             self._fire_timers(everything=True)
             self._send_outbox()
         except Exception:
-            log.exception("the I/O thread failed")
+            # A kernel that cannot talk is worse than a dead one: the manager sees a dead
+            # kernel and can restart it, where a deaf one would hang every client.
+            log.critical("the I/O thread failed; the kernel exits", exc_info=True)
+            os._exit(70)
         finally:
             for sock in self._sockets.values():
                 sock.close(linger=1000)

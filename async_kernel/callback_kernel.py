@@ -78,7 +78,7 @@ class CallbackKernel:
 
     def interrupt(self) -> None:
         """Cancel every cell that is awaiting (blocking code cannot be interrupted here)."""
-        self.kernel.main.call_soon(self.kernel.shell.cancel_awaiting_cells)
+        self.kernel.main.schedule(self.kernel.shell.cancel_awaiting_cells)
 
     def stop(self) -> None:
         """End :meth:`run` as a shutdown_request would."""

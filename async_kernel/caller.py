@@ -211,6 +211,14 @@ class Caller:
             pending.set_cancelled(f"{self!r} is stopped")
         return pending
 
+    def schedule(self, fn: Callable[..., object], *args: Any) -> None:
+        """Run ``fn(*args)`` on this caller's thread soon, and forget it.
+
+        The kernel's own hot path: no Pending, no context copy, no lock, so it is cheap
+        and safe to call from a signal handler.  A failure of ``fn`` is logged.
+        """
+        self._schedule(fn, *args)
+
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Pending[Any]:
         """Like :meth:`call_soon`, after ``delay`` seconds (cancel the Pending to drop it)."""
 

@@ -135,7 +135,7 @@ class Kernel:
         if self.is_main_thread:
             install_sigint_handler(
                 AsyncShell.run_code.__code__,
-                lambda: self.main.call_soon(self.shell.cancel_awaiting_cells),
+                lambda: self.main.schedule(self.shell.cancel_awaiting_cells),
             )
         install_debugger(self)
         if not self.single_thread:
@@ -154,7 +154,7 @@ class Kernel:
         if not self._stopping:
             self._stopping = True
             if self._stopped is not None:  # else serve() has not begun and will not wait
-                self.main.call_soon(self._set_stopped)
+                self.main.schedule(self._set_stopped)
 
     def _set_stopped(self) -> None:
         assert self._stopped is not None

@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
-import aiologic
-
 __all__ = ["Pending", "PendingCancelled"]
 
 T = TypeVar("T")
@@ -32,6 +30,8 @@ class Pending(Generic[T]):
     __slots__ = ("_canceller", "_done", "_exception", "_lock", "_result", "_wants_cancel")
 
     def __init__(self) -> None:
+        import aiologic  # imported on first use: it costs ~50 ms of kernel start-up
+
         self._done = aiologic.Event()
         self._lock = aiologic.Lock()  # guards the canceller hand-over; held only briefly
         self._result: T | None = None

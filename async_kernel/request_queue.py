@@ -42,7 +42,7 @@ class RequestQueue:
         # at the queue, so one of the two always sees the other's write.
         self._queue.append(request)
         if self._idle:
-            self._caller.call_soon(self._wake)
+            self._caller.schedule(self._wake)
 
     def take_all(self) -> list[Request]:
         """Remove and return everything still waiting."""

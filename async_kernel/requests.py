@@ -313,7 +313,7 @@ class RequestHandlers:
     async def shutdown_request(self, request: Request) -> Reply:
         restart = bool(request.msg["content"].get("restart", False))
         # Stop only after this handler's reply and idle status are queued for sending.
-        self.kernel.control.call_soon(self.kernel.stop)
+        self.kernel.control.schedule(self.kernel.stop)
         return {"status": "ok", "restart": restart}
 
     async def interrupt_request(self, request: Request) -> Reply:

@@ -209,7 +209,7 @@ class Subshells:
         """Hand a shell message to its subshell; an unknown id gets an error reply."""
         subshell = self._by_id.get(subshell_id) if isinstance(subshell_id, str) else None
         if subshell is None or subshell.caller.stopped:
-            self.kernel.main.call_soon(self._answer_unknown, request)
+            self.kernel.main.schedule(self._answer_unknown, request)
         else:
             subshell.deliver(request)
 
@@ -237,7 +237,7 @@ class Subshells:
     def interrupt_all(self) -> None:
         """Cancel the awaiting cells of every subshell (blocking code runs on: see docs)."""
         for subshell in list(self._by_id.values()):
-            subshell.caller.call_soon(self.kernel.shell.cancel_awaiting_cells)
+            subshell.caller.schedule(self.kernel.shell.cancel_awaiting_cells)
 
     def stop_all(self) -> None:
         """Shutdown: stop every subshell's caller at once (their threads are daemons)."""

@@ -87,7 +87,7 @@ class CallbackTransport:
         if threading.current_thread() is self._caller.thread:
             self._hand_over(channel, msg)
         else:
-            self._caller.call_soon(self._hand_over, channel, msg)
+            self._caller.schedule(self._hand_over, channel, msg)
 
     def _hand_over(self, channel: Channel, msg: Message) -> None:
         if self._closed:

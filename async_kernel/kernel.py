@@ -212,6 +212,9 @@ class Kernel:
         """Answer one request in its own context: busy, reply, idle."""
         set_request(request)
         msg_type = request.msg["msg_type"]
+        hold = msg_type == "execute_request" and self.is_main_thread
+        if hold:
+            self.transport.hold()
         self.publish_status("busy")
         try:
             handler: Handler | None = self.handlers.for_type(msg_type)
@@ -241,6 +244,8 @@ class Kernel:
         finally:
             self.flush_streams()
             self.publish_status("idle")
+            if hold:
+                self.transport.release()
 
     def reply(
         self, request: Request, content: dict[str, Any], metadata: dict[str, Any] | None = None

@@ -100,6 +100,7 @@ class RequestHandlers:
         stop_on_error = bool(content.get("stop_on_error", True))
         user_expressions = content.get("user_expressions") or {}
         count = shell.execution_count  # this cell's number, before another cell moves it
+        shell.payloads.begin()
         if not silent:
             kernel.publish("execute_input", {"code": code, "execution_count": count})
         shell.last_error = None

@@ -18,11 +18,11 @@ from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.core.payload import PayloadManager
 from traitlets import Any as AnyTrait
 from traitlets import Instance
 
 from .namespaces import active_namespace
+from .payloads import RequestPayloads
 
 if TYPE_CHECKING:
     from types import CodeType
@@ -123,6 +123,11 @@ class AsyncShell(InteractiveShell):
     kernel = AnyTrait(None, allow_none=True, help="The kernel that owns this shell.")
     host_gui = Instance(str, ("",), help="The GUI the host loop runs ('' for none).")
 
+    def init_payload(self) -> None:
+        """Payloads per request, not per shell: concurrent cells must not share them."""
+        self.payload_manager = RequestPayloads(parent=self)
+        self.configurables.append(self.payload_manager)  # type: ignore[arg-type]
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.autoawait = True
@@ -195,9 +200,9 @@ class AsyncShell(InteractiveShell):
     keepkernel_on_exit = False
 
     @property
-    def payloads(self) -> PayloadManager:
-        """The payload manager (IPython types it as optional; it always exists here)."""
-        assert self.payload_manager is not None
+    def payloads(self) -> RequestPayloads:
+        """This shell's per-request payloads (IPython types the manager as optional)."""
+        assert isinstance(self.payload_manager, RequestPayloads)
         return self.payload_manager
 
     # -- GUI -------------------------------------------------------------------------------

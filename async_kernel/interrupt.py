@@ -11,16 +11,40 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
 from types import CodeType, FrameType
 
-__all__ = ["block_sigint_in_this_thread", "install_sigint_handler", "interrupt_main_thread"]
+__all__ = [
+    "block_sigint_in_this_thread",
+    "install_sigint_handler",
+    "interrupt_main_thread",
+    "sigint_blocked",
+]
 
 
 def block_sigint_in_this_thread() -> None:
     """Keep SIGINT for the main thread; call at the start of every kernel-owned thread."""
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+@contextmanager
+def sigint_blocked() -> Generator[None]:
+    """Block SIGINT in this thread for the block: threads started inside inherit the block.
+
+    Wrap code that starts threads we do not own (Tk's notifier, Qt's X11 reader, IPython's
+    history writer): a process-directed SIGINT could otherwise land on one of them, and a
+    main thread asleep in ``time.sleep`` would never be woken to interrupt the cell.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _stack_contains(frame: FrameType | None, code: CodeType) -> bool:

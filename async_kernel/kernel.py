@@ -23,7 +23,7 @@ from .comms import install_comms
 from .connection import Channel
 from .debugger import install_debugger
 from .history import batch_history_writes
-from .interrupt import install_sigint_handler
+from .interrupt import install_sigint_handler, sigint_blocked
 from .iostream import OutStream
 from .parent import (
     Request,
@@ -95,7 +95,8 @@ class Kernel:
                 main if self.single_thread else Caller.start_new(self.settings.backend, "control")
             )
             self.transport = self._make_transport(self.deliver)
-            self._init_shell()
+            with sigint_blocked():  # the threads IPython starts must leave SIGINT to us
+                self._init_shell()
             # Executes wait for each other; other shell requests only for each other, so
             # they are answered while a cell awaits; control has its own loop and queue.
             self._executes = RequestQueue(main, self.handle)
@@ -212,9 +213,6 @@ class Kernel:
         """Answer one request in its own context: busy, reply, idle."""
         set_request(request)
         msg_type = request.msg["msg_type"]
-        hold = msg_type == "execute_request" and self.is_main_thread
-        if hold:
-            self.transport.hold()
         self.publish_status("busy")
         try:
             handler: Handler | None = self.handlers.for_type(msg_type)
@@ -244,8 +242,6 @@ class Kernel:
         finally:
             self.flush_streams()
             self.publish_status("idle")
-            if hold:
-                self.transport.release()
 
     def reply(
         self, request: Request, content: dict[str, Any], metadata: dict[str, Any] | None = None

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeVar, TypeVarTuple, Unpack
 
-from async_kernel.gui_hosts.base import HostName, HostUnavailableError, active_host, drive
+from async_kernel.gui_hosts.base import (
+    HostLoop,
+    HostName,
+    HostUnavailableError,
+    active_host,
+    drive,
+)
+from async_kernel.interrupt import sigint_blocked
 
 if TYPE_CHECKING:
     import tkinter
@@ -66,13 +73,17 @@ def run_with_host(
 
         return plain.run(backend, async_fn, *args)
     check_host(name)
-    if name == "tk":
-        from async_kernel.gui_hosts.tk import TkHost
+    # Tk and Qt start threads of their own; they must not be where SIGINT lands.
+    with sigint_blocked():
+        if name == "tk":
+            from async_kernel.gui_hosts.tk import TkHost
 
-        return drive(TkHost(), backend, async_fn, *args)
-    from async_kernel.gui_hosts.qt import QtHost
+            host: HostLoop = TkHost()
+        else:
+            from async_kernel.gui_hosts.qt import QtHost
 
-    return drive(QtHost(), backend, async_fn, *args)
+            host = QtHost()
+    return drive(host, backend, async_fn, *args)
 
 
 def current_host() -> HostName:

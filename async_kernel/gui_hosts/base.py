@@ -11,6 +11,7 @@ import queue
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, TypeVarTuple, Unpack
 
 from async_kernel.guest import Backend, Outcome, start_guest_run
+from async_kernel.interrupt import sigint_blocked
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -114,13 +115,14 @@ def drive(
 
     _active = host
     try:
-        run = start_guest_run(
-            backend,
-            async_fn,
-            *args,
-            run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
-            done_callback=done,
-        )
+        with sigint_blocked():  # the guest's I/O thread must leave SIGINT to the main thread
+            run = start_guest_run(
+                backend,
+                async_fn,
+                *args,
+                run_sync_soon_threadsafe=host.run_sync_soon_threadsafe,
+                done_callback=done,
+            )
         host.mainloop()
         while not results:  # someone else quit the loop: stop the guest, keep pumping
             run.cancel()

@@ -129,28 +129,10 @@ class ZmqTransport:
         frames = self.codec.encode(msg, identities)
         with self._lock:
             self._outbox.append((channel, frames))
-            if self._held and threading.get_ident() == self._held_by:
-                return
             wake = not self._wake_pending
             self._wake_pending = True
         if wake:
             self._wake()
-
-    _held = 0
-    _held_by = 0
-
-    def hold(self):
-        self._held_by = threading.get_ident()
-        self._held += 1
-
-    def release(self):
-        self._held -= 1
-        if not self._held:
-            with self._lock:
-                wake = bool(self._outbox) and not self._wake_pending
-                self._wake_pending = True
-            if wake:
-                self._wake()
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> None:
         with self._lock:

@@ -290,6 +290,8 @@ class TkThread:
         with self._lock:
             self._wake_pending = False  # before reading: later jobs must wake again
         for _ in range(self._jobs.qsize()):
+            if self._closed:
+                return  # stopping: _teardown cancels what is left
             self._run_job(self._jobs.get_nowait())
 
     def _poll(self) -> None:
@@ -366,7 +368,10 @@ class TkThread:
         import tkinter
 
         try:
-            # Pending ``after`` scripts (ours or user timers) must not fire into a dead root.
+            # Idle handlers Tk queued itself (ttk's ThemeChanged after start-up) would fire
+            # into a dead root and print a Tcl error: run them now.  Pending ``after``
+            # scripts (ours or user timers) are cancelled instead.
+            root.update_idletasks()
             for script in root.tk.splitlist(root.tk.call("after", "info")):
                 root.after_cancel(script)
             root.destroy()

@@ -8,6 +8,7 @@ gives the code object the same name, so debugpy matches breakpoints, stack frame
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -48,7 +49,13 @@ def murmur2(text: str, seed: int = HASH_SEED) -> int:
 
 def tmp_prefix() -> str:
     """Per-process directory of dumped cells, ending with a separator (``tmpFilePrefix``)."""
-    return os.path.join(tempfile.gettempdir(), f"async_kernel_{os.getpid()}") + os.sep
+    return _prefix_for(os.getpid())
+
+
+@functools.cache
+def _prefix_for(pid: int) -> str:
+    # Asked at every compile; keyed by pid so a forked process gets its own directory.
+    return os.path.join(tempfile.gettempdir(), f"async_kernel_{pid}") + os.sep
 
 
 TMP_SUFFIX = ".py"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -111,3 +112,13 @@ def stream_text(outputs: list[dict[str, Any]], name: str = "stdout") -> str:
         for m in outputs
         if m["msg_type"] == "stream" and m["content"]["name"] == name
     )
+
+
+def wait_for_stream(kc: BlockingKernelClient, msg_id: str, text: str) -> None:
+    """Block (bounded) until the cell ``msg_id`` has printed ``text``: it is running."""
+    deadline = time.monotonic() + TIMEOUT
+    seen = ""
+    while text not in seen:
+        msg = kc.get_iopub_msg(timeout=max(0.01, deadline - time.monotonic()))
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+            seen += msg["content"]["text"]

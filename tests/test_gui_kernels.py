@@ -20,7 +20,14 @@ from typing import Any
 
 import pytest
 from _xvfb import xvfb_display
-from conftest import TIMEOUT, collect_outputs, execute, shell_reply, stream_text
+from conftest import (
+    TIMEOUT,
+    collect_outputs,
+    execute,
+    shell_reply,
+    stream_text,
+    wait_for_stream,
+)
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
@@ -97,16 +104,6 @@ def run_ok(kc: BlockingKernelClient, code: str) -> str:
     reply, outputs = execute(kc, code)
     assert reply["content"]["status"] == "ok", reply["content"]
     return stream_text(outputs)
-
-
-def wait_for_stream(kc: BlockingKernelClient, msg_id: str, text: str) -> None:
-    """Block (bounded) until the cell ``msg_id`` has printed ``text``: it is running."""
-    deadline = time.monotonic() + TIMEOUT
-    seen = ""
-    while text not in seen:
-        msg = kc.get_iopub_msg(timeout=max(0.01, deadline - time.monotonic()))
-        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
-            seen += msg["content"]["text"]
 
 
 def test_spec_and_host(gk: Kernel, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from _xvfb import xvfb_display
-from conftest import TIMEOUT, execute, start_kernel, stream_text
+from conftest import TIMEOUT, execute, start_kernel, stream_text, wait_for_stream
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -172,16 +172,6 @@ def test_in_process(display: str) -> None:
 def test_refused_in_a_tk_host(display: str) -> None:
     report = run_child("in-tk-host", display)
     assert "tk_root()" in report["refused"]
-
-
-def wait_for_stream(kc: BlockingKernelClient, msg_id: str, text: str) -> None:
-    """Block (bounded) until the cell ``msg_id`` has printed ``text``: it is running."""
-    deadline = time.monotonic() + TIMEOUT
-    seen = ""
-    while text not in seen:
-        msg = kc.get_iopub_msg(timeout=max(0.01, deadline - time.monotonic()))
-        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
-            seen += msg["content"]["text"]
 
 
 def run_ok(kc: BlockingKernelClient, code: str) -> str:

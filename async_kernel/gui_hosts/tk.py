@@ -50,7 +50,8 @@ def _needs_x_display() -> bool:
     return sys.platform not in ("win32", "darwin")
 
 
-def _new_root() -> tkinter.Tk:
+def new_root() -> tkinter.Tk:
+    """A withdrawn Tk root, or HostUnavailableError saying what to install or set."""
     _import_tkinter()
     import tkinter
 
@@ -68,14 +69,14 @@ def _new_root() -> tkinter.Tk:
 
 def check() -> None:
     """Raise ``HostUnavailableError`` unless a Tk root can be created here."""
-    _new_root().destroy()
+    new_root().destroy()
 
 
 class TkHost:
     """Tk mainloop as the host of a guest run."""
 
     def __init__(self) -> None:
-        self.root = _new_root()
+        self.root = new_root()
         self._thread = threading.get_ident()
         self.threaded_tcl = bool(int(self.root.tk.eval("set tcl_platform(threaded)")))
         self._calls = CallQueue(self._wake)

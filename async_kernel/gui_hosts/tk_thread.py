@@ -26,15 +26,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
-import os
 import queue
 import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
 
-from async_kernel.gui_hosts.base import HostUnavailableError, active_host
-from async_kernel.gui_hosts.tk import POLL_MS
+from async_kernel.gui_hosts.base import active_host
+from async_kernel.gui_hosts.tk import POLL_MS, new_root
 from async_kernel.interrupt import block_sigint_in_this_thread
 from async_kernel.pending import Pending
 
@@ -84,26 +83,6 @@ def current_tk_thread() -> TkThread | None:
 
 
 _TOKEN = object()
-
-
-def _make_root() -> tkinter.Tk:
-    try:
-        import tkinter
-    except ImportError as exc:
-        raise HostUnavailableError(
-            f"tkinter is not available ({exc}): install your Python's Tk support "
-            "(e.g. apt-get install python3-tk)"
-        ) from exc
-    if sys.platform not in ("win32", "darwin") and not os.environ.get("DISPLAY"):
-        raise HostUnavailableError("no display for Tk: set DISPLAY or run under Xvfb")
-    try:
-        root = tkinter.Tk()
-    except tkinter.TclError as exc:
-        raise HostUnavailableError(
-            f"Tk cannot open the display ({exc}): set DISPLAY or run under Xvfb"
-        ) from exc
-    root.withdraw()
-    return root
 
 
 class TkThread:
@@ -233,7 +212,7 @@ class TkThread:
 
     def _session(self) -> None:
         try:
-            root = _make_root()
+            root = new_root()
         except BaseException as err:
             self._error = err
             self._finished.set()

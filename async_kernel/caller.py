@@ -12,19 +12,19 @@ import inspect
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, ClassVar, Literal, Self, TypeVar, overload
+from typing import Any, ClassVar, Self, TypeVar, overload
 
 import anyio
 import sniffio
 
 from .interrupt import block_sigint_in_this_thread
 from .pending import Pending, PendingCancelled
+from .settings import Backend
 
 __all__ = ["Backend", "Caller", "Pending", "PendingCancelled"]
 
 T = TypeVar("T")
 
-Backend = Literal["asyncio", "trio"]
 log = logging.getLogger("async_kernel.caller")
 
 

@@ -60,7 +60,8 @@ def _reject_unknown(extra: list[str]) -> None:
     for arg in extra:
         name = arg.split("=", 1)[0]
         if name.startswith("--interface."):
-            InterfaceSettings().set(name.removeprefix("--interface."), "")
+            known = ", ".join(f"interface.{n}" for n in InterfaceSettings.__dataclass_fields__)
+            raise SettingsError(f"unknown setting '{name[2:]}' (known: {known})")
         raise SettingsError(f"unknown argument {arg!r} (see async-kernel --help)")
 
 

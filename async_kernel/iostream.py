@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from .parent import current_request
@@ -34,7 +33,6 @@ class OutStream(io.TextIOBase):
         transport: Transport,
         *,
         fallback: io.TextIOBase | None = None,
-        on_flush: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
         self.name = name  # type: ignore[misc]
@@ -45,7 +43,6 @@ class OutStream(io.TextIOBase):
         self._size = 0
         self._flush_pending = False
         self._urgent_pending = False
-        self._on_flush = on_flush
 
     # io.TextIOBase API
     @property

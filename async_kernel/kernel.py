@@ -121,9 +121,12 @@ class Kernel:
     def _init_shell(self) -> None:
         install_thread_inheritance()
         self._real_stdout, self._real_stderr = sys.stdout, sys.stderr
-        sys.stdout = OutStream("stdout", self.transport, fallback=sys.__stdout__)  # type: ignore[arg-type]
-        sys.stderr = OutStream("stderr", self.transport, fallback=sys.__stderr__)  # type: ignore[arg-type]
-        self.stdin = StdinBridge(self.transport)
+        self._streams = (
+            OutStream("stdout", self.transport, fallback=sys.__stdout__),  # type: ignore[arg-type]
+            OutStream("stderr", self.transport, fallback=sys.__stderr__),  # type: ignore[arg-type]
+        )
+        sys.stdout, sys.stderr = self._streams
+        self.stdin = StdinBridge(self.transport, self.flush_streams)
         self.stdin.install()
         self.shell = AsyncShell.instance(
             config=load_profile_config(), kernel=self, publisher=self, host_gui=self._host_gui()
@@ -268,11 +271,13 @@ class Kernel:
         self.publish("status", {"execution_state": state})
 
     def flush_streams(self) -> None:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                log.exception("flushing %r failed", stream)
+        """Send the kernel's own buffered stdout/stderr now.
+
+        Ours, not whatever ``sys.stdout`` is: a cell may have replaced it, and our buffer
+        must still go out before the output that follows it and before idle.
+        """
+        for stream in self._streams:
+            stream.flush()
 
     def get_parent(self, channel: str | None = None) -> Message:
         """The current request's message (ipywidgets' Output widget asks for it)."""

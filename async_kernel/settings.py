@@ -11,6 +11,9 @@ Backend = Literal["asyncio", "trio"]
 HostLoop = Literal["plain", "tk", "qt"]
 
 
+_CHOICES: dict[str, tuple[str, ...]] = {"backend": get_args(Backend), "loop": get_args(HostLoop)}
+
+
 class SettingsError(ValueError):
     """A setting that does not exist or has a value it cannot take."""
 
@@ -33,9 +36,7 @@ class InterfaceSettings:
             raise SettingsError(
                 f"unknown setting 'interface.{name}' (known: {', '.join(sorted(known))})"
             )
-        allowed = get_args(known[name].type) or get_args(
-            {"backend": Backend, "loop": HostLoop}[name]
-        )
+        allowed = _CHOICES[name]
         if value not in allowed:
             raise SettingsError(
                 f"interface.{name} must be one of {', '.join(allowed)}, not {value!r}"

@@ -67,8 +67,7 @@ class KernelDisplayHook(DisplayHook):
         shell: AsyncShell = self.shell  # type: ignore[assignment]
         publisher = shell.publisher
         if publisher is not None and self._data:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            publisher.flush_streams()
             publisher.publish(
                 "execute_result",
                 {
@@ -97,8 +96,7 @@ class KernelDisplayPublisher(DisplayPublisher):
         shell: AsyncShell = self.shell  # type: ignore[assignment]
         if shell.publisher is None:
             return
-        sys.stdout.flush()
-        sys.stderr.flush()
+        shell.publisher.flush_streams()
         content = {"data": data, "metadata": metadata or {}, "transient": transient or {}}
         shell.publisher.publish("update_display_data" if update else "display_data", content)
 
@@ -106,8 +104,7 @@ class KernelDisplayPublisher(DisplayPublisher):
         shell: AsyncShell = self.shell  # type: ignore[assignment]
         if shell.publisher is None:
             return
-        sys.stdout.flush()
-        sys.stderr.flush()
+        shell.publisher.flush_streams()
         shell.publisher.publish("clear_output", {"wait": wait})
 
 
@@ -171,8 +168,8 @@ class AsyncShell(InteractiveShell):
     def _showtraceback(
         self, etype: type[BaseException], evalue: BaseException, stb: list[str]
     ) -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        if self.publisher is not None:
+            self.publisher.flush_streams()
         content = {
             "traceback": stb,
             "ename": getattr(etype, "__name__", str(etype)),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import getpass
-import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,8 @@ from .parent import current_request
 from .wire import Message, new_message
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .transport import Transport
 
 __all__ = ["StdinBridge"]
@@ -34,8 +35,9 @@ class _Pending:
 class StdinBridge:
     """Asks the client for a line of input and waits for its input_reply."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, flush_output: Callable[[], None]) -> None:
         self._transport = transport
+        self._flush_output = flush_output
         self._lock = threading.Lock()
         self._pending: list[_Pending] = []
 
@@ -56,8 +58,7 @@ class StdinBridge:
                 "input() was called, but this frontend does not support input requests "
                 "(the execute_request did not set allow_stdin)."
             )
-        sys.stdout.flush()
-        sys.stderr.flush()
+        self._flush_output()  # the prompt's preceding output must arrive first
         msg = new_message("input_request", {"prompt": prompt, "password": password}, request.msg)
         pending = _Pending(msg["msg_id"])
         with self._lock:

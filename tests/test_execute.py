@@ -200,3 +200,12 @@ def test_pooled_thread_output_goes_to_the_submitting_cell(kc: BlockingKernelClie
     msg_id = kc.execute("pool.submit(print, 'from B').result()")
     outputs = collect_outputs(kc, msg_id)
     assert stream_text(outputs) == "from B\n"
+
+
+def test_output_before_idle_even_if_the_cell_replaces_stdout(kc: BlockingKernelClient) -> None:
+    code = "import io, sys\nsaved = sys.stdout\nprint('before')\nsys.stdout = io.StringIO()"
+    try:
+        _, outputs = execute(kc, code)
+        assert stream_text(outputs) == "before\n", "the kernel flushes its own stream"
+    finally:
+        execute(kc, "sys.stdout = saved")

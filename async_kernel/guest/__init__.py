@@ -9,13 +9,13 @@ with a thread-safe ``cancel()``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Literal, Protocol, TypeVar, TypeVarTuple, Unpack
+from typing import Protocol, TypeVar, TypeVarTuple, Unpack
 
 from async_kernel.guest._outcome import GuestRunCancelled, Outcome
+from async_kernel.settings import Backend
 
 __all__ = ["Backend", "GuestRun", "GuestRunCancelled", "Outcome", "RunSoon", "start_guest_run"]
 
-Backend = Literal["asyncio", "trio"]
 RunSoon = Callable[[Callable[[], object]], object]
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")

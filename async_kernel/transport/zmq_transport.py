@@ -82,7 +82,8 @@ class ZmqTransport:
         self._outbox: deque[tuple[Channel, list[bytes]]] = deque()
         self._timers: list[tuple[float, int, Callable[[], object]]] = []
         self._timer_seq = 0
-        self._lock = threading.Lock()
+        # Re-entrant: a finalizer that prints can run inside send() on the same thread.
+        self._lock = threading.RLock()
         self._wake_pending = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)

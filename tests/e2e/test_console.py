@@ -20,6 +20,32 @@ import pytest
 SCREEN_TIMEOUT = 30.0  # seconds any expected text may take to appear
 
 
+def stacks_of(root_pid: int) -> str:
+    """py-spy dumps of every Python process under ``root_pid``: what a hang was waiting on."""
+    import psutil
+
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(py_spy).exists():
+        return "(py-spy not installed: no stacks)"
+    dumps = []
+    for proc in psutil.Process(root_pid).children(recursive=True):
+        try:
+            cmdline = " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        if "python" not in cmdline and "jupyter" not in cmdline:
+            continue
+        done = subprocess.run(
+            [py_spy, "dump", "--pid", str(proc.pid)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        dumps.append(f"--- {proc.pid}: {cmdline}\n{done.stdout}{done.stderr}")
+    return "\n".join(dumps)
+
+
 class Terminal:
     def __init__(self, socket: str, env: dict[str, str]) -> None:
         self.socket = socket
@@ -40,7 +66,14 @@ class Terminal:
         self.tmux("send-keys", "-t", "console", *keys)
 
     def type(self, text: str) -> None:
+        """Type ``text`` and wait until the terminal shows it, so a following key comes after."""
+        end = len(self.screen().rstrip())
         self.tmux("send-keys", "-t", "console", "-l", text)
+        self.wait_for(re.escape(text), after=end)
+
+    def enter(self, text: str) -> None:
+        self.type(text)
+        self.keys("Enter")
 
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", "console")
@@ -56,7 +89,11 @@ class Terminal:
             if found:
                 return found
             if time.monotonic() > deadline:
-                pytest.fail(f"{pattern!r} not on the screen within {timeout}s:\n{screen}")
+                pane = int(self.tmux("display-message", "-p", "-t", "console", "#{pane_pid}"))
+                pytest.fail(
+                    f"{pattern!r} not on the screen within {timeout}s:\n{screen}\n"
+                    f"stacks of the console and kernel:\n{stacks_of(pane)}"
+                )
             time.sleep(0.1)
 
 
@@ -87,13 +124,11 @@ def terminal(tmp_path: Path, artifacts: Path, isolated_env: dict[str, str]) -> I
 def test_console_runs_awaits_completes_and_exits(terminal: Terminal) -> None:
     terminal.wait_for(r"In \[1\]: ", timeout=60)
 
-    terminal.type("import anyio; print('hello', 6 * 7)")
-    terminal.keys("Enter")
+    terminal.enter("import anyio; print('hello', 6 * 7)")
     terminal.wait_for(r"hello 42")
     terminal.wait_for(r"In \[2\]: ")
 
-    terminal.type("await anyio.sleep(0.05); 'awaited'")
-    terminal.keys("Enter")
+    terminal.enter("await anyio.sleep(0.05); 'awaited'")
     terminal.wait_for(r"Out\[2\]: 'awaited'")
     terminal.wait_for(r"In \[3\]: ")
 
@@ -101,7 +136,7 @@ def test_console_runs_awaits_completes_and_exits(terminal: Terminal) -> None:
     terminal.keys("Tab")  # the only completion: IPython inserts it on the line
     terminal.wait_for(r"In \[3\]: anyio\.sleep_forever")
     terminal.keys("C-u")
+    terminal.wait_for(r"(?m)In \[3\]: *$")  # the line is empty again
 
-    terminal.type("exit")
-    terminal.keys("Enter")
+    terminal.enter("exit")
     terminal.wait_for(r"CONSOLE-EXIT=0")

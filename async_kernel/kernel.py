@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["Kernel"]
 
 _MAIN_SHELL_ONLY = frozenset({"comm_open", "comm_msg", "comm_close", "comm_info_request"})
+_SEND_QUEUED_TIMEOUT = 0.005  # seconds a heavy handler waits for replies already made
 
 log = logging.getLogger("async_kernel")
 
@@ -269,6 +270,17 @@ class Kernel:
 
     def publish_status(self, state: str) -> None:
         self.publish("status", {"execution_state": state})
+
+    def send_queued_first(self) -> None:
+        """Let replies already made leave before work that holds the GIL for long.
+
+        A completion keeps the GIL for tens of milliseconds; the transport's thread would get
+        it back only at each switch interval, so a kernel_info answered just before it would
+        reach the client several milliseconds late.
+        """
+        wait_sent = getattr(self.transport, "wait_sent", None)
+        if wait_sent is not None:
+            wait_sent(_SEND_QUEUED_TIMEOUT)
 
     def flush_streams(self) -> None:
         """Send the kernel's own buffered stdout/stderr now.

@@ -180,6 +180,7 @@ class RequestHandlers:
     async def complete_request(self, request: Request) -> Reply:
         content = request.msg["content"]
         code, cursor_pos = _code_and_cursor(content)
+        self.kernel.send_queued_first()
         completer = self.kernel.shell.Completer
         with provisionalcompleter():
             found = list(rectify_completions(code, completer.completions(code, cursor_pos)))
@@ -208,6 +209,7 @@ class RequestHandlers:
         code, cursor_pos = _code_and_cursor(content)
         detail = 1 if content.get("detail_level") == 1 else 0
         name = token_at_cursor(code, cursor_pos)
+        self.kernel.send_queued_first()
         reply: Reply = {"status": "ok", "found": False, "data": {}, "metadata": {}}
         try:
             reply["data"] = self.kernel.shell.object_inspect_mime(name, detail_level=detail)
@@ -218,6 +220,7 @@ class RequestHandlers:
 
     async def history_request(self, request: Request) -> Reply:
         content = request.msg["content"]
+        self.kernel.send_queued_first()
         history = self.kernel.shell.history_manager
         raw = bool(content.get("raw", True))
         output = bool(content.get("output", False))

@@ -99,6 +99,11 @@ class ZmqTransport:
         self._timer_seq = 0
         # Re-entrant: a finalizer that prints can run inside send() on the same thread.
         self._lock = threading.RLock()
+        # Counts of messages queued and sent, for wait_sent(); `_sent` shares the outbox lock.
+        self._queued_count = 0
+        self._sent_count = 0
+        self._sent = threading.Condition(self._lock)
+        self._send_waiters = 0
         self._wake_pending = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -145,10 +150,27 @@ class ZmqTransport:
         frames = self.codec.encode(msg, identities)
         with self._lock:
             self._outbox.append((channel, frames))
+            self._queued_count += 1
             wake = not self._wake_pending
             self._wake_pending = True
         if wake:
             self._wake()
+
+    def wait_sent(self, timeout: float) -> bool:
+        """Block until what is queued now has been sent, for at most ``timeout`` seconds.
+
+        Called before work that holds the GIL for long (a completion): replies already made
+        go out first instead of waiting for the interpreter's switch interval, again and again.
+        """
+        if threading.current_thread() is self._io_thread or not self._running:
+            return False
+        with self._lock:
+            target = self._queued_count
+            self._send_waiters += 1
+            try:
+                return self._sent.wait_for(lambda: self._sent_count >= target, timeout)
+            finally:
+                self._send_waiters -= 1
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> None:
         with self._lock:
@@ -252,6 +274,10 @@ class ZmqTransport:
                     _send_multipart(self._sockets[channel], frames)
                 except (zmq.ZMQError, TypeError, ValueError) as err:
                     log.warning("could not send on %s: %s", channel, err)
+            with self._lock:
+                self._sent_count += len(batch)
+                if self._send_waiters:
+                    self._sent.notify_all()
 
     def _receive(self, sock: zmq.Socket[bytes], channel: Channel) -> None:
         for _ in range(_RECV_BATCH):

@@ -77,10 +77,11 @@ class RequestHandlers:
         """Add or replace a handler (subshells and the debugger plug in here)."""
         self._table[msg_type] = handler
 
-    def warm_up(self) -> None:
-        """Import the completer's heavy parts on a thread, off the first request's path."""
+    def warm_up(self, delay: float = 0.0) -> None:
+        """Import the completer's heavy parts on a thread, ``delay`` seconds from now."""
 
         def warm() -> None:
+            time.sleep(delay)  # on this thread: a cell that blocks the loop cannot hold it up
             try:
                 import jedi
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from conftest import TIMEOUT, execute, shell_reply
+from conftest import TIMEOUT, execute, shell_reply, start_kernel
 from jupyter_client.blocking.client import BlockingKernelClient
 
 
@@ -143,3 +143,12 @@ def test_unknown_request_gets_an_error_reply(kc: BlockingKernelClient) -> None:
     assert reply["msg_type"] == "no_such_reply"
     assert reply["content"]["status"] == "error"
     assert reply["content"]["ename"] == "UnknownMessageType"
+
+
+def test_the_completer_is_warmed_soon_after_start_up() -> None:
+    """jedi is imported by the kernel itself shortly after start-up, not by a first request."""
+    with start_kernel() as (_, kc):
+        # The cell blocks the main loop on purpose: the warm-up must not depend on it.
+        code = "import sys, time\nwhile 'jedi' not in sys.modules: time.sleep(0.05)"
+        reply, _ = execute(kc, code)  # bounded by the test client's timeout
+        assert reply["content"]["status"] == "ok"

@@ -7,6 +7,7 @@ Usage: ``python -m bench [--quick] [--repeats N] [--kernels floor,ipykernel,...]
 from __future__ import annotations
 
 import argparse
+import compileall
 import shlex
 import sys
 import time
@@ -18,7 +19,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 from bench import machine, report
 from bench.config import Config
-from bench.kernels import BENCH_DIR, KERNELS, KernelDef
+from bench.kernels import BENCH_DIR, KERNELS, REPO_ROOT, KernelDef
 from bench.metrics import (
     comm_deadlock,
     interrupt,
@@ -43,7 +44,7 @@ METRICS: tuple[tuple[str, Measure, tuple[str, ...], bool], ...] = (
         "responsiveness",
         responsiveness.measure,
         (
-            *tuple(f"{p}_{s}_ms" for p in responsiveness.PROBES for s in ("idle", "load")),
+            *tuple(f"{p}_{s}_ms" for p in responsiveness.SHELL_PROBES for s in ("idle", "load")),
             "control_idle_ms",
             "control_blocked_ms",
         ),
@@ -120,8 +121,18 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
     return args, cfg
 
 
+def byte_compile() -> None:
+    """Write async_kernel's .pyc files, as ``pip install`` does for an installed package.
+
+    An editable install has none, and under PYTHONDONTWRITEBYTECODE they are never written,
+    so every start-up would compile the package from source: that is not what users run.
+    """
+    compileall.compile_dir(REPO_ROOT / "async_kernel", quiet=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     args, cfg = parse_args(argv)
+    byte_compile()
     names = [k for k in KERNELS if k in args.kernels.split(",")]  # canonical order
     samples: dict[str, list[dict[str, Value]]] = {k: [] for k in names}
     failed: dict[str, list[str]] = {k: [] for k in names}

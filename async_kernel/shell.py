@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
+from IPython.core.completer import IPCompleter
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.error import UsageError
@@ -111,6 +112,38 @@ class KernelDisplayPublisher(DisplayPublisher):
 GUI_ALIASES = {"qt5": "qt", "qt6": "qt", "qt": "qt", "tk": "tk", "tkagg": "tk", "qtagg": "qt"}
 
 
+class NamespaceAwareCompleter(IPCompleter):
+    """IPython's completer, looking names up in the namespace of the task that asks.
+
+    IPython hands its completer the main namespace once; a subshell with its own namespace
+    must complete its own names.  Assignments made from a subshell's task (IPython's
+    ``set_completer_frame``) are ignored, so they cannot replace the main namespace.
+    """
+
+    _main_namespace: dict[str, Any]
+    _main_global_namespace: dict[str, Any]
+
+    @property
+    def namespace(self) -> dict[str, Any]:  # type: ignore[override]
+        own = active_namespace()
+        return self._main_namespace if own is None else own
+
+    @namespace.setter
+    def namespace(self, value: dict[str, Any]) -> None:  # pyright: ignore[reportIncompatibleVariableOverride]
+        if active_namespace() is None:
+            self._main_namespace = value
+
+    @property
+    def global_namespace(self) -> dict[str, Any]:  # type: ignore[override]
+        own = active_namespace()
+        return self._main_global_namespace if own is None else own
+
+    @global_namespace.setter
+    def global_namespace(self, value: dict[str, Any]) -> None:  # pyright: ignore[reportIncompatibleVariableOverride]
+        if active_namespace() is None:
+            self._main_global_namespace = value
+
+
 class AsyncShell(InteractiveShell):
     """An InteractiveShell whose output goes to iopub and whose cells can be interrupted."""
 
@@ -134,6 +167,14 @@ class AsyncShell(InteractiveShell):
         self.set_hook("show_in_pager", self._page_payload, 99)  # type: ignore[arg-type]
 
     # -- namespaces: a subshell's task sees its own (see namespaces.py) ---------------------
+    def init_completer(self) -> None:
+        super().init_completer()
+        completer = self.Completer
+        state = vars(completer)
+        main, main_global = state.pop("namespace"), state.pop("global_namespace")
+        completer.__class__ = NamespaceAwareCompleter
+        completer.namespace, completer.global_namespace = main, main_global
+
     @property
     def user_ns(self) -> dict[str, Any]:  # type: ignore[override]
         namespace = active_namespace()

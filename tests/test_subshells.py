@@ -139,6 +139,35 @@ def test_namespaces(kc: BlockingKernelClient) -> None:
         control(kc, "delete_subshell_request", subshell_id=shared)
 
 
+def test_completion_and_inspection_see_the_subshells_namespace(kc: BlockingKernelClient) -> None:
+    own = create_subshell(kc)
+    try:
+        run_in(kc, own, "subshell_only_value = 12345")
+        run_in(kc, None, "main_only_value = 678")
+
+        def matches(subshell_id: str | None, code: str) -> list[str]:
+            msg_id = send_shell(
+                kc, "complete_request", subshell_id, code=code, cursor_pos=len(code)
+            )
+            return shell_reply(kc, msg_id)["content"]["matches"]
+
+        def found(subshell_id: str | None, name: str) -> bool:
+            msg_id = send_shell(
+                kc, "inspect_request", subshell_id, code=name, cursor_pos=len(name), detail_level=0
+            )
+            return shell_reply(kc, msg_id)["content"]["found"]
+
+        assert "subshell_only_value" in matches(own, "subshell_only_v")
+        assert "main_only_value" not in matches(own, "main_only_v")
+        assert "main_only_value" in matches(None, "main_only_v")
+        assert "subshell_only_value" not in matches(None, "subshell_only_v")
+        assert "bit_length" in " ".join(matches(own, "subshell_only_value.bit_l"))
+        assert found(own, "subshell_only_value")
+        assert not found(None, "subshell_only_value")
+    finally:
+        control(kc, "delete_subshell_request", subshell_id=own)
+
+
 def test_subshell_runs_its_cells_in_order(kc: BlockingKernelClient) -> None:
     sid = create_subshell(kc)
     try:

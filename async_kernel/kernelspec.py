@@ -23,7 +23,7 @@ def make_spec(name: str, display_name: str | None, settings_args: list[str]) -> 
         "argv": [sys.executable, "-m", "async_kernel", "-f", "{connection_file}", *settings_args],
         "display_name": display_name or _default_display_name(name, settings_args),
         "language": "python",
-        "interrupt_mode": "signal",
+        "interrupt_mode": "message",
         "metadata": {"debugger": False, "supported_encryption": _supported_encryption()},
         "env": {},
     }

@@ -42,7 +42,7 @@ def test_add_list_remove_spec(tmp_path: Path) -> None:
     assert spec["argv"][1:5] == ["-m", "async_kernel", "-f", "{connection_file}"]
     assert "--interface.backend=trio" in spec["argv"]
     assert spec["display_name"] == "Trio test"
-    assert spec["interrupt_mode"] == "signal"
+    assert spec["interrupt_mode"] == "message"
     listed = run("-l", "--prefix", prefix)
     assert "async-trio-test" in listed.stdout
     removed = run("-r", "async-trio-test", "--prefix", prefix)

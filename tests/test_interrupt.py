@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -19,7 +20,8 @@ def interrupt_by_message(kc: BlockingKernelClient) -> None:
 
 
 def interrupt_by_signal(km: KernelManager, kc: BlockingKernelClient) -> None:
-    km.interrupt_kernel()
+    """SIGINT to the kernel's process group, as ``kill -INT`` or a signal-mode spec would."""
+    km.signal_kernel(signal.SIGINT)
 
 
 def interrupt(mode: str, km: KernelManager, kc: BlockingKernelClient) -> None:
@@ -71,7 +73,9 @@ def test_interrupt_when_idle_is_harmless(
     assert reply["content"]["status"] == "ok"
 
 
-def test_kernel_spec_declares_signal_mode() -> None:
+def test_kernel_spec_declares_message_mode() -> None:
+    """Front ends interrupt through control: the kernel then signals its main thread itself,
+    which a process-wide SIGINT cannot promise once a GUI toolkit has started threads."""
     with start_kernel() as (km, _):
         assert km.kernel_spec is not None
-        assert km.kernel_spec.interrupt_mode == "signal"
+        assert km.kernel_spec.interrupt_mode == "message"

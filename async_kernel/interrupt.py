@@ -9,7 +9,9 @@ SIGINT to the main thread, so both interrupt modes share one path and one latenc
 
 from __future__ import annotations
 
+import ctypes
 import signal
+import sys
 import threading
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
@@ -18,6 +20,7 @@ from types import CodeType, FrameType
 __all__ = [
     "block_sigint_in_this_thread",
     "install_sigint_handler",
+    "interrupt_cells_on_other_threads",
     "interrupt_main_thread",
     "sigint_blocked",
 ]
@@ -82,3 +85,20 @@ def interrupt_main_thread() -> None:
         import _thread
 
         _thread.interrupt_main(signal.SIGINT)
+
+
+def interrupt_cells_on_other_threads(cell_code: CodeType) -> int:
+    """Raise KeyboardInterrupt in every thread but the main one that runs a cell right now.
+
+    Signals reach only the main thread; a subshell's or a ``# thread`` cell's Python code is
+    stopped through ``PyThreadState_SetAsyncExc`` instead, which takes effect at its next
+    bytecode: a busy loop stops at once, a blocking call (``time.sleep``) returns first.
+    Returns how many threads were asked.
+    """
+    main = threading.main_thread().ident
+    set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    asked = 0
+    for ident, frame in sys._current_frames().items():  # pyright: ignore[reportPrivateUsage]
+        if ident != main and _stack_contains(frame, cell_code):
+            asked += set_async_exc(ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt))
+    return asked

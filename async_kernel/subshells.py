@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from .caller import Caller, Pending
+from .interrupt import interrupt_cells_on_other_threads
 from .namespaces import Namespace, new_namespace, set_namespace
 from .parent import Request, request_context
 from .request_queue import RequestQueue
+from .shell import AsyncShell
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -235,9 +237,10 @@ class Subshells:
         return subshell.take_queued() if subshell is not None else []
 
     def interrupt_all(self) -> None:
-        """Cancel the awaiting cells of every subshell (blocking code runs on: see docs)."""
+        """Cancel the awaiting cells of every subshell; stop the Python code of running ones."""
         for subshell in list(self._by_id.values()):
             subshell.caller.schedule(self.kernel.shell.cancel_awaiting_cells)
+        interrupt_cells_on_other_threads(AsyncShell.run_code.__code__)
 
     def stop_all(self) -> None:
         """Shutdown: stop every subshell's caller at once (their threads are daemons)."""

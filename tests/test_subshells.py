@@ -5,7 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from conftest import TIMEOUT, collect_outputs, shell_reply, start_kernel, stream_text
+from conftest import (
+    TIMEOUT,
+    collect_outputs,
+    shell_reply,
+    start_kernel,
+    stream_text,
+    wait_for_stream,
+)
 from jupyter_client.blocking.client import BlockingKernelClient
 
 
@@ -215,6 +222,32 @@ def test_thread_cell_runs_on_a_worker_thread(kc: BlockingKernelClient) -> None:
         name, value = stream_text(outputs).split()
         assert name.startswith("async-kernel-cell")
         assert value == "subshell"
+    finally:
+        control(kc, "delete_subshell_request", subshell_id=sid)
+
+
+def test_interrupt_stops_running_code_in_subshells_and_thread_cells(
+    kc: BlockingKernelClient,
+) -> None:
+    """Signals reach only the main thread; an interrupt_request still stops a busy loop in a
+    subshell and in a ``# thread`` cell of the main shell, and both keep working."""
+    sid = create_subshell(kc)
+    spin = "print('spinning', flush=True)\nwhile True:\n    pass"
+    try:
+        in_subshell = execute_in(kc, sid, spin)
+        in_thread = execute_in(kc, None, "# thread\n" + spin)
+        for msg_id in (in_subshell, in_thread):
+            wait_for_stream(kc, msg_id, "spinning")
+        assert control(kc, "interrupt_request")["content"]["status"] == "ok"
+        replies = replies_for(kc, in_subshell, in_thread)
+        for msg_id in (in_subshell, in_thread):
+            assert replies[msg_id]["content"]["status"] == "error"
+            assert replies[msg_id]["content"]["ename"] == "KeyboardInterrupt"
+        reply, outputs = run_in(kc, sid, "print('subshell alive')")
+        assert reply["content"]["status"] == "ok"
+        assert stream_text(outputs) == "subshell alive\n"
+        reply, _ = run_in(kc, None, "'main alive'")
+        assert reply["content"]["status"] == "ok"
     finally:
         control(kc, "delete_subshell_request", subshell_id=sid)
 

@@ -78,10 +78,23 @@ class RequestHandlers:
         self._table[msg_type] = handler
 
     def warm_up(self, delay: float = 0.0) -> None:
-        """Import the completer's heavy parts on a thread, ``delay`` seconds from now."""
+        """Import what a first completion and a first traceback need, on a thread, ``delay``
+        seconds from now: each costs tens of milliseconds the first time (jedi; stack_data
+        and pygments), which would otherwise land on a user's keystroke or interrupt."""
+        colors = str(getattr(self.kernel.shell, "colors", "nocolor"))
 
         def warm() -> None:
             time.sleep(delay)  # on this thread: a cell that blocks the loop cannot hold it up
+            try:
+                from IPython.core.ultratb import AutoFormattedTB
+
+                formatter = AutoFormattedTB(mode="Context", theme_name=colors, tb_offset=0)
+                try:
+                    raise ValueError("warm-up")
+                except ValueError as err:
+                    formatter.structured_traceback(ValueError, err, err.__traceback__)
+            except Exception:
+                pass
             try:
                 import jedi
 

@@ -145,10 +145,14 @@ def test_unknown_request_gets_an_error_reply(kc: BlockingKernelClient) -> None:
     assert reply["content"]["ename"] == "UnknownMessageType"
 
 
-def test_the_completer_is_warmed_soon_after_start_up() -> None:
-    """jedi is imported by the kernel itself shortly after start-up, not by a first request."""
+def test_completion_and_tracebacks_are_warmed_soon_after_start_up() -> None:
+    """jedi (completion) and stack_data (tracebacks) are imported by the kernel itself
+    shortly after start-up, not by a first completion or a first error."""
     with start_kernel() as (_, kc):
         # The cell blocks the main loop on purpose: the warm-up must not depend on it.
-        code = "import sys, time\nwhile 'jedi' not in sys.modules: time.sleep(0.05)"
+        code = (
+            "import sys, time\n"
+            "while not {'jedi', 'stack_data'} <= set(sys.modules): time.sleep(0.05)"
+        )
         reply, _ = execute(kc, code)  # bounded by the test client's timeout
         assert reply["content"]["status"] == "ok"

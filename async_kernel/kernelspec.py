@@ -13,6 +13,8 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
+from .debugger import debugpy_available
+
 __all__ = ["DEFAULT_NAME", "kernel_dirs", "list_specs", "make_spec", "remove_spec", "write_spec"]
 
 DEFAULT_NAME = "async"
@@ -24,7 +26,11 @@ def make_spec(name: str, display_name: str | None, settings_args: list[str]) -> 
         "display_name": display_name or _default_display_name(name, settings_args),
         "language": "python",
         "interrupt_mode": "message",
-        "metadata": {"debugger": False, "supported_encryption": _supported_encryption()},
+        # JupyterLab enables its debugger from this flag alone, so it says what is installed.
+        "metadata": {
+            "debugger": debugpy_available(),
+            "supported_encryption": _supported_encryption(),
+        },
         "env": {},
     }
 

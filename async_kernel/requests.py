@@ -19,6 +19,7 @@ from IPython.core.completer import provisionalcompleter, rectify_completions
 from IPython.utils.tokenutil import token_at_cursor
 
 from ._version import __version__
+from .debugger import debugpy_missing
 from .interrupt import interrupt_main_thread
 from .wire import PROTOCOL_VERSION
 
@@ -171,6 +172,11 @@ class RequestHandlers:
 
     # -- introspection -------------------------------------------------------------------
     async def kernel_info_request(self, request: Request) -> Reply:
+        # Advertised only when debugpy is there (not merely the handler that says it is not).
+        debugger = self._table.get("debug_request") not in (None, debugpy_missing)
+        features = ["debugger"] if debugger else []
+        if "create_subshell_request" in self._table:
+            features.append("kernel subshells")
         return {
             "status": "ok",
             "protocol_version": PROTOCOL_VERSION,
@@ -179,16 +185,8 @@ class RequestHandlers:
             "language_info": LANGUAGE_INFO,
             "banner": self.kernel.shell.banner,
             "help_links": HELP_LINKS,
-            # Advertised only when a handler is installed (debugpy importable).
-            "debugger": "debug_request" in self._table,
-            "supported_features": [
-                feature
-                for feature, msg_type in (
-                    ("debugger", "debug_request"),
-                    ("kernel subshells", "create_subshell_request"),
-                )
-                if msg_type in self._table
-            ],
+            "debugger": debugger,
+            "supported_features": features,
         }
 
     async def complete_request(self, request: Request) -> Reply:

@@ -43,6 +43,9 @@ def test_add_list_remove_spec(tmp_path: Path) -> None:
     assert "--interface.backend=trio" in spec["argv"]
     assert spec["display_name"] == "Trio test"
     assert spec["interrupt_mode"] == "message"
+    from async_kernel.debugger import debugpy_available
+
+    assert spec["metadata"]["debugger"] is debugpy_available()  # JupyterLab reads only this
     listed = run("-l", "--prefix", prefix)
     assert "async-trio-test" in listed.stdout
     removed = run("-r", "async-trio-test", "--prefix", prefix)

@@ -13,6 +13,8 @@ import pytest
 from conftest import TIMEOUT, start_kernel
 from jupyter_client.blocking.client import BlockingKernelClient
 
+from async_kernel.debugger.cells import murmur2
+
 pytest.importorskip("debugpy")
 
 _seq = itertools.count(1)
@@ -28,6 +30,7 @@ print("b is", b)
 """
 LINE_IN_COROUTINE = 2
 LINE_IN_CELL = 5
+UNDEFINED = {"data": {}, "metadata": {}}  # richInspectVariables: not in this context
 
 
 def dap(kc: BlockingKernelClient, command: str, **arguments: Any) -> dict[str, Any]:
@@ -116,6 +119,9 @@ def test_debug_session(backend: str) -> None:
         assert (frames[0]["name"], frames[0]["line"]) == ("bump", LINE_IN_COROUTINE)
         rich = dap(kc, "richInspectVariables", variableName="x", frameId=frames[0]["id"])
         assert rich["body"]["data"]["text/plain"] == "10"
+        # A name the frame lacks is "undefined" (empty data), not a failed request.
+        missing = dap(kc, "richInspectVariables", variableName="nope", frameId=frames[0]["id"])
+        assert missing["success"] and missing["body"] == UNDEFINED
 
         assert dap(kc, "continue", threadId=thread)["success"]
         reply = kc.get_shell_msg(timeout=TIMEOUT)
@@ -130,6 +136,9 @@ def check_after_the_cell(kc: BlockingKernelClient, path: str) -> None:
     variables = {v["name"]: v for v in dap(kc, "inspectVariables")["body"]["variables"]}
     assert variables["b"]["value"] == "11"
     assert dap(kc, "richInspectVariables", variableName="b")["body"]["data"] == {"text/plain": "11"}
+    # JupyterLab's open variable view asks again after the frame is gone (x was bump's).
+    missing = dap(kc, "richInspectVariables", variableName="x", frameId=1)
+    assert missing["success"] and missing["body"] == UNDEFINED
     assert dap(kc, "source", source={"path": path})["body"]["content"] == CELL
     modules = dap(kc, "modules", startModule=0, moduleCount=5)["body"]
     assert len(modules["modules"]) == 5 and modules["totalModules"] > 5
@@ -142,3 +151,64 @@ def test_debug_request_before_initialize() -> None:
         response = dap(kc, "stackTrace", threadId=1)
         assert response["success"] is False
         assert "initialize" in response["message"]
+
+
+def test_debug_info_is_started_from_initialize_to_disconnect() -> None:
+    """JupyterLab asks debugInfo while its attach is in flight: isStarted must already be true.
+
+    Lab's session takes each debugInfo's isStarted as the truth; a false between initialize
+    and attach turned its debugger off again (sidebar titled "-", gutter clicks ignored).
+    """
+    with start_kernel() as (_, kc):
+        assert dap(kc, "debugInfo")["body"]["isStarted"] is False
+        assert dap(kc, "initialize", clientID="test", adapterID="python")["success"]
+        assert dap(kc, "debugInfo")["body"]["isStarted"] is True
+        assert dap(kc, "attach")["success"]
+        assert dap(kc, "debugInfo")["body"]["isStarted"] is True
+        assert dap(kc, "disconnect", restart=False, terminateDebuggee=False)["success"]
+        assert dap(kc, "debugInfo")["body"]["isStarted"] is False
+
+
+def test_source_of_a_cell_that_was_never_dumped() -> None:
+    """A frame in a cell without breakpoints names a file dumpCell never wrote.
+
+    JupyterLab asks for its source when that frame is selected in the call stack.
+    """
+    code = 'print("not dumped")\n'
+    with start_kernel() as (_, kc):
+        kc.execute_interactive(code, timeout=TIMEOUT)
+        prefix = dap(kc, "debugInfo")["body"]["tmpFilePrefix"]
+        path = f"{prefix}{murmur2(code)}.py"
+        source = dap(kc, "source", source={"path": path})
+        assert source["success"], source
+        assert source["body"]["content"] == code
+
+
+def test_without_debugpy_the_kernel_says_what_to_install() -> None:
+    """The shipped spec tells JupyterLab a debugger is there (a spec cannot know); without
+    debugpy the kernel does not advertise one, and a debug_request fails saying why."""
+    import sys
+
+    from jupyter_client.manager import KernelManager
+
+    hide_debugpy = (
+        "import sys; sys.modules['debugpy'] = None; "
+        "from async_kernel.cli import main; sys.exit(main())"
+    )
+    km = KernelManager(kernel_name="async")
+    km.kernel_spec.argv = [sys.executable, "-c", hide_debugpy, "-f", "{connection_file}"]
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=30)
+        kc.kernel_info()
+        info = kc.get_shell_msg(timeout=TIMEOUT)["content"]
+        assert info["debugger"] is False
+        assert "debugger" not in info["supported_features"]
+        response = dap(kc, "initialize", clientID="test", adapterID="python")
+        assert response["success"] is False
+        assert "pip install 'async-kernel[debug]'" in response["message"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

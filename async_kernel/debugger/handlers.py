@@ -14,6 +14,7 @@ control thread must keep answering while a breakpoint holds the main thread.
 from __future__ import annotations
 
 import contextlib
+import linecache
 import logging
 import sys
 import threading
@@ -72,7 +73,7 @@ class DebugHandlers:
         self.kernel = kernel
         self.client = DapClient(self._on_event)
         self._endpoint: tuple[str, int] | None = None
-        self._attached = False
+        self._started = False  # debugInfo's isStarted: from initialize to disconnect
         self._breakpoints: dict[str, list[dict[str, Any]]] = {}
         self._stopped_threads: set[int] = set()
         self._local: dict[str, Callable[[DapMessage], Awaitable[DapMessage]]] = {
@@ -148,7 +149,12 @@ class DebugHandlers:
             host, port = await self._listen()
             await self.client.connect(host, port)
             self.kernel.control.start_soon(self._read_events)
-        return await self.client.request(message)
+        response = await self.client.request(message)
+        # Started as soon as initialize succeeds, as ipykernel reports it: JupyterLab asks
+        # debugInfo while its attach is in flight and takes isStarted=false as "stopped".
+        if response.get("success"):
+            self._started = True
+        return response
 
     async def _read_events(self) -> None:
         set_request(None)  # events belong to no request
@@ -212,7 +218,6 @@ class DebugHandlers:
                 await self.client.initialized.wait()
             done = {"type": "request", "seq": 0, "command": "configurationDone"}
             await self.client.request(done)
-        self._attached = bool(box and box[0].get("success"))
         return box[0]
 
     async def _configuration_done(self, message: DapMessage) -> DapMessage:
@@ -220,7 +225,7 @@ class DebugHandlers:
 
     async def _reset(self) -> None:
         await self.client.close()
-        self._attached = False
+        self._started = False
         self._breakpoints.clear()
         self._stopped_threads.clear()
 
@@ -229,7 +234,7 @@ class DebugHandlers:
         return _response(
             message,
             {
-                "isStarted": self._attached,
+                "isStarted": self._started,
                 "hashMethod": HASH_METHOD,
                 "hashSeed": HASH_SEED,
                 "tmpFilePrefix": tmp_prefix(),
@@ -276,6 +281,13 @@ class DebugHandlers:
         return _response(message, {"variables": variables})
 
     async def _rich_inspect_variables(self, message: DapMessage) -> DapMessage:
+        """A variable's mime bundle; empty (not a failure) when the context lacks the name.
+
+        JupyterLab's variable view asks again at every change of the variables (continue,
+        another frame, each execution) and shows empty data as "undefined in the active
+        context"; a failed reply is an uncaught error in the page.
+        """
+        undefined = {"data": {}, "metadata": {}}
         arguments: dict[str, Any] = message.get("arguments") or {}
         name = str(arguments.get("variableName", ""))
         frame_id = arguments.get("frameId")
@@ -290,12 +302,12 @@ class DebugHandlers:
                 }
             )
             if not evaluated.get("success"):
-                return _response(message, message=str(evaluated.get("message", "not found")))
+                return _response(message, undefined)
             text = str((evaluated.get("body") or {}).get("result", ""))
             return _response(message, {"data": {"text/plain": text}, "metadata": {}})
         namespace = dict(self._user_variables())
         if name not in namespace:
-            return _response(message, message=f"no variable named {name!r}")
+            return _response(message, undefined)
         formatter: Any = self.kernel.shell.display_formatter
         data, metadata = formatter.format(namespace[name])
         return _response(message, {"data": data, "metadata": metadata})
@@ -315,8 +327,15 @@ class DebugHandlers:
 
     async def _source(self, message: DapMessage) -> DapMessage:
         source: dict[str, Any] = (message.get("arguments") or {}).get("source") or {}
-        path = Path(str(source.get("path", "")))
+        name = str(source.get("path", ""))
+        path = Path(name)
         with contextlib.suppress(OSError, UnicodeDecodeError):
             if path.is_file():
                 return _response(message, {"content": path.read_text(encoding="utf-8")})
+        # Only cells with breakpoints are dumped, yet every cell's frames name its file
+        # (JupyterLab asks when a frame is selected): the shell's compiler left the code
+        # that ran in linecache under that name.
+        lines = linecache.getlines(name) if name.startswith(tmp_prefix()) else []
+        if lines:
+            return _response(message, {"content": "".join(lines)})
         return _response(message, message=f"source unavailable: {path}")

@@ -7,12 +7,14 @@ coroutine the cell awaits, inspection while stopped, a step, and continue to the
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import TIMEOUT, start_kernel
 from jupyter_client.blocking.client import BlockingKernelClient
 
+import async_kernel
 from async_kernel.debugger.cells import murmur2
 
 pytest.importorskip("debugpy")
@@ -28,6 +30,7 @@ a = 10
 b = await bump(a)
 print("b is", b)
 """
+PACKAGE = str(Path(async_kernel.__file__).resolve().parent)
 LINE_IN_COROUTINE = 2
 LINE_IN_CELL = 5
 UNDEFINED = {"data": {}, "metadata": {}}  # richInspectVariables: not in this context
@@ -96,6 +99,10 @@ def test_debug_session(backend: str) -> None:
 
         frames = dap(kc, "stackTrace", threadId=thread)["body"]["stackFrames"]
         assert (frames[0]["source"]["path"], frames[0]["line"]) == (path, LINE_IN_CELL)
+        ours = [
+            f["name"] for f in frames if f.get("source", {}).get("path", "").startswith(PACKAGE)
+        ]
+        assert not ours, f"the kernel's own frames are on the user's stack: {ours}"
         scopes = dap(kc, "scopes", frameId=frames[0]["id"])["body"]["scopes"]
         names = {
             v["name"]: v["value"]

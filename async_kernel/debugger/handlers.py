@@ -60,6 +60,9 @@ def _response(
     return response
 
 
+_PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
+
+
 def _skip_in_debugger(thread: threading.Thread) -> None:
     """pydevd's documented per-thread opt-out: never trace, never suspend this thread."""
     thread.pydev_do_not_trace = True  # type: ignore[attr-defined]
@@ -204,8 +207,12 @@ class DebugHandlers:
             **(message.get("arguments") or {}),
             "connect": {"host": host, "port": port},
             "logToFile": False,
-            # The kernel's own frames are not the user's code: never step into them.
-            "rules": [{"module": "async_kernel", "include": False}],
+            # The kernel's own frames are not the user's code: never step into them. By path
+            # too: ``python -m async_kernel`` runs its __main__.py as module ``__main__``.
+            "rules": [
+                {"module": "async_kernel", "include": False},
+                {"path": _PACKAGE_DIR, "include": False},
+            ],
         }
         box: list[DapMessage] = []
 

@@ -49,8 +49,8 @@ __all__ = ["Kernel"]
 
 _MAIN_SHELL_ONLY = frozenset({"comm_open", "comm_msg", "comm_close", "comm_info_request"})
 _SEND_QUEUED_TIMEOUT = 0.005  # seconds a heavy handler waits for replies already made
-# Seconds after start-up before the completer is warmed: the import holds the GIL for tens
-# of milliseconds, and the first requests of a new client come at once.
+# Seconds after start-up before the completer and traceback formatter are warmed (on the
+# loop, for ~0.1 s): a new client's first requests come at once and should not wait.
 _WARM_UP_DELAY = 0.5
 
 log = logging.getLogger("async_kernel")
@@ -147,7 +147,7 @@ class Kernel:
             )
         install_debugger(self)
         if not self.single_thread:
-            self.handlers.warm_up(delay=_WARM_UP_DELAY)
+            self.main.call_later(_WARM_UP_DELAY, self.handlers.warm_up)
 
     def _host_gui(self) -> str:
         return "" if self.settings.loop == "plain" else self.settings.loop

@@ -6,11 +6,11 @@ Everything about *where* and *when* a handler runs lives in :mod:`.kernel`.
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import socket
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,8 @@ from ._version import __version__
 from .debugger import debugpy_missing
 from .interrupt import interrupt_main_thread
 from .wire import PROTOCOL_VERSION
+
+log = logging.getLogger("async_kernel")
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -78,32 +80,32 @@ class RequestHandlers:
         """Add or replace a handler (subshells and the debugger plug in here)."""
         self._table[msg_type] = handler
 
-    def warm_up(self, delay: float = 0.0) -> None:
-        """Import what a first completion and a first traceback need, on a thread, ``delay``
-        seconds from now: each costs tens of milliseconds the first time (jedi; stack_data
-        and pygments), which would otherwise land on a user's keystroke or interrupt."""
-        colors = str(getattr(self.kernel.shell, "colors", "nocolor"))
+    def warm_up(self) -> None:
+        """Import what a first completion and a first traceback need (jedi; stack_data and
+        pygments), tens of milliseconds each the first time, that would otherwise land on a
+        user's keystroke or interrupt.
 
-        def warm() -> None:
-            time.sleep(delay)  # on this thread: a cell that blocks the loop cannot hold it up
+        Run on the shell's own loop, between requests, not on a thread: pygments swaps its
+        lexer module in ``sys.modules`` while importing it, so an import racing with an
+        inspection on another thread broke that inspection.
+        """
+        try:
+            from IPython.core.ultratb import AutoFormattedTB
+
+            colors = str(getattr(self.kernel.shell, "colors", "nocolor"))
+            formatter = AutoFormattedTB(mode="Context", theme_name=colors, tb_offset=0)
             try:
-                from IPython.core.ultratb import AutoFormattedTB
+                raise ValueError("warm-up")
+            except ValueError as err:
+                formatter.structured_traceback(ValueError, err, err.__traceback__)
+        except Exception:
+            log.debug("warming the traceback formatter failed", exc_info=True)
+        try:
+            import jedi
 
-                formatter = AutoFormattedTB(mode="Context", theme_name=colors, tb_offset=0)
-                try:
-                    raise ValueError("warm-up")
-                except ValueError as err:
-                    formatter.structured_traceback(ValueError, err, err.__traceback__)
-            except Exception:
-                pass
-            try:
-                import jedi
-
-                jedi.Interpreter("import o", [{}]).complete()
-            except Exception:
-                pass
-
-        threading.Thread(target=warm, name="async-kernel-warm-up", daemon=True).start()
+            jedi.Interpreter("import o", [{}]).complete()
+        except Exception:
+            log.debug("warming the completer failed", exc_info=True)
 
     # -- execution --------------------------------------------------------------------------
     async def execute_request(self, request: Request) -> Reply | None:

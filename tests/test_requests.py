@@ -149,10 +149,10 @@ def test_completion_and_tracebacks_are_warmed_soon_after_start_up() -> None:
     """jedi (completion) and stack_data (tracebacks) are imported by the kernel itself
     shortly after start-up, not by a first completion or a first error."""
     with start_kernel() as (_, kc):
-        # The cell blocks the main loop on purpose: the warm-up must not depend on it.
+        # The cell awaits, so the loop that runs the warm-up is free.
         code = (
-            "import sys, time\n"
-            "while not {'jedi', 'stack_data'} <= set(sys.modules): time.sleep(0.05)"
+            "import sys, anyio\n"
+            "while not {'jedi', 'stack_data'} <= set(sys.modules): await anyio.sleep(0.05)"
         )
         reply, _ = execute(kc, code)  # bounded by the test client's timeout
         assert reply["content"]["status"] == "ok"

@@ -11,7 +11,6 @@ from conftest import (
     shell_reply,
     start_kernel,
     stream_text,
-    wait_for_stream,
 )
 from jupyter_client.blocking.client import BlockingKernelClient
 
@@ -236,8 +235,11 @@ def test_interrupt_stops_running_code_in_subshells_and_thread_cells(
     try:
         in_subshell = execute_in(kc, sid, spin)
         in_thread = execute_in(kc, None, "# thread\n" + spin)
-        for msg_id in (in_subshell, in_thread):
-            wait_for_stream(kc, msg_id, "spinning")
+        spinning: set[str] = set()  # both cells print, in any order, on the one iopub stream
+        while spinning != {in_subshell, in_thread}:
+            msg = kc.get_iopub_msg(timeout=TIMEOUT)
+            if msg["msg_type"] == "stream" and "spinning" in msg["content"]["text"]:
+                spinning.add(msg["parent_header"]["msg_id"])
         assert control(kc, "interrupt_request")["content"]["status"] == "ok"
         replies = replies_for(kc, in_subshell, in_thread)
         for msg_id in (in_subshell, in_thread):

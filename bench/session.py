@@ -60,6 +60,7 @@ class KernelSession:
         self.kdef = kdef
         self.km = km
         self.kc = kc
+        self.rss_at_first_reply = 0.0  # MiB, sampled as the first kernel_info_reply arrives
 
     @classmethod
     def launch(
@@ -80,6 +81,7 @@ class KernelSession:
             msg_id = self.send("shell", "kernel_info_request")
             self.reply(msg_id, timeout=timeout, check_alive=True)
             elapsed = time.perf_counter() - t0
+            self.rss_at_first_reply = self.rss_mb()
             self._await_iopub()
         except (BenchTimeout, KernelFailed) as exc:
             self.close()

@@ -55,8 +55,8 @@ TARGETS: tuple[Target, ...] = (
     Target("round trip p99 ≤ 2.5x floor", "rt_p99_ms", 2.5, "floor"),
     Target("throughput ≥ 0.5x floor", "throughput_per_s", 0.5, "floor", "higher"),
     Target("startup ≤ 0.8x ipykernel", "startup_ms", 0.8, "ipykernel"),
-    Target("RSS after start-up ≤ ipykernel", "rss_start_mb", 1.0, "ipykernel"),
-    Target("RSS after first execute ≤ ipykernel", "rss_exec_mb", 1.0, "ipykernel"),
+    Target("RSS at the first reply ≤ ipykernel", "rss_start_mb", 1.0, "ipykernel"),
+    Target("RSS after a first execute (settled) ≤ ipykernel", "rss_exec_mb", 1.0, "ipykernel"),
     Target(
         "100k prints ≤ 0.5x ipykernel, none lost",
         "print_s",

@@ -21,8 +21,9 @@ class MetricInfo:
 
 INFO: tuple[MetricInfo, ...] = (
     MetricInfo("startup_ms", "startup to kernel_info_reply", "ms", reference="ipykernel"),
-    MetricInfo("rss_start_mb", "RSS after start-up", "MiB", reference="ipykernel"),
-    MetricInfo("rss_exec_mb", "RSS after first execute", "MiB", reference="ipykernel"),
+    MetricInfo("rss_start_mb", "RSS at the first reply", "MiB", reference="ipykernel"),
+    MetricInfo("rss_settled_mb", "RSS 2 s later (settled)", "MiB", reference="ipykernel"),
+    MetricInfo("rss_exec_mb", "RSS after a first execute (settled)", "MiB", reference="ipykernel"),
     MetricInfo("rt_median_ms", "execute `pass` round trip, median", "ms", reference="floor"),
     MetricInfo("rt_p99_ms", "execute `pass` round trip, p99", "ms", reference="floor"),
     MetricInfo("throughput_per_s", "execute throughput", "replies/s", "higher", "floor"),

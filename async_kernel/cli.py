@@ -17,8 +17,6 @@ from .settings import InterfaceSettings, SettingsError
 
 __all__ = ["main"]
 
-_SETTINGS = ("--interface.backend", "--interface.loop")
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -40,7 +40,7 @@ from .shell import AsyncShell
 from .stdin import StdinBridge
 from .subshells import Subshells, cell_mode, run_on_thread
 from .validation import invalid_content
-from .wire import Message, new_message
+from .wire import Message, error_content, new_message
 
 if TYPE_CHECKING:
     from .transport import Deliver, Transport
@@ -208,11 +208,20 @@ class Kernel:
     def abort(self, requests: list[Request]) -> None:
         """Answer each request with status 'aborted' (the cell before them failed)."""
         for request in requests:
-            with request_context(request):
+            aborted = {"status": "aborted", "execution_count": self.shell.execution_count}
+            self.answer_unrun(request, aborted)
+
+    def answer_unrun(self, request: Request, content: dict[str, Any], *, busy: bool = True) -> None:
+        """Answer a request that will never be handled, in its own context.
+
+        ``busy=False`` when the request's handler has already published busy (and will
+        publish idle).
+        """
+        with request_context(request):
+            if busy:
                 self.publish_status("busy")
-                self.reply(
-                    request, {"status": "aborted", "execution_count": self.shell.execution_count}
-                )
+            self.reply(request, content)
+            if busy:
                 self.publish_status("idle")
 
     # -- answering ----------------------------------------------------------------------
@@ -225,24 +234,19 @@ class Kernel:
             handler: Handler | None = self.handlers.for_type(msg_type)
             if handler is None:
                 log.warning("unknown message type %r on %s", msg_type, request.channel)
-                if msg_type.endswith("_request"):
-                    self.reply(
-                        request,
-                        _error_content("UnknownMessageType", f"unknown msg_type {msg_type!r}"),
-                    )
+                unknown = f"unknown msg_type {msg_type!r}"
+                self.reply(request, error_content("UnknownMessageType", unknown))
                 return
             problem = invalid_content(msg_type, request.msg["content"])
             if problem is not None:
                 log.warning("invalid %s on %s: %s", msg_type, request.channel, problem)
-                if msg_type.endswith("_request"):
-                    self.reply(request, _error_content("InvalidRequest", problem))
+                self.reply(request, error_content("InvalidRequest", problem))
                 return
             try:
                 content = await handler(request)
             except Exception as err:
                 log.exception("handling %s failed", msg_type)
-                if msg_type.endswith("_request"):
-                    self.reply(request, _error_content(type(err).__name__, str(err)))
+                self.reply(request, error_content(type(err).__name__, str(err)))
                 return
             if content is not None:
                 self.reply(request, content)
@@ -253,6 +257,9 @@ class Kernel:
     def reply(
         self, request: Request, content: dict[str, Any], metadata: dict[str, Any] | None = None
     ) -> None:
+        """Send ``request``'s reply; messages that are not requests (comm_*) get none."""
+        if not request.msg["msg_type"].endswith("_request"):
+            return
         msg_type = request.msg["msg_type"].removesuffix("_request") + "_reply"
         msg = new_message(msg_type, content, request.msg, metadata=metadata)
         self.transport.send(request.channel, msg, request.identities)  # type: ignore[arg-type]
@@ -302,7 +309,3 @@ class Kernel:
     @property
     def is_main_thread(self) -> bool:
         return threading.current_thread() is threading.main_thread()
-
-
-def _error_content(ename: str, evalue: str) -> dict[str, Any]:
-    return {"status": "error", "ename": ename, "evalue": evalue, "traceback": []}

@@ -71,15 +71,9 @@ def _warn_if_exposed(info: ConnectionInfo) -> None:
 
 
 def _run_on_host(kernel: Kernel, settings: InterfaceSettings) -> None:
-    if settings.loop == "plain":
-        import anyio
-
-        anyio.run(kernel.serve, backend=settings.backend)
-        return
-    from .gui_hosts import HostUnavailableError, check_host, run_with_host
+    from .gui_hosts import HostUnavailableError, run_with_host
 
     try:
-        check_host(settings.loop)
+        run_with_host(settings.loop, settings.backend, kernel.serve)
     except HostUnavailableError as err:  # a set-up problem: say what to do, no traceback
         sys.exit(f"async-kernel: cannot start the {settings.loop} host loop: {err}")
-    run_with_host(settings.loop, settings.backend, kernel.serve)

@@ -6,6 +6,7 @@ behave unlike the IPython they know.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ __all__ = ["load_profile_config", "run_startup_files"]
 log = logging.getLogger("async_kernel.profile")
 
 
+@functools.cache  # asked twice at start-up (config, then startup files)
 def _profile_dir() -> Path | None:
     try:
         return Path(ProfileDir.find_profile_dir_by_name(get_ipython_dir(), "default").location)

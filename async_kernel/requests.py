@@ -21,7 +21,7 @@ from IPython.utils.tokenutil import token_at_cursor
 from ._version import __version__
 from .debugger import debugpy_missing
 from .interrupt import interrupt_main_thread
-from .wire import PROTOCOL_VERSION
+from .wire import PROTOCOL_VERSION, error_content
 
 log = logging.getLogger("async_kernel")
 
@@ -262,12 +262,7 @@ class RequestHandlers:
                 unique=bool(content.get("unique", False)),
             )
         else:
-            return {
-                "status": "error",
-                "ename": "ValueError",
-                "evalue": f"unknown hist_access_type {kind!r}",
-                "traceback": [],
-            }
+            return error_content("ValueError", f"unknown hist_access_type {kind!r}")
         # IPython numbers the running session 0; clients expect the number tail reports.
         current = history.session_number
         return {"status": "ok", "history": [(s or current, *rest) for s, *rest in entries]}
@@ -341,6 +336,7 @@ class RequestHandlers:
             self.kernel.shell.cancel_awaiting_cells()
         else:
             interrupt_main_thread()
+            self.kernel.subshells.interrupt_all()
         return {"status": "ok"}
 
 

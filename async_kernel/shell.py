@@ -336,7 +336,3 @@ class AsyncShell(InteractiveShell):
         for scope, owner in list(self._cell_scopes.items()):
             if owner == me:
                 scope.cancel()
-
-    @property
-    def has_awaiting_cells(self) -> bool:
-        return bool(self._cell_scopes)

@@ -21,9 +21,10 @@ import anyio
 from .caller import Caller, Pending
 from .interrupt import interrupt_cells_on_other_threads
 from .namespaces import Namespace, new_namespace, set_namespace
-from .parent import Request, request_context
+from .parent import Request
 from .request_queue import RequestQueue
 from .shell import AsyncShell
+from .wire import error_content
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -137,21 +138,11 @@ class Subshell:
 
 def _answer_closed(kernel: Kernel, request: Request, why: str, *, busy: bool) -> None:
     """Answer a request its subshell will never run: 'aborted' for executes, else an error."""
-    with request_context(request):
-        if busy:
-            kernel.publish_status("busy")
-        if request.msg["msg_type"] == "execute_request":
-            content: dict[str, Any] = {
-                "status": "aborted",
-                "execution_count": kernel.shell.execution_count,
-            }
-        else:
-            content = {"status": "error", "ename": "SubshellDeleted", "evalue": why}
-            content["traceback"] = []
-        if request.msg["msg_type"].endswith("_request"):
-            kernel.reply(request, content)
-        if busy:
-            kernel.publish_status("idle")
+    if request.msg["msg_type"] == "execute_request":
+        content = {"status": "aborted", "execution_count": kernel.shell.execution_count}
+    else:
+        content = error_content("SubshellDeleted", why)
+    kernel.answer_unrun(request, content, busy=busy)
 
 
 class Subshells:
@@ -169,13 +160,6 @@ class Subshells:
         handlers.register("create_subshell_request", self.create_subshell_request)
         handlers.register("delete_subshell_request", self.delete_subshell_request)
         handlers.register("list_subshell_request", self.list_subshell_request)
-        original_interrupt = handlers.for_type("interrupt_request")
-
-        async def interrupt_request(request: Request) -> dict[str, Any] | None:
-            self.interrupt_all()
-            return await original_interrupt(request) if original_interrupt else {"status": "ok"}
-
-        handlers.register("interrupt_request", interrupt_request)
 
     # -- control requests (control thread) -----------------------------------------------
     async def create_subshell_request(self, request: Request) -> dict[str, Any]:
@@ -218,11 +202,7 @@ class Subshells:
     def _answer_unknown(self, request: Request) -> None:
         subshell_id = request.msg["header"].get("subshell_id")
         log.warning("%s for unknown subshell %r", request.msg["msg_type"], subshell_id)
-        with request_context(request):
-            self.kernel.publish_status("busy")
-            if request.msg["msg_type"].endswith("_request"):
-                self.kernel.reply(request, _unknown_content(subshell_id))
-            self.kernel.publish_status("idle")
+        self.kernel.answer_unrun(request, _unknown_content(subshell_id))
 
     def take_queued_for(self, request: Request | None) -> list[Request] | None:
         """The queue behind ``request`` if it is not the main shell's (None: the main one)."""
@@ -252,9 +232,4 @@ class Subshells:
 
 
 def _unknown_content(subshell_id: object) -> dict[str, Any]:
-    return {
-        "status": "error",
-        "ename": "SubshellNotFound",
-        "evalue": f"no subshell with id {subshell_id!r}",
-        "traceback": [],
-    }
+    return error_content("SubshellNotFound", f"no subshell with id {subshell_id!r}")

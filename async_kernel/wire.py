@@ -22,7 +22,15 @@ from typing import Any, Final
 
 import orjson
 
-__all__ = ["DELIMITER", "PROTOCOL_VERSION", "Codec", "Message", "ProtocolError", "new_message"]
+__all__ = [
+    "DELIMITER",
+    "PROTOCOL_VERSION",
+    "Codec",
+    "Message",
+    "ProtocolError",
+    "error_content",
+    "new_message",
+]
 
 DELIMITER: Final = b"<IDS|MSG>"
 PROTOCOL_VERSION: Final = "5.5"
@@ -113,6 +121,11 @@ def new_message(
     }
 
 
+def error_content(ename: str, evalue: str) -> dict[str, Any]:
+    """The content of an error reply that has no traceback to show."""
+    return {"status": "error", "ename": ename, "evalue": evalue, "traceback": []}
+
+
 def assemble(
     header: dict[str, Any],
     parent_header: object,
@@ -145,8 +158,6 @@ class Codec:
     ) -> None:
         if key and not scheme.startswith("hmac-"):
             raise ValueError(f"unsupported signature scheme {scheme!r}")
-        self.key = key
-        self.scheme = scheme
         self._hmac: hmac.HMAC | None = None
         if key:
             digest = scheme.removeprefix("hmac-")

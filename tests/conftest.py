@@ -106,6 +106,18 @@ def execute(
     return reply, outputs
 
 
+def execute_ok(kc: BlockingKernelClient, code: str) -> list[dict[str, Any]]:
+    """Run ``code``, insist on success; its iopub messages."""
+    reply, outputs = execute(kc, code)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return outputs
+
+
+def run_ok(kc: BlockingKernelClient, code: str) -> str:
+    """Run ``code``, insist on success; its stdout."""
+    return stream_text(execute_ok(kc, code))
+
+
 def stream_text(outputs: list[dict[str, Any]], name: str = "stdout") -> str:
     return "".join(
         m["content"]["text"]

@@ -24,8 +24,8 @@ from conftest import (
     TIMEOUT,
     collect_outputs,
     execute,
+    run_ok,
     shell_reply,
-    stream_text,
     wait_for_stream,
 )
 from jupyter_client.blocking.client import BlockingKernelClient
@@ -97,13 +97,6 @@ def gk(gui_kernel: Kernel) -> Kernel:
         while channel.msg_ready():
             channel.get_msg(timeout=0.01)
     return gui_kernel
-
-
-def run_ok(kc: BlockingKernelClient, code: str) -> str:
-    """Execute ``code``, insist on success, return its stdout."""
-    reply, outputs = execute(kc, code)
-    assert reply["content"]["status"] == "ok", reply["content"]
-    return stream_text(outputs)
 
 
 def test_spec_and_host(gk: Kernel, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import TIMEOUT, execute, shell_reply, stream_text
+from conftest import TIMEOUT, execute, execute_ok, shell_reply, stream_text
 from jupyter_client.blocking.client import BlockingKernelClient
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -29,14 +29,8 @@ def pngs(outputs: list[dict[str, Any]]) -> list[bytes]:
     ]
 
 
-def run_ok(kc: BlockingKernelClient, code: str) -> list[dict[str, Any]]:
-    reply, outputs = execute(kc, code)
-    assert reply["content"]["status"] == "ok", reply["content"]
-    return outputs
-
-
 def test_inline_is_the_default_and_sends_each_figure_once(kc: BlockingKernelClient) -> None:
-    outputs = run_ok(
+    outputs = execute_ok(
         kc,
         "import matplotlib, matplotlib.pyplot as plt\n"
         "print(matplotlib.get_backend())\n"
@@ -46,12 +40,12 @@ def test_inline_is_the_default_and_sends_each_figure_once(kc: BlockingKernelClie
     images = pngs(outputs)
     assert len(images) == 1
     assert images[0].startswith(PNG_SIGNATURE)
-    assert not pngs(run_ok(kc, "1 + 1"))  # sent and closed: nothing left for later cells
+    assert not pngs(execute_ok(kc, "1 + 1"))  # sent and closed: nothing left for later cells
 
 
 def test_percent_matplotlib_inline(kc: BlockingKernelClient) -> None:
-    run_ok(kc, "%matplotlib inline")
-    outputs = run_ok(kc, "fig, ax = plt.subplots()\nax.bar([1, 2], [3, 4])\nplt.show()")
+    execute_ok(kc, "%matplotlib inline")
+    outputs = execute_ok(kc, "fig, ax = plt.subplots()\nax.bar([1, 2], [3, 4])\nplt.show()")
     images = pngs(outputs)
     assert len(images) == 1
     assert images[0].startswith(PNG_SIGNATURE)
@@ -62,7 +56,7 @@ def test_gui_without_its_host_names_the_kernel_spec(kc: BlockingKernelClient) ->
         reply, _ = execute(kc, f"%matplotlib {gui}")
         assert reply["content"]["status"] == "error"
         assert f"async-kernel -a async-{gui} --interface.loop={gui}" in reply["content"]["evalue"]
-    assert pngs(run_ok(kc, "%matplotlib inline\nplt.plot([1])"))  # nothing got stuck
+    assert pngs(execute_ok(kc, "%matplotlib inline\nplt.plot([1])"))  # nothing got stuck
 
 
 def comm_messages(outputs: list[dict[str, Any]], msg_type: str) -> list[dict[str, Any]]:
@@ -79,7 +73,7 @@ def is_binary_frame(msg: dict[str, Any]) -> bool:
 
 def test_widget_figure_comms_are_served_while_a_cell_awaits(kc: BlockingKernelClient) -> None:
     pytest.importorskip("ipympl", reason="pip install ipympl (async-kernel[matplotlib])")
-    outputs = run_ok(kc, "%matplotlib widget\nfig, ax = plt.subplots()\nax.plot([1, 2])\nfig")
+    outputs = execute_ok(kc, "%matplotlib widget\nfig, ax = plt.subplots()\nax.plot([1, 2])\nfig")
     opens = [
         m
         for m in comm_messages(outputs, "comm_open")
@@ -109,4 +103,4 @@ def test_widget_figure_comms_are_served_while_a_cell_awaits(kc: BlockingKernelCl
     assert not busy_done, "the figure was redrawn only after the awaiting cell"
     assert image["buffers"] and len(image["buffers"][0]) > 0
     assert shell_reply(kc, busy_id)["content"]["status"] == "ok"
-    run_ok(kc, "plt.close('all')\n%matplotlib inline")
+    execute_ok(kc, "plt.close('all')\n%matplotlib inline")

@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from _xvfb import xvfb_display
-from conftest import TIMEOUT, execute, start_kernel, stream_text, wait_for_stream
+from conftest import TIMEOUT, run_ok, start_kernel, wait_for_stream
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from jupyter_client.blocking.client import BlockingKernelClient
 
 pytestmark = pytest.mark.gui
 
@@ -172,12 +171,6 @@ def test_in_process(display: str) -> None:
 def test_refused_in_a_tk_host(display: str) -> None:
     report = run_child("in-tk-host", display)
     assert "tk_root()" in report["refused"]
-
-
-def run_ok(kc: BlockingKernelClient, code: str) -> str:
-    reply, outputs = execute(kc, code)
-    assert reply["content"]["status"] == "ok", reply["content"]
-    return stream_text(outputs)
 
 
 SETUP = """

@@ -38,13 +38,6 @@ def install_debugger(kernel: Kernel) -> None:
 
 async def debugpy_missing(request: Request) -> dict[str, Any]:
     """A failed DAP response to any debug_request: debugpy is not installed."""
-    message: dict[str, Any] = request.msg["content"]
-    return {
-        "type": "response",
-        "seq": 0,
-        "request_seq": message.get("seq", 0),
-        "success": False,
-        "command": message.get("command", ""),
-        "message": MISSING_DEBUGPY,
-        "body": {},
-    }
+    from .client import dap_response
+
+    return dap_response(request.msg["content"], message=MISSING_DEBUGPY)

@@ -16,9 +16,28 @@ from typing import Any
 import anyio
 import anyio.abc
 
-__all__ = ["DapClient", "DapMessage"]
+__all__ = ["DapClient", "DapMessage", "dap_response"]
 
 DapMessage = dict[str, Any]
+
+
+def dap_response(
+    request: DapMessage, body: dict[str, Any] | None = None, *, message: str | None = None
+) -> DapMessage:
+    """The response to ``request``: a success with ``body``, or a failure saying ``message``."""
+    response: DapMessage = {
+        "type": "response",
+        "seq": 0,
+        "request_seq": request.get("seq", 0),
+        "success": message is None,
+        "command": request.get("command", ""),
+        "body": body or {},
+    }
+    if message is not None:
+        response["message"] = message
+    return response
+
+
 log = logging.getLogger("async_kernel.debugger")
 
 RESPONSE_TIMEOUT = 30.0  # seconds; debugpy answers in milliseconds unless it is wedged

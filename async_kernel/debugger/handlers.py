@@ -28,7 +28,7 @@ import anyio
 
 from ..parent import set_request
 from .cells import HASH_METHOD, HASH_SEED, TMP_SUFFIX, CellCompiler, dump_cell, tmp_prefix
-from .client import DapClient, DapMessage
+from .client import DapClient, DapMessage, dap_response
 
 if TYPE_CHECKING:
     from ..kernel import Kernel
@@ -42,22 +42,6 @@ START_TIMEOUT = 30.0  # seconds to wait for the main thread to start debugpy
 _UNTRACED_THREADS = ("async-kernel-io", "async-kernel-heartbeat")
 _REPR_LIMIT = 200
 _RESUMING = ("continue", "next", "stepIn", "stepOut", "stepBack", "reverseContinue", "goto")
-
-
-def _response(
-    request: DapMessage, body: dict[str, Any] | None = None, *, message: str | None = None
-) -> DapMessage:
-    response: DapMessage = {
-        "type": "response",
-        "seq": 0,
-        "request_seq": request.get("seq", 0),
-        "success": message is None,
-        "command": request.get("command", ""),
-        "body": body or {},
-    }
-    if message is not None:
-        response["message"] = message
-    return response
 
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
@@ -106,7 +90,7 @@ class DebugHandlers:
         if local is not None:
             return await local(message)
         if not self.client.connected:
-            return _response(message, message="the debugger is not started: send initialize")
+            return dap_response(message, message="the debugger is not started: send initialize")
         response = await self.client.request(message)
         self._after(message, response)
         if command == "disconnect":
@@ -200,7 +184,7 @@ class DebugHandlers:
         the frontend's locally.
         """
         if not self.client.connected or self._endpoint is None:
-            return _response(message, message="the debugger is not started: send initialize")
+            return dap_response(message, message="the debugger is not started: send initialize")
         host, port = self._endpoint
         arguments = {
             "justMyCode": True,
@@ -228,7 +212,7 @@ class DebugHandlers:
         return box[0]
 
     async def _configuration_done(self, message: DapMessage) -> DapMessage:
-        return _response(message)
+        return dap_response(message)
 
     async def _reset(self) -> None:
         await self.client.close()
@@ -238,7 +222,7 @@ class DebugHandlers:
 
     # -- Jupyter extensions -------------------------------------------------------------
     async def _debug_info(self, message: DapMessage) -> DapMessage:
-        return _response(
+        return dap_response(
             message,
             {
                 "isStarted": self._started,
@@ -257,7 +241,7 @@ class DebugHandlers:
 
     async def _dump_cell(self, message: DapMessage) -> DapMessage:
         code = str((message.get("arguments") or {}).get("code", ""))
-        return _response(message, {"sourcePath": dump_cell(code)})
+        return dap_response(message, {"sourcePath": dump_cell(code)})
 
     def _user_variables(self) -> list[tuple[str, Any]]:
         shell = self.kernel.shell
@@ -285,7 +269,7 @@ class DebugHandlers:
                     "variablesReference": 0,
                 }
             )
-        return _response(message, {"variables": variables})
+        return dap_response(message, {"variables": variables})
 
     async def _rich_inspect_variables(self, message: DapMessage) -> DapMessage:
         """A variable's mime bundle; empty (not a failure) when the context lacks the name.
@@ -309,15 +293,15 @@ class DebugHandlers:
                 }
             )
             if not evaluated.get("success"):
-                return _response(message, undefined)
+                return dap_response(message, undefined)
             text = str((evaluated.get("body") or {}).get("result", ""))
-            return _response(message, {"data": {"text/plain": text}, "metadata": {}})
+            return dap_response(message, {"data": {"text/plain": text}, "metadata": {}})
         namespace = dict(self._user_variables())
         if name not in namespace:
-            return _response(message, undefined)
+            return dap_response(message, undefined)
         formatter: Any = self.kernel.shell.display_formatter
         data, metadata = formatter.format(namespace[name])
-        return _response(message, {"data": data, "metadata": metadata})
+        return dap_response(message, {"data": data, "metadata": metadata})
 
     async def _modules(self, message: DapMessage) -> DapMessage:
         arguments: dict[str, Any] = message.get("arguments") or {}
@@ -328,7 +312,7 @@ class DebugHandlers:
         ]
         start = int(arguments.get("startModule", 0))
         count = int(arguments.get("moduleCount", 0)) or len(found)
-        return _response(
+        return dap_response(
             message, {"modules": found[start : start + count], "totalModules": len(found)}
         )
 
@@ -338,11 +322,11 @@ class DebugHandlers:
         path = Path(name)
         with contextlib.suppress(OSError, UnicodeDecodeError):
             if path.is_file():
-                return _response(message, {"content": path.read_text(encoding="utf-8")})
+                return dap_response(message, {"content": path.read_text(encoding="utf-8")})
         # Only cells with breakpoints are dumped, yet every cell's frames name its file
         # (JupyterLab asks when a frame is selected): the shell's compiler left the code
         # that ran in linecache under that name.
         lines = linecache.getlines(name) if name.startswith(tmp_prefix()) else []
         if lines:
-            return _response(message, {"content": "".join(lines)})
-        return _response(message, message=f"source unavailable: {path}")
+            return dap_response(message, {"content": "".join(lines)})
+        return dap_response(message, message=f"source unavailable: {path}")

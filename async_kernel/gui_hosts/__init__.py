@@ -66,13 +66,13 @@ def run_with_host(
     """Run ``async_fn(*args)`` to completion with host ``name`` owning this (main) thread.
 
     Returns its value or raises its exception once the host loop has quit and
-    the GUI is torn down.
+    the GUI is torn down.  Raises ``HostUnavailableError`` (from the host's own set-up, the
+    same test ``check_host`` makes) when the GUI cannot start here.
     """
     if name == "plain":
         from async_kernel.gui_hosts import plain
 
         return plain.run(backend, async_fn, *args)
-    check_host(name)
     # Tk and Qt start threads of their own; they must not be where SIGINT lands.
     with sigint_blocked():
         if name == "tk":

@@ -67,6 +67,27 @@ def new_root() -> tkinter.Tk:
     return root
 
 
+def tcl_is_threaded(root: tkinter.Tk) -> bool:
+    """Whether Tcl takes calls from other threads (else a poll must drain them)."""
+    return bool(int(root.tk.eval("set tcl_platform(threaded)")))
+
+
+def destroy_root(root: tkinter.Tk) -> None:
+    """Destroy ``root`` without Tcl errors from work still queued on it."""
+    import tkinter
+
+    try:
+        # Idle handlers Tk queued itself (ttk's ThemeChanged after start-up) would fire
+        # into a dead root and print a Tcl error: run them now.  Pending ``after`` scripts
+        # (ours or user timers) are cancelled instead.
+        root.update_idletasks()
+        for script in root.tk.splitlist(root.tk.call("after", "info")):
+            root.after_cancel(script)
+        root.destroy()
+    except tkinter.TclError:
+        pass  # already destroyed by user code
+
+
 def check() -> None:
     """Raise ``HostUnavailableError`` unless a Tk root can be created here."""
     new_root().destroy()
@@ -78,7 +99,7 @@ class TkHost:
     def __init__(self) -> None:
         self.root = new_root()
         self._thread = threading.get_ident()
-        self.threaded_tcl = bool(int(self.root.tk.eval("set tcl_platform(threaded)")))
+        self.threaded_tcl = tcl_is_threaded(self.root)
         self._calls = CallQueue(self._wake)
         self._closed = False
         # A Tcl command registered once: a wake from a thread is one marshalled call.
@@ -111,13 +132,5 @@ class TkHost:
         self.root.quit()
 
     def close(self) -> None:
-        import tkinter
-
         self._closed = True
-        try:
-            # Pending ``after`` scripts (ours, or user timers) would fire into a dead root.
-            for pending in self.root.tk.splitlist(self.root.tk.call("after", "info")):
-                self.root.after_cancel(pending)
-            self.root.destroy()
-        except tkinter.TclError:
-            pass  # already destroyed by user code
+        destroy_root(self.root)

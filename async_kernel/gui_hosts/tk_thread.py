@@ -33,7 +33,7 @@ import time
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
 
 from async_kernel.gui_hosts.base import active_host
-from async_kernel.gui_hosts.tk import POLL_MS, new_root
+from async_kernel.gui_hosts.tk import POLL_MS, destroy_root, new_root, tcl_is_threaded
 from async_kernel.interrupt import block_sigint_in_this_thread
 from async_kernel.pending import Pending
 
@@ -219,7 +219,7 @@ class TkThread:
             self._ready.set()
             return
         self._root = root
-        self.threaded_tcl = bool(int(root.tk.eval("set tcl_platform(threaded)")))
+        self.threaded_tcl = tcl_is_threaded(root)
         self._drain_command = root.register(self._drain)
         with self._lock:
             self._closed = False
@@ -344,18 +344,7 @@ class TkThread:
             time.sleep(0.001)
 
     def _teardown(self, root: tkinter.Tk) -> None:
-        import tkinter
-
-        try:
-            # Idle handlers Tk queued itself (ttk's ThemeChanged after start-up) would fire
-            # into a dead root and print a Tcl error: run them now.  Pending ``after``
-            # scripts (ours or user timers) are cancelled instead.
-            root.update_idletasks()
-            for script in root.tk.splitlist(root.tk.call("after", "info")):
-                root.after_cancel(script)
-            root.destroy()
-        except tkinter.TclError:
-            pass  # already destroyed by user code
+        destroy_root(root)
         while True:
             try:
                 pending = self._jobs.get_nowait()[0]

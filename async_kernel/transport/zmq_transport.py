@@ -37,7 +37,6 @@ _SOCKET_TYPES: dict[Channel, int] = {
     "control": zmq.ROUTER,
     "stdin": zmq.ROUTER,
     "iopub": zmq.XPUB,
-    "hb": zmq.ROUTER,
 }
 _RECV_BATCH = 64  # messages read from one socket per wake-up, so no channel starves another
 _ZERO_COPY_FROM = 64 * 1024  # bytes; below this, copying a frame is cheaper than tracking it

@@ -44,5 +44,3 @@ INFO: tuple[MetricInfo, ...] = (
     MetricInfo("interrupt_sync_ms", "interrupt `time.sleep(30)`", "ms"),
     MetricInfo("interrupt_async_ms", "interrupt awaited sleep(30)", "ms"),
 )
-
-BY_KEY = {m.key: m for m in INFO}

@@ -75,11 +75,10 @@ def probe_rounds(
 
 def measure(s: KernelSession, cfg: Config) -> dict[str, Value]:
     results: dict[str, Value] = {}
-    window = WINDOW
-    if cfg.load_sleep <= window:
-        raise ValueError(f"load_sleep must exceed {window:g} s, the time the probe rounds take")
-    probe_rounds(s, "shell", SHELL_PROBES, time.monotonic() + window + 10)  # warm-up
-    idle = probe_rounds(s, "shell", SHELL_PROBES, time.monotonic() + window + 10)
+    if cfg.load_sleep <= WINDOW:
+        raise ValueError(f"load_sleep must exceed {WINDOW:g} s, the time the probe rounds take")
+    probe_rounds(s, "shell", SHELL_PROBES, time.monotonic() + WINDOW + 10)  # warm-up
+    idle = probe_rounds(s, "shell", SHELL_PROBES, time.monotonic() + WINDOW + 10)
     results |= {f"{name}_idle_ms": value for name, value in idle.items()}
 
     cell = s.execute_request(sleep_code(s.kdef.flavor, cfg.load_sleep))
@@ -89,11 +88,11 @@ def measure(s: KernelSession, cfg: Config) -> dict[str, Value]:
     s.wait_idle(cell, timeout=cfg.load_sleep + 10)
     s.drain()
 
-    idle_control = probe_rounds(s, "control", CONTROL_PROBES, time.monotonic() + window + 10)
+    idle_control = probe_rounds(s, "control", CONTROL_PROBES, time.monotonic() + WINDOW + 10)
     results["control_idle_ms"] = idle_control["control"]
     cell = s.execute_request(f"import time\ntime.sleep({cfg.load_sleep})")
     s.wait_started(cell)
-    blocked = probe_rounds(s, "control", CONTROL_PROBES, time.monotonic() + window + 10)
+    blocked = probe_rounds(s, "control", CONTROL_PROBES, time.monotonic() + WINDOW + 10)
     results["control_blocked_ms"] = blocked["control"]
     s.wait_idle(cell, timeout=cfg.load_sleep + 10)
     s.drain()

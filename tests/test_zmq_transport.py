@@ -1,24 +1,46 @@
-"""The ZMQ transport on its own: frames out in order, and wait_sent() as a real barrier."""
+"""The ZMQ transport on its own: whole messages in order, sent from any thread, and no
+incoming message lost to a send that read its notice."""
 
 from __future__ import annotations
 
+import ctypes
+import select
+import threading
 import time
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 import zmq
 
-from async_kernel.connection import ConnectionInfo
+from async_kernel.connection import Channel, ConnectionInfo
 from async_kernel.transport.zmq_transport import ZmqTransport
-from async_kernel.wire import Codec, new_message
+from async_kernel.wire import Codec, Message, new_message
 
 pytestmark = pytest.mark.timeout(30)
+
+
+class _Inbox:
+    """Collects what the transport delivers (called on its I/O thread)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[bytes], Message]] = []
+        self.changed = threading.Condition()
+
+    def __call__(self, channel: Channel, identities: list[bytes], msg: Message) -> None:
+        with self.changed:
+            self.messages.append((identities, msg))
+            self.changed.notify_all()
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: len(self.messages) >= count, timeout)
 
 
 @pytest.fixture
 def transport() -> Iterator[ZmqTransport]:
     info = ConnectionInfo()
-    t = ZmqTransport(info, Codec(info.key.encode()), lambda *args: None)
+    t = ZmqTransport(info, Codec(info.key.encode()), _Inbox())
     t.start()
     try:
         yield t
@@ -57,27 +79,105 @@ def test_messages_arrive_whole_and_in_order(
         assert [bytes(b) for b in decoded["buffers"]] == ([big] if i % 50 == 0 else [])
 
 
-def test_wait_sent_returns_once_everything_queued_is_out(
+def _drain(sock: zmq.Socket[bytes], count: int, transport: ZmqTransport) -> list[Message]:
+    received: list[Message] = []
+    while len(received) < count and sock.poll(10_000):
+        received.append(transport.codec.decode(sock.recv_multipart())[1])
+    return received
+
+
+def test_sends_from_many_threads_arrive_whole(
     transport: ZmqTransport, subscriber: zmq.Socket[bytes]
 ) -> None:
-    for i in range(1000):
-        transport.send("iopub", new_message("stream", {"name": "stdout", "text": str(i)}))
-    assert transport.wait_sent(timeout=10)
-    # Sent means handed to zmq: every message can now be read without a new wake-up.
-    received = 0
-    while subscriber.poll(1000):
-        subscriber.recv_multipart()
-        received += 1
-        if received == 1000:
-            break
-    assert received == 1000
+    def spam(name: str) -> None:
+        for i in range(300):
+            transport.send("iopub", new_message("stream", {"name": name, "text": str(i)}))
+
+    threads = [threading.Thread(target=spam, args=(f"t{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    received = _drain(subscriber, 1200, transport)
+    assert len(received) == 1200
+    for n in range(4):  # each thread's messages in its own order
+        texts = [m["content"]["text"] for m in received if m["content"]["name"] == f"t{n}"]
+        assert texts == [str(i) for i in range(300)]
 
 
-def test_wait_sent_on_the_io_thread_does_not_wait_on_itself(transport: ZmqTransport) -> None:
-    results: list[bool] = []
-    # Waiting on itself would hang the I/O thread for a minute; the answer must come at once.
-    transport.call_later(0, lambda: results.append(transport.wait_sent(timeout=60)))
-    deadline = time.monotonic() + 10
-    while not results and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert results == [False]  # on the I/O thread itself: no wait, no deadlock
+def test_an_asynchronous_exception_never_splits_a_message(
+    transport: ZmqTransport, subscriber: zmq.Socket[bytes]
+) -> None:
+    """A subshell interrupt (PyThreadState_SetAsyncExc) lands on a thread that is sending."""
+    set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    for round_ in range(8):  # each interrupt lands at a random point of the send path
+        sent: list[str] = []
+        started = threading.Event()
+
+        def spam(
+            sent: list[str] = sent, started: threading.Event = started, round_: int = round_
+        ) -> None:
+            started.set()
+            try:
+                for i in range(1_000_000):
+                    text = f"{round_}.{i}"
+                    transport.send("iopub", new_message("stream", {"name": "x", "text": text}))
+                    sent.append(text)
+            except KeyboardInterrupt:
+                pass
+
+        thread = threading.Thread(target=spam)
+        thread.start()
+        assert started.wait(10)
+        time.sleep(0.02)
+        assert set_async_exc(ctypes.c_ulong(thread.ident or 0), ctypes.py_object(KeyboardInterrupt))
+        thread.join(timeout=20)
+        assert not thread.is_alive()
+        transport.send("iopub", new_message("stream", {"name": "x", "text": f"{round_}.after"}))
+        # Every message decodes (a split one fails its signature or frame count), in
+        # order, and the one after the interrupt arrives whole.  The message being sent
+        # when the interrupt struck may or may not have gone.
+        received = [m["content"]["text"] for m in _drain(subscriber, len(sent) + 2, transport)]
+        assert received[-1] == f"{round_}.after"
+        assert received[: len(sent)] == sent
+
+
+def test_a_send_that_reads_the_notice_of_a_request_wakes_the_reader(
+    transport: ZmqTransport,
+) -> None:
+    """A send may consume the notice (``zmq.FD``) of a message that just arrived; the I/O
+    thread must still read it.  Peers lost requests to a send eating the poller's wake-up.
+
+    White-box: the I/O thread is parked in a timer and marked as waiting, the state in which
+    another thread sends directly; the request then arrives and a send reads its notice.
+    """
+    inbox = transport._deliver  # pyright: ignore[reportPrivateUsage]
+    assert isinstance(inbox, _Inbox)
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    client = ctx.socket(zmq.DEALER)
+    client.connect(transport.info.url("shell"))
+    parked, release = threading.Event(), threading.Event()
+    try:
+        client.send_multipart(transport.codec.encode(new_message("kernel_info_request", {})))
+        assert inbox.wait_for(1, timeout=10)
+        identities = inbox.messages[0][0]
+        transport.call_later(0, lambda: (parked.set(), release.wait(10)))
+        assert parked.wait(10)
+        with transport._lock:  # pyright: ignore[reportPrivateUsage]
+            transport._io_waiting = True  # pyright: ignore[reportPrivateUsage]
+        client.send_multipart(transport.codec.encode(new_message("kernel_info_request", {})))
+        time.sleep(0.2)  # the request is in the socket, its notice on the descriptor
+        shell = transport._sockets["shell"]  # pyright: ignore[reportPrivateUsage]
+        notice = cast(int, shell.getsockopt(zmq.FD))
+        assert select.select([notice], [], [], 0)[0], "no notice of the request"
+        transport.send("shell", new_message("kernel_info_reply", {}), identities)
+        assert not select.select([notice], [], [], 0)[0], "the send did not read the notice"
+        # Only a wake-up tells the I/O thread now (later traffic might re-arm the descriptor,
+        # but nothing promises any).
+        assert transport._wake_pending  # pyright: ignore[reportPrivateUsage]
+        release.set()
+        assert inbox.wait_for(2, timeout=5), "the request whose notice a send read was lost"
+    finally:
+        release.set()
+        client.close(linger=0)
+        ctx.term()

@@ -1,18 +1,31 @@
-"""The kernel's ZMQ sockets, each owned by one I/O thread.
+"""The kernel's ZMQ sockets: read by one I/O thread, written by whichever thread can.
 
-Every socket (shell, control, stdin, iopub) is created, read, written and closed by a single
-thread: other threads hand it outgoing messages through a deque and wake it through a pipe.
-That is the rule whose breach made peers lose replies (a raw send from a second thread eats
-a poller's edge-triggered wake-up).  The heartbeat is a C-level ``zmq.proxy`` echo in its own
-thread, so it answers while Python is busy in a cell.
+While the I/O thread waits for input, a thread with a message sends it itself, under a
+lock: a cell's reply then pays no hand-over to another thread and no GIL hand-back, which
+is most of a round trip's overhead.  While the I/O thread is busy (a burst of requests,
+timers), it owns the sockets and others queue their messages for it, so a burst is not
+slowed by every frame's GIL release handing the interpreter back and forth.  Order holds
+either way: a message is sent directly only when nothing is queued.
+
+The I/O thread waits on each socket's notification descriptor (``zmq.FD``) and reads while
+``zmq.EVENTS`` says a message is there.  That descriptor is edge-triggered: any operation
+on the socket, a send included, may consume the notice of a message that arrived
+meanwhile.  Peers lost replies to exactly this (a send from a second thread ate the
+poller's wake-up).  Here every direct send is followed by a look at ``zmq.EVENTS`` under
+the same lock, and a waiting message wakes the I/O thread through its pipe.
+
+The heartbeat is a C-level ``zmq.proxy`` echo in its own thread, so it answers while Python
+is busy in a cell.
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
 import logging
 import os
+import selectors
 import threading
 import time
 from collections import deque
@@ -38,29 +51,50 @@ _SOCKET_TYPES: dict[Channel, int] = {
     "stdin": zmq.ROUTER,
     "iopub": zmq.XPUB,
 }
-_RECV_BATCH = 64  # messages read from one socket per wake-up, so no channel starves another
+_RECV_BATCH = 64  # messages read from one socket per turn, so no channel starves another
+_SEND_BATCH = 256  # queued messages sent per turn of the I/O thread
+# Queued messages beyond which a sender waits: a thread printing flat out is slowed to the
+# pace of the network instead of queueing without bound.
+_OUTBOX_LIMIT = 10_000
 _ZERO_COPY_FROM = 64 * 1024  # bytes; below this, copying a frame is cheaper than tracking it
 
-
-_send_frame = _BackendSocket.send
+# pyzmq's backend calls, bound once: (socket, frame, flags, copy) and (socket, option).
+_send_frame: Callable[[zmq.Socket[bytes], bytes, int, bool], object] = _BackendSocket.send  # pyright: ignore[reportAssignmentType]
+_get_option: Callable[[zmq.Socket[bytes], int], int] = _BackendSocket.get  # pyright: ignore[reportAssignmentType]
+_MORE = zmq.SNDMORE | zmq.NOBLOCK
+_LAST = zmq.NOBLOCK
 
 
 def _send_multipart(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
-    """Send one message, frame by frame, through pyzmq's backend.
+    """Send one message whole, frame by frame, through pyzmq's backend.
 
     ``Socket.send_multipart`` validates and dispatches every frame in Python: five times the
-    cost of these calls for a kernel message, paid by the thread that sends everything.
-    Large frames go without a copy.  Every frame is checked before the first is sent (a
-    frame that is not a buffer raises TypeError), so a bad one never leaves half a message.
+    cost of these calls.  The frames go out from C (``map`` over the Cython ``send``), so no
+    bytecode runs between them: a KeyboardInterrupt, a signal handler or an asynchronous
+    exception cannot strike mid-message and leave half of it on the socket.  Every frame is
+    checked first (one that is not a buffer raises TypeError before anything is sent).
+    Non-blocking: our ROUTERs drop what they cannot route and iopub has no high-water mark.
     """
     copy = True
     for frame in frames:
         size = len(frame) if type(frame) is bytes else memoryview(frame).nbytes
         if size >= _ZERO_COPY_FROM:
             copy = False
-    last = len(frames) - 1
-    for i, frame in enumerate(frames):
-        _send_frame(sock, frame, zmq.SNDMORE if i < last else 0, copy=copy)
+    flags = [_MORE] * len(frames)
+    flags[-1] = _LAST
+    deque(map(_send_frame, itertools.repeat(sock), frames, flags, itertools.repeat(copy)), 0)
+
+
+def _send_or_log(sock: zmq.Socket[bytes], channel: Channel, frames: list[bytes]) -> None:
+    try:
+        _send_multipart(sock, frames)
+    except (zmq.ZMQError, TypeError, ValueError) as err:
+        log.warning("could not send on %s: %s", channel, err)
+
+
+def _has_input(sock: zmq.Socket[bytes]) -> bool:
+    """Whether a message waits; also re-arms the socket's descriptor (reads its commands)."""
+    return bool(_get_option(sock, zmq.EVENTS) & zmq.POLLIN)
 
 
 def _bind(sock: zmq.Socket[bytes], info: ConnectionInfo, channel: Channel) -> None:
@@ -79,7 +113,7 @@ def _bind(sock: zmq.Socket[bytes], info: ConnectionInfo, channel: Channel) -> No
 
 
 class ZmqTransport:
-    """Binds the sockets of a connection file and moves frames on one I/O thread."""
+    """Binds the sockets of a connection file; sends from any thread, reads on one."""
 
     def __init__(
         self,
@@ -93,12 +127,16 @@ class ZmqTransport:
         self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._hb_context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._sockets: dict[Channel, zmq.Socket[bytes]] = {}
-        self._outbox: deque[tuple[Channel, list[bytes]]] = deque()
         self._timers: list[tuple[float, int, Callable[[], object]]] = []
         self._timer_seq = 0
-        # Re-entrant: a finalizer that prints can run inside send() on the same thread.
+        # Guards every socket and the timers.  Re-entrant: a finalizer that prints can run
+        # inside send() on the same thread.
         self._lock = threading.RLock()
-        # Counts of messages queued and sent, for wait_sent(); `_sent` shares the outbox lock.
+        self._closed = False
+        # True while the I/O thread waits in select() and leaves the sockets to senders.
+        self._io_waiting = True
+        self._outbox: deque[tuple[Channel, list[bytes]]] = deque()
+        # Counts of messages queued and sent, for wait_sent(); `_sent` shares the lock.
         self._queued_count = 0
         self._sent_count = 0
         self._sent = threading.Condition(self._lock)
@@ -138,28 +176,54 @@ class ZmqTransport:
         self._hb_socket = hb
 
     def start(self) -> None:
-        self._running = True
+        with self._lock:
+            self._running = True
+            self._io_waiting = False  # until the thread first waits, sends queue for it
         self._hb_thread.start()
         self._io_thread.start()
 
     # -- thread-safe API --------------------------------------------------------------------
     def send(self, channel: Channel, msg: Message, identities: list[bytes] | None = None) -> None:
+        """Send ``msg`` from this thread, or queue it while the I/O thread is busy.
+
+        Safe from any thread; never blocks on the network.
+        """
         if channel == "iopub" and identities is None:
             identities = [b"kernel." + msg["msg_type"].encode()]
         frames = self.codec.encode(msg, identities)
         with self._lock:
-            self._outbox.append((channel, frames))
-            self._queued_count += 1
-            wake = not self._wake_pending
-            self._wake_pending = True
-        if wake:
+            if self._closed:
+                log.debug("dropped %s on %s: the transport is closed", msg["msg_type"], channel)
+                return
+            if not self._io_waiting or self._outbox:
+                if len(self._outbox) >= _OUTBOX_LIMIT:
+                    self._wait_for_room()
+                self._outbox.append((channel, frames))
+                self._queued_count += 1
+                return
+            sock = self._sockets[channel]
+            _send_or_log(sock, channel, frames)
+            # The send may have read the notice of an incoming message: pass it on.
+            missed = _has_input(sock)
+        if missed:
             self._wake()
+
+    def _wait_for_room(self) -> None:
+        """Wait (lock held) until the queue is below its limit, unless only we could drain it."""
+        if threading.current_thread() is self._io_thread:
+            return
+        self._send_waiters += 1
+        try:
+            while self._running and len(self._outbox) >= _OUTBOX_LIMIT:
+                self._sent.wait(0.1)
+        finally:
+            self._send_waiters -= 1
 
     def wait_sent(self, timeout: float) -> bool:
         """Block until what is queued now has been sent, for at most ``timeout`` seconds.
 
-        Called before work that holds the GIL for long (a completion): replies already made
-        go out first instead of waiting for the interpreter's switch interval, again and again.
+        Called before work that holds the GIL for long (a completion): replies queued during
+        a burst go out first instead of waiting for the interpreter's switch interval.
         """
         if threading.current_thread() is self._io_thread or not self._running:
             return False
@@ -175,18 +239,17 @@ class ZmqTransport:
         with self._lock:
             self._timer_seq += 1
             heapq.heappush(self._timers, (time.monotonic() + delay, self._timer_seq, callback))
-            wake = not self._wake_pending
-            self._wake_pending = True
-        if wake:
-            self._wake()
+        self._wake()
 
     def close(self) -> None:
-        """Flush the outbox, close every socket and join the threads (bounded)."""
+        """Run due timers (queued output), close every socket and join the threads (bounded)."""
         if self._running:
             self._running = False
             self._wake()
             if threading.current_thread() is not self._io_thread:
                 self._io_thread.join(timeout=5)
+        else:
+            self._close_sockets()
         self._stop_heartbeat()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
@@ -194,31 +257,46 @@ class ZmqTransport:
 
     # -- I/O thread -------------------------------------------------------------------------
     def _wake(self) -> None:
+        with self._lock:
+            if self._wake_pending:
+                return
+            self._wake_pending = True
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._wake_w, b"\0")
 
     def _run(self) -> None:
         block_sigint_in_this_thread()
-        poller = zmq.Poller()
-        by_socket: dict[zmq.Socket[bytes], Channel] = {}
-        for channel, sock in self._sockets.items():
-            poller.register(sock, zmq.POLLIN)
-            by_socket[sock] = channel
-        poller.register(self._wake_r, zmq.POLLIN)
+        readers: list[tuple[zmq.Socket[bytes], Callable[[zmq.Socket[bytes]], bool]]] = [
+            (sock, self._reader_for(channel)) for channel, sock in self._sockets.items()
+        ]
         if self._zap is not None:
-            poller.register(self._zap.socket, zmq.POLLIN)
+            readers.append((self._zap.socket, self._read_zap))
+        selector = selectors.DefaultSelector()
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        for index, (sock, _) in enumerate(readers):
+            selector.register(_get_option(sock, zmq.FD), selectors.EVENT_READ, index)
+        everyone = set(range(len(readers)))
+        index_of = {channel: i for i, channel in enumerate(self._sockets)}
+        ready = everyone  # look at every socket once before waiting
         try:
             while self._running:
-                timeout = self._poll_timeout()
-                for item, _ in poller.poll(timeout):
-                    if item == self._wake_r:
-                        self._drain_wake_pipe()
-                    elif self._zap is not None and item is self._zap.socket:
-                        self._zap.handle()
-                    else:
-                        self._receive(item, by_socket[item])  # type: ignore[arg-type,index]
+                busy = {i for i in ready if readers[i][1](readers[i][0])}
                 self._fire_timers()
-                self._send_outbox()
+                # Our own sends may have read notices too: look at those sockets again.
+                busy |= {index_of[channel] for channel in self._send_outbox()}
+                with self._lock:
+                    backlog = bool(self._outbox)
+                    self._io_waiting = True  # senders still queue behind a backlog
+                events = selector.select(0 if busy or backlog else self._poll_timeout())
+                with self._lock:  # waits for a sender that is mid-message
+                    self._io_waiting = False
+                ready = busy
+                for key, _ in events:
+                    if key.data is None:  # the pipe: a timer, a stop, or a notice passed on
+                        self._drain_wake_pipe()
+                        ready = everyone
+                        break
+                    ready.add(key.data)
             self._fire_timers(everything=True)
             self._send_outbox()
         except Exception:
@@ -227,27 +305,101 @@ class ZmqTransport:
             log.critical("the I/O thread failed; the kernel exits", exc_info=True)
             os._exit(70)
         finally:
+            selector.close()
+            self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             for sock in self._sockets.values():
                 sock.close(linger=1000)
             if self._zap is not None:
                 self._zap.close()
-            self._context.term()
+        self._context.term()
 
-    def _poll_timeout(self) -> int | None:
+    def _reader_for(self, channel: Channel) -> Callable[[zmq.Socket[bytes]], bool]:
+        return self._read_subscriptions if channel == "iopub" else self._reader(channel)
+
+    def _reader(self, channel: Channel) -> Callable[[zmq.Socket[bytes]], bool]:
+        def read(sock: zmq.Socket[bytes]) -> bool:
+            batch, more = self._take(sock)
+            for frames in batch:
+                self._accept(channel, frames)
+            return more
+
+        return read
+
+    def _take(self, sock: zmq.Socket[bytes]) -> tuple[list[list[bytes]], bool]:
+        """Up to a batch of waiting messages, and whether more wait behind them."""
+        batch: list[list[bytes]] = []
         with self._lock:
-            if self._outbox:
-                return 0
+            if self._closed:
+                return batch, False
+            while _has_input(sock):
+                if len(batch) == _RECV_BATCH:
+                    return batch, True
+                batch.append(sock.recv_multipart(zmq.NOBLOCK))
+        return batch, False
+
+    def _accept(self, channel: Channel, frames: list[bytes]) -> None:
+        try:
+            identities, msg = self.codec.decode(frames)
+        except ProtocolError as err:
+            log.warning("dropped a message on %s: %s", channel, err)
+            return
+        try:
+            self._deliver(channel, identities, msg)
+        except Exception:
+            log.exception("delivering %s on %s failed", msg.get("msg_type"), channel)
+
+    def _read_subscriptions(self, sock: zmq.Socket[bytes]) -> bool:
+        """Greet every new iopub subscriber with an iopub_welcome for its topic."""
+        batch, more = self._take(sock)
+        for frames in batch:
+            event = frames[0] if frames else b""
+            if event[:1] == b"\x01":
+                topic = event[1:].decode("utf-8", "replace")
+                welcome = new_message("iopub_welcome", {"subscription": topic})
+                self.send("iopub", welcome, [b"kernel.iopub_welcome"])
+        return more
+
+    def _read_zap(self, sock: zmq.Socket[bytes]) -> bool:
+        assert self._zap is not None
+        self._zap.handle()
+        return False
+
+    def _poll_timeout(self) -> float | None:
+        with self._lock:
             if not self._timers:
                 return None
-            delay = self._timers[0][0] - time.monotonic()
-        return max(0, int(delay * 1000 + 0.999))
+            return max(0.0, self._timers[0][0] - time.monotonic())
 
     def _drain_wake_pipe(self) -> None:
+        # Read, then clear: a wake-up asked for in between finds the flag still set and
+        # writes nothing, and its reason is seen by the full look that follows the clear.
         with contextlib.suppress(BlockingIOError, OSError):
             while os.read(self._wake_r, 4096):
                 pass
         with self._lock:
             self._wake_pending = False
+
+    def _send_outbox(self) -> set[Channel]:
+        """Send what was queued while this thread was busy; the channels sent on."""
+        with self._lock:
+            if not self._outbox:
+                return set()
+            # A bounded share per turn: reading requests goes on during an output flood.
+            batch = [self._outbox.popleft() for _ in range(min(len(self._outbox), _SEND_BATCH))]
+        # No lock: while this thread is not waiting, no other thread touches a socket.
+        for channel, frames in batch:
+            _send_or_log(self._sockets[channel], channel, frames)
+        with self._lock:
+            self._sent_count += len(batch)
+            if self._send_waiters:
+                self._sent.notify_all()
+        return {channel for channel, _ in batch}
 
     def _fire_timers(self, *, everything: bool = False) -> None:
         now = time.monotonic()
@@ -260,50 +412,6 @@ class ZmqTransport:
                 callback()
             except Exception:
                 log.exception("timer callback %r failed", callback)
-
-    def _send_outbox(self) -> None:
-        while True:
-            with self._lock:
-                if not self._outbox:
-                    return
-                batch = list(self._outbox)
-                self._outbox.clear()
-            for channel, frames in batch:
-                try:
-                    _send_multipart(self._sockets[channel], frames)
-                except (zmq.ZMQError, TypeError, ValueError) as err:
-                    log.warning("could not send on %s: %s", channel, err)
-            with self._lock:
-                self._sent_count += len(batch)
-                if self._send_waiters:
-                    self._sent.notify_all()
-
-    def _receive(self, sock: zmq.Socket[bytes], channel: Channel) -> None:
-        for _ in range(_RECV_BATCH):
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            if channel == "iopub":
-                self._on_subscription(frames)
-                continue
-            try:
-                identities, msg = self.codec.decode(frames)
-            except ProtocolError as err:
-                log.warning("dropped a message on %s: %s", channel, err)
-                continue
-            try:
-                self._deliver(channel, identities, msg)
-            except Exception:
-                log.exception("delivering %s on %s failed", msg.get("msg_type"), channel)
-
-    def _on_subscription(self, frames: list[bytes]) -> None:
-        event = frames[0] if frames else b""
-        if event[:1] == b"\x01":
-            topic = event[1:].decode("utf-8", "replace")
-            welcome = new_message("iopub_welcome", {"subscription": topic})
-            frames = self.codec.encode(welcome, [b"kernel.iopub_welcome"])
-            self._sockets["iopub"].send_multipart(frames)
 
     def _heartbeat(self) -> None:
         block_sigint_in_this_thread()

@@ -90,6 +90,11 @@ class OutStream(io.TextIOBase):
 
     def flush(self) -> None:
         """Publish everything written so far, in order, each part to its own parent."""
+        if not self._chunks:
+            # Nothing written (the common case: the kernel flushes twice per request).
+            # A write that finished before this call is in the list already; one racing
+            # with it is sent by the flush its own write scheduled.
+            return
         with self._lock:
             chunks, self._chunks = self._chunks, []
             self._size = 0

@@ -117,26 +117,30 @@ class RequestHandlers:
         stop_on_error = bool(content.get("stop_on_error", True))
         user_expressions = content.get("user_expressions") or {}
         count = shell.execution_count  # this cell's number, before another cell moves it
-        shell.payloads.begin()
+        payloads = shell.payloads
+        payloads.begin()
         if not silent:
             kernel.publish("execute_input", {"code": code, "execution_count": count})
         shell.last_error = None
-        try:
-            transformed: str | None = shell.transform_cell(code)
-            preprocessing_error = None
-        except Exception:
-            transformed, preprocessing_error = None, sys.exc_info()
-        kernel.last_activity[0] = time.monotonic()
         cell_id = request.msg["metadata"].get("cellId")
         try:
-            result = await shell.run_cell_async(
-                code,
-                store_history=store_history,
-                silent=silent,
-                transformed_cell=transformed,
-                preprocessing_exc_tuple=preprocessing_error,
-                cell_id=cell_id,
-            )
+            # Entered once for both: IPython's transform_cell and run_cell_async each enter
+            # it, and the outermost entry alone swaps the builtins in and out.
+            with shell.builtin_trap:
+                try:
+                    transformed: str | None = shell.transform_cell(code)
+                    preprocessing_error = None
+                except Exception:
+                    transformed, preprocessing_error = None, sys.exc_info()
+                kernel.last_activity[0] = time.monotonic()
+                result = await shell.run_cell_async(
+                    code,
+                    store_history=store_history,
+                    silent=silent,
+                    transformed_cell=transformed,
+                    preprocessing_exc_tuple=preprocessing_error,
+                    cell_id=cell_id,
+                )
         finally:
             # IPython fires these from its sync run_cell only; extensions hook them
             # (matplotlib-inline sends the cell's figures on post_execute).
@@ -159,8 +163,8 @@ class RequestHandlers:
                 "traceback": [],
             }
             reply.update(status="error", user_expressions={}, **error)
-        reply["payload"] = shell.payloads.read_payload()
-        shell.payloads.clear_payload()
+        reply["payload"] = payloads.read_payload()
+        payloads.clear_payload()
         if shell.exit_now:
             shell.exit_now = False
         if not result.success and stop_on_error:

@@ -18,12 +18,14 @@ from IPython.core.completer import IPCompleter
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.error import UsageError
+from IPython.core.inputtransformer2 import TransformerManager
 from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Any as AnyTrait
-from traitlets import Instance
+from traitlets import Instance, default
 
 from .namespaces import active_namespace
 from .payloads import RequestPayloads
+from .transform import PlainPythonTransformerManager
 
 if TYPE_CHECKING:
     from types import CodeType
@@ -152,6 +154,10 @@ class AsyncShell(InteractiveShell):
     publisher = AnyTrait(None, allow_none=True)
     kernel = AnyTrait(None, allow_none=True, help="The kernel that owns this shell.")
     host_gui = Instance(str, ("",), help="The GUI the host loop runs ('' for none).")
+
+    @default("input_transformer_manager")
+    def _default_input_transformer_manager(self) -> TransformerManager:
+        return PlainPythonTransformerManager()
 
     def init_payload(self) -> None:
         """Payloads per request, not per shell: concurrent cells must not share them."""

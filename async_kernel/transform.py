@@ -1,0 +1,55 @@
+"""A cell's input transforms, skipped when the cell has none of IPython's special syntax."""
+
+from __future__ import annotations
+
+import re
+
+from IPython.core.inputtransformer2 import (
+    EscapedCommand,
+    HelpEnd,
+    MagicAssign,
+    SystemAssign,
+    TransformerManager,
+    cell_magic,
+    classic_prompt,
+    ipython_prompt,
+    leading_empty_lines,
+    leading_indent,
+)
+
+__all__ = ["PlainPythonTransformerManager"]
+
+# What IPython's static transforms react to, or a line break other than "\n" (each of those
+# starts a line for the tokenizer, where the "^" below would not look): the prompts
+# (">>>", "In [", "...:"), escapes ("%", "!", "?", and ",", ";", "/" opening a line) and a
+# whitespace-only line (which ``leading_indent``'s dedent empties).
+_IPYTHON_SYNTAX = re.compile(
+    r"[%!?\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]|>>>|\.\.\.:|In \[|^[^\S\n]*[,;/]|^[^\S\n]+$",
+    re.MULTILINE,
+)
+_CLEANUP = [leading_empty_lines, leading_indent, classic_prompt, ipython_prompt]
+_LINE = [cell_magic]
+_TOKEN = [MagicAssign, SystemAssign, EscapedCommand, HelpEnd]
+
+
+class PlainPythonTransformerManager(TransformerManager):
+    """IPython's static input transforms, skipped for a cell that has none of their syntax.
+
+    Tokenizing every cell to look for special syntax (again after each change) was the
+    largest part of a short cell's run (~20 µs for ``pass``).  A cell that starts with code and
+    has none of the characters those transforms look for comes out of them unchanged
+    (plus a final newline), so it skips them.  Only while the transforms are IPython's own
+    defaults: one an extension adds may react to anything.
+    """
+
+    def transform_cell(self, cell: str) -> str:
+        if (
+            cell
+            and not cell[0].isspace()
+            and _IPYTHON_SYNTAX.search(cell) is None
+            and self.token_transformers == _TOKEN
+            and self.line_transforms == _LINE
+            and self.cleanup_transforms == _CLEANUP
+        ):
+            return cell if cell.endswith("\n") else cell + "\n"
+        return super().transform_cell(cell)  # type: ignore[no-any-return]

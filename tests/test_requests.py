@@ -48,6 +48,23 @@ def test_complete(kc: BlockingKernelClient) -> None:
     assert "_jupyter_types_experimental" in reply["metadata"]
 
 
+def test_completion_offers_history_names_as_before(kc: BlockingKernelClient) -> None:
+    """Jedi is handed only the history names (``_i<N>``, ``_<N>``) that the text uses or
+    that complete its last word; what a completion offers must not change."""
+    for _ in range(110):  # _i1 ... _i110, queued back to back
+        kc.execute("pass")
+    reply, _ = execute(kc, "41 + 1")
+    count = reply["content"]["execution_count"]
+
+    def matches(code: str) -> list[str]:
+        return shell_reply(kc, kc.complete(code, len(code)))["content"]["matches"]
+
+    assert {"_i1", "_i10", "_i100"} <= set(matches("_i1"))
+    assert f"_{count}" in matches(f"_{count}"[:-1])
+    assert "split" in matches("x = _i12\nx.spl")
+    assert "import" in matches("impo")
+
+
 def test_inspect(kc: BlockingKernelClient) -> None:
     reply = shell_reply(kc, kc.inspect("print", 5))["content"]
     assert reply["status"] == "ok"

@@ -9,7 +9,6 @@ SIGINT to the main thread, so both interrupt modes share one path and one latenc
 
 from __future__ import annotations
 
-import ctypes
 import signal
 import sys
 import threading
@@ -96,9 +95,11 @@ def interrupt_cells_on_other_threads(cell_code: CodeType) -> int:
     Returns how many threads were asked.
     """
     main = threading.main_thread().ident
-    set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
     asked = 0
     for ident, frame in sys._current_frames().items():  # pyright: ignore[reportPrivateUsage]
         if ident != main and _stack_contains(frame, cell_code):
+            import ctypes  # here, not at start-up: most kernels never need it (~0.3 MiB)
+
+            set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
             asked += set_async_exc(ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt))
     return asked

@@ -147,7 +147,13 @@ class Kernel:
             )
         install_debugger(self)
         if not self.single_thread:
-            self.main.call_later(_WARM_UP_DELAY, self.handlers.warm_up)
+            self.main.start_soon(self._warm_up_soon)
+
+    async def _warm_up_soon(self) -> None:
+        # A plain task, not Caller.call_later: its Pending would import aiologic (~20 ms,
+        # ~4 MiB) into every kernel at start-up, where only user code that needs it should.
+        await anyio.sleep(_WARM_UP_DELAY)
+        self.handlers.warm_up()
 
     def _host_gui(self) -> str:
         return "" if self.settings.loop == "plain" else self.settings.loop

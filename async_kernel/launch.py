@@ -1,20 +1,30 @@
-"""Start-up: connection file -> transport -> kernel -> host loop, in that order."""
+"""Start-up: connection file -> transport -> kernel -> host loop, in that order.
+
+On the plain host the sockets are bound before the kernel (IPython, the event loop) is
+imported: a client that connects early is then accepted at once and its first request waits
+in the socket, instead of being refused and retried at zmq's reconnect interval (100 ms).
+The request is still answered only once the shell can run cells.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .connection import ConnectionInfo, read_connection_file, write_connection_file
-from .kernel import Kernel
+from .connection import Channel, ConnectionInfo, read_connection_file, write_connection_file
 from .parent_poller import start_parent_poller
 from .settings import InterfaceSettings
 from .transport.base import Deliver
 from .transport.curve import curve_keys
 from .transport.zmq_transport import ZmqTransport
-from .wire import Codec
+from .wire import Codec, Message
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
 
 __all__ = ["run_kernel"]
 
@@ -35,25 +45,53 @@ def _load(path: Path | None) -> tuple[Path, ConnectionInfo]:
 
 def run_kernel(connection_file: str | None, settings: InterfaceSettings) -> None:
     """Run a kernel until it is shut down; returns when the host loop has ended."""
+    # Watched from the start: a parent that dies once the connection file exists (and before
+    # the kernel does) must still end this process.
+    kernels: list[Kernel] = []
+    orphaned = threading.Event()
+
+    def stop() -> None:
+        orphaned.set()
+        if kernels:
+            kernels[0].stop()
+
+    start_parent_poller(stop)
     path, info = _load(Path(connection_file) if connection_file else None)
     needs_write = not path.exists() or any(
         info.port(c) == 0 for c in ("shell", "control", "stdin", "iopub", "hb")
     )
     codec = Codec(info.key.encode(), info.signature_scheme)
+    _warn_if_exposed(info)
+    receiver: list[Deliver] = []
 
-    def make_transport(deliver: Deliver) -> ZmqTransport:
-        # Created on the main thread, handed to the I/O thread when it starts.
+    def deliver(channel: Channel, identities: list[bytes], msg: Message) -> None:
+        receiver[0](channel, identities, msg)
+
+    def bind() -> ZmqTransport:
+        # On the main thread; handed to the kernel (and its I/O thread) once it runs.
         transport = ZmqTransport(info, codec, deliver)
         if needs_write:
             write_connection_file(path, info)
             print(f"async-kernel: connection file {path}", file=sys.__stderr__)
         return transport
 
-    _warn_if_exposed(info)
+    # A GUI host is checked first (it may be unavailable: then nothing is half-started).
+    early = bind() if settings.loop == "plain" else None
+
+    def make_transport(deliver: Deliver) -> ZmqTransport:
+        receiver.append(deliver)
+        return early if early is not None else bind()
+
+    from .kernel import Kernel
+
     kernel = Kernel(settings, make_transport)
-    start_parent_poller(kernel.stop)
+    kernels.append(kernel)
+    if orphaned.is_set():  # the parent died while we started: serve() returns at once
+        kernel.stop()
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     _run_on_host(kernel, settings)
+    # A transport never taken (the kernel stopped first) is not closed: it never started,
+    # and the process is about to exit.
 
 
 def _warn_if_exposed(info: ConnectionInfo) -> None:

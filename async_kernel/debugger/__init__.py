@@ -25,15 +25,30 @@ def debugpy_available() -> bool:
 
 
 def install_debugger(kernel: Kernel) -> None:
-    """Give ``kernel`` cell file names that breakpoints can name, and a debug_request handler."""
+    """Give ``kernel`` cell file names that breakpoints can name, and a debug_request handler.
+
+    The cell names are needed from the first cell; the handlers (and the DAP client) only
+    from the first debug_request, so they are imported then, not at start-up.
+    """
     if kernel.single_thread:
         return
     if not debugpy_available():
         kernel.handlers.register("debug_request", debugpy_missing)
         return
-    from .handlers import DebugHandlers
+    from .cells import CellCompiler
 
-    DebugHandlers(kernel).install()
+    shell = kernel.shell
+    shell.compiler_class = CellCompiler
+    shell.compile = CellCompiler()
+
+    async def first_debug_request(request: Request) -> dict[str, Any]:
+        from .handlers import DebugHandlers
+
+        handlers = DebugHandlers(kernel)
+        handlers.install()  # replaces this handler: later requests go straight to it
+        return await handlers.debug_request(request)
+
+    kernel.handlers.register("debug_request", first_debug_request)
 
 
 async def debugpy_missing(request: Request) -> dict[str, Any]:

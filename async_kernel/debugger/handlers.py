@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..parent import set_request
-from .cells import HASH_METHOD, HASH_SEED, TMP_SUFFIX, CellCompiler, dump_cell, tmp_prefix
+from .cells import HASH_METHOD, HASH_SEED, TMP_SUFFIX, dump_cell, tmp_prefix
 from .client import DapClient, DapMessage, dap_response
 
 if TYPE_CHECKING:
@@ -76,10 +76,7 @@ class DebugHandlers:
         }
 
     def install(self) -> None:
-        """Name cells by their hashed source and answer debug_request."""
-        shell = self.kernel.shell
-        shell.compiler_class = CellCompiler
-        shell.compile = CellCompiler()
+        """Answer debug_request (the shell's cells are already named by CellCompiler)."""
         self.kernel.handlers.register("debug_request", self.debug_request)
 
     # -- dispatch -----------------------------------------------------------------------

@@ -56,9 +56,11 @@ def run_startup_files(shell: InteractiveShell) -> None:
     profile = _profile_dir()
     if profile is None:
         return
-    for path in sorted((profile / "startup").glob("*.py*")):
-        if path.suffix not in (".py", ".ipy"):
-            continue
+    startup = profile / "startup"
+    if not startup.is_dir():
+        return
+    # Not glob("*.py*"): that pattern misses "x.ipy" (and compiles a regex at start-up).
+    for path in sorted(p for p in startup.iterdir() if p.suffix in (".py", ".ipy")):
         try:
             if path.suffix == ".ipy":
                 shell.safe_execfile_ipy(str(path))

@@ -11,6 +11,7 @@ def test_startup_files_and_config(tmp_path: Path) -> None:
     profile = tmp_path / "profile_default"
     (profile / "startup").mkdir(parents=True)
     (profile / "startup" / "00-greet.py").write_text("GREETING = 'from startup'\n")
+    (profile / "startup" / "01-magic.ipy").write_text("HERE = %pwd\nIPY_RAN = bool(HERE)\n")
     (profile / "ipython_config.py").write_text(
         "c.InteractiveShell.ast_node_interactivity = 'all'\n"
     )
@@ -21,3 +22,8 @@ def test_startup_files_and_config(tmp_path: Path) -> None:
             m["content"]["data"]["text/plain"] for m in outputs if m["msg_type"] == "execute_result"
         ]
         assert results == ["'from startup'", "2"], "both expressions shown: the config applied"
+        reply, outputs = execute(kc, "IPY_RAN")
+        results = [
+            m["content"]["data"]["text/plain"] for m in outputs if m["msg_type"] == "execute_result"
+        ]
+        assert results == ["True"], "the .ipy startup file ran"

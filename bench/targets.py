@@ -81,6 +81,14 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "trio round trip ≤ 1.2x asyncio", "rt_median_ms", 1.2, "async-asyncio", only="async-trio"
     ),
+    Target("trio startup ≤ 1.2x asyncio", "startup_ms", 1.2, "async-asyncio", only="async-trio"),
+    Target(
+        "trio RSS after a first execute ≤ 1.2x asyncio",
+        "rss_exec_mb",
+        1.2,
+        "async-asyncio",
+        only="async-trio",
+    ),
     Target(
         "trio throughput ≥ asyncio / 1.2",
         "throughput_per_s",

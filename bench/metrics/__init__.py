@@ -34,6 +34,7 @@ INFO: tuple[MetricInfo, ...] = (
     MetricInfo("kernel_info_load_ms", "shell kernel_info, cell awaiting", "ms"),
     MetricInfo("comm_info_idle_ms", "comm_info, idle", "ms"),
     MetricInfo("comm_info_load_ms", "comm_info, cell awaiting", "ms"),
+    MetricInfo("complete_first_ms", "complete `impo`, the first after start-up", "ms"),
     MetricInfo("complete_idle_ms", "complete `impo`, idle (warm)", "ms"),
     MetricInfo("complete_load_ms", "complete `impo`, cell awaiting", "ms"),
     MetricInfo("inspect_idle_ms", "inspect `print`, idle (warm)", "ms"),

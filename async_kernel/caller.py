@@ -130,6 +130,11 @@ class Caller:
             ) from None
 
     @classmethod
+    def of_thread(cls, ident: int) -> Caller | None:
+        """The caller running on the thread ``ident``, if any."""
+        return cls._by_thread.get(ident)
+
+    @classmethod
     def spawn(
         cls,
         async_fn: Callable[..., Awaitable[T]],

@@ -387,6 +387,10 @@ class AsyncShell(InteractiveShell):
         if scope.cancelled_caught:
             raise KeyboardInterrupt("the awaiting cell was interrupted")
 
+    def threads_with_awaiting_cells(self) -> set[int]:
+        """The threads whose loops have a cell waiting in an ``await`` (any thread may ask)."""
+        return set(self._cell_scopes.values())
+
     def cancel_awaiting_cells(self) -> None:
         """Cancel the cells waiting in an ``await`` on this thread's loop (call it there).
 

@@ -13,6 +13,7 @@ default), as a concurrent task (``# task``), or on a worker thread (``# thread``
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -217,9 +218,14 @@ class Subshells:
         return subshell.take_queued() if subshell is not None else []
 
     def interrupt_all(self) -> None:
-        """Cancel the awaiting cells of every subshell; stop the Python code of running ones."""
-        for subshell in list(self._by_id.values()):
-            subshell.caller.schedule(self.kernel.shell.cancel_awaiting_cells)
+        """Cancel the awaiting cells off the main thread (subshells, ``# thread`` cells), each
+        on its own loop; stop the Python code of running ones."""
+        shell = self.kernel.shell
+        main = threading.main_thread().ident
+        for ident in shell.threads_with_awaiting_cells() - {main}:
+            caller = Caller.of_thread(ident)
+            if caller is not None:
+                caller.schedule(shell.cancel_awaiting_cells)
         interrupt_cells_on_other_threads(AsyncShell.run_code.__code__)
 
     def stop_all(self) -> None:

@@ -254,6 +254,31 @@ def test_interrupt_stops_running_code_in_subshells_and_thread_cells(
         control(kc, "delete_subshell_request", subshell_id=sid)
 
 
+def test_interrupt_cancels_awaiting_cells_in_subshells_and_thread_cells(
+    kc: BlockingKernelClient,
+) -> None:
+    """A cell off the main thread that waits in an ``await`` is cancelled on its own loop."""
+    sid = create_subshell(kc)
+    wait = "import anyio\nprint('waiting', flush=True)\nawait anyio.sleep(30)"
+    try:
+        in_subshell = execute_in(kc, sid, wait)
+        in_thread = execute_in(kc, None, "# thread\n" + wait)
+        waiting: set[str] = set()
+        while waiting != {in_subshell, in_thread}:
+            msg = kc.get_iopub_msg(timeout=TIMEOUT)
+            if msg["msg_type"] == "stream" and "waiting" in msg["content"]["text"]:
+                waiting.add(msg["parent_header"]["msg_id"])
+        assert control(kc, "interrupt_request")["content"]["status"] == "ok"
+        replies = replies_for(kc, in_subshell, in_thread)  # bounded by the client timeout
+        for msg_id in (in_subshell, in_thread):
+            assert replies[msg_id]["content"]["status"] == "error"
+            assert replies[msg_id]["content"]["ename"] == "KeyboardInterrupt"
+        reply, _ = run_in(kc, sid, "'subshell alive'")
+        assert reply["content"]["status"] == "ok"
+    finally:
+        control(kc, "delete_subshell_request", subshell_id=sid)
+
+
 def test_output_from_threads_goes_to_its_cell(kc: BlockingKernelClient) -> None:
     code = (
         "import threading, time\n"

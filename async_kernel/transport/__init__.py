@@ -5,6 +5,6 @@ messages back to it.  :mod:`.zmq_transport` speaks ZMQ from a connection file; t
 transport serves hosts that move messages themselves.
 """
 
-from .base import Deliver, Transport
+from .base import Deliver, ReadableHere, Transport
 
-__all__ = ["Deliver", "Transport"]
+__all__ = ["Deliver", "ReadableHere", "Transport"]

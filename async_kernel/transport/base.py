@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..connection import Channel
 from ..wire import Message
@@ -29,4 +29,17 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Send what is queued, then release every resource."""
+        ...
+
+
+@runtime_checkable
+class ReadableHere(Protocol):
+    """A transport whose channels a loop thread may also read itself (the ZMQ transport)."""
+
+    def notice_fd(self, channel: Channel) -> int:
+        """A descriptor that turns readable when ``channel`` may have a message."""
+        ...
+
+    def read_here(self, channel: Channel) -> None:
+        """Read and deliver, on the calling thread, everything waiting on ``channel``."""
         ...

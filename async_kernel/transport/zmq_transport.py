@@ -235,6 +235,25 @@ class ZmqTransport:
             finally:
                 self._send_waiters -= 1
 
+    def notice_fd(self, channel: Channel) -> int:
+        """The descriptor that turns readable when ``channel`` may have a message (zmq.FD).
+
+        Edge-triggered: after it turns readable, call :meth:`read_here`, which reads until
+        nothing is left (a wait on it alone, without reading, may miss a message).
+        """
+        return _get_option(self._sockets[channel], zmq.FD)
+
+    def read_here(self, channel: Channel) -> None:
+        """Read and deliver what waits on ``channel``, on the calling thread.
+
+        For a loop that would otherwise be woken by the I/O thread for each request: reading
+        the request itself saves that hand-over.  The I/O thread still reads the channel
+        too (whoever comes first reads, in order), so requests keep arriving while the
+        loop is busy.
+        """
+        if self._read_and_deliver(channel, self._sockets[channel]):
+            self._wake()  # a batch was left behind: the I/O thread reads on
+
     def call_later(self, delay: float, callback: Callable[[], object]) -> None:
         with self._lock:
             self._timer_seq += 1
@@ -324,12 +343,22 @@ class ZmqTransport:
 
     def _reader(self, channel: Channel) -> Callable[[zmq.Socket[bytes]], bool]:
         def read(sock: zmq.Socket[bytes]) -> bool:
+            return self._read_and_deliver(channel, sock)
+
+        return read
+
+    def _read_and_deliver(self, channel: Channel, sock: zmq.Socket[bytes]) -> bool:
+        """Read, decode and hand over a batch; True if more wait behind it.
+
+        Under the lock from the first read to the last hand-over: a request channel may be
+        read by two threads (see :meth:`read_here`), and each must deliver its batch before
+        the other reads the next one.
+        """
+        with self._lock:
             batch, more = self._take(sock)
             for frames in batch:
                 self._accept(channel, frames)
-            return more
-
-        return read
+        return more
 
     def _take(self, sock: zmq.Socket[bytes]) -> tuple[list[list[bytes]], bool]:
         """Up to a batch of waiting messages, and whether more wait behind them."""

@@ -78,6 +78,22 @@ def test_executes_stay_in_order_while_one_awaits(kc: BlockingKernelClient, backe
     assert result["content"]["data"]["text/plain"] == "['first', 'second']"
 
 
+def test_a_burst_of_requests_keeps_its_order(kc: BlockingKernelClient) -> None:
+    """Shell is read by the I/O thread and by the free main loop, whoever comes first; each
+    delivers its batch whole, so a burst mixing cells and other requests keeps its order."""
+    execute(kc, "seen = []")
+    sent = []
+    for i in range(300):
+        sent.append(kc.execute(f"seen.append({i})"))
+        if i % 7 == 0:
+            kc.kernel_info()
+    shell_reply(kc, sent[-1])
+    reply, outputs = execute(kc, "seen == list(range(300))")
+    results = [m["content"]["data"]["text/plain"] for m in outputs if "data" in m["content"]]
+    assert reply["content"]["status"] == "ok"
+    assert results == ["True"]
+
+
 def test_control_answers_while_main_thread_blocks(kc: BlockingKernelClient) -> None:
     cell = kc.execute("import time; time.sleep(2)")
     time.sleep(0.2)

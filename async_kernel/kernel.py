@@ -166,7 +166,10 @@ class Kernel:
 
             while True:
                 await trio.lowlevel.wait_readable(fd)
-                transport.read_here("shell")
+                try:
+                    transport.read_here("shell")
+                except Exception:  # as asyncio does for a reader: log it, keep reading
+                    log.exception("reading shell on the main loop failed")
         else:
             import asyncio
 

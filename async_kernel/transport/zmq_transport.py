@@ -26,6 +26,7 @@ import itertools
 import logging
 import os
 import selectors
+import socket
 import threading
 import time
 from collections import deque
@@ -142,9 +143,10 @@ class ZmqTransport:
         self._sent = threading.Condition(self._lock)
         self._send_waiters = 0
         self._wake_pending = False
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        # A socket pair, not a pipe: select() takes only sockets on Windows.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._running = False
         self._io_thread = threading.Thread(target=self._run, name="async-kernel-io", daemon=True)
         self._hb_thread = threading.Thread(
@@ -270,9 +272,8 @@ class ZmqTransport:
         else:
             self._close_sockets()
         self._stop_heartbeat()
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        for end in (self._wake_r, self._wake_w):
+            end.close()
 
     # -- I/O thread -------------------------------------------------------------------------
     def _wake(self) -> None:
@@ -281,7 +282,7 @@ class ZmqTransport:
                 return
             self._wake_pending = True
         with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._wake_w, b"\0")
+            self._wake_w.send(b"\0")
 
     def _run(self) -> None:
         block_sigint_in_this_thread()
@@ -409,7 +410,7 @@ class ZmqTransport:
         # Read, then clear: a wake-up asked for in between finds the flag still set and
         # writes nothing, and its reason is seen by the full look that follows the clear.
         with contextlib.suppress(BlockingIOError, OSError):
-            while os.read(self._wake_r, 4096):
+            while self._wake_r.recv(4096):
                 pass
         with self._lock:
             self._wake_pending = False

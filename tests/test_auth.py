@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import zmq
+from _processes import stop_process
 from _raw import raw_peers, recv_for, signed_frames, wait_idle
 from conftest import TIMEOUT, collect_outputs, execute, kernel_argv, shell_reply, stream_text
 from jupyter_client.blocking.client import BlockingKernelClient
@@ -134,12 +135,7 @@ def _run_until_file(argv: list[str], path: Path, tmp_path: Path) -> tuple[dict[s
             data = {**json.loads(path.read_text()), "_mode": mode}
             time.sleep(0.3)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            stop_process(proc)
     return data, err_path.read_text(errors="replace")
 
 

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
+
+from . import lab_page as lab
 
 # JupyterLab 4.4+ sends comm messages to a subshell when the kernel supports subshells
 # ("perCommTarget"). Here comms go to the main shell; test_jupyterlab_comm_subshells.py
@@ -20,7 +21,6 @@ import pytest
 LAB_SETTINGS = {
     "@jupyterlab/apputils-extension/kernels-settings": {"commsOverSubshells": "disabled"},
 }
-STEP = 30_000  # ms: the longest any single UI step may take
 NOTEBOOK = "e2e.ipynb"
 
 CELLS = [
@@ -56,29 +56,14 @@ CELLS = [
 ]
 
 
-def _write_notebook(root: Path) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "async",
-        "display_name": "Python 3 (async)",
-        "language": "python",
-    }
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
-    nbformat.write(nb, root / NOTEBOOK)
-
-
 @pytest.fixture(scope="module")
 def page(lab_server: Any, browser: Any, artifacts: Path) -> Iterator[Any]:
-    from playwright.sync_api import expect
-
-    _write_notebook(lab_server.root)
-    page = browser.new_page()
-    page.set_default_timeout(STEP)
     errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(lab_server.page_url(f"/lab/tree/{NOTEBOOK}"), timeout=60_000)
-    expect(page.locator(".jp-Notebook .jp-Cell").nth(len(CELLS) - 1)).to_be_visible(timeout=60_000)
-    _wait_idle(page, timeout=60_000)
+
+    def collect_errors(page: Any) -> None:
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    page = lab.open_notebook(lab_server, browser, NOTEBOOK, CELLS, collect_errors)
     try:
         yield page
     finally:
@@ -87,76 +72,35 @@ def page(lab_server: Any, browser: Any, artifacts: Path) -> Iterator[Any]:
         page.close()
 
 
-def _cell(page: Any, index: int) -> Any:
-    return page.locator(".jp-Notebook .jp-Cell").nth(index)
-
-
-def _wait_idle(page: Any, timeout: int = STEP) -> None:
-    from playwright.sync_api import expect
-
-    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(
-        1, timeout=timeout
-    )
-
-
-def _run(page: Any, index: int) -> Any:
-    """Run a cell; press again if the page swallowed the key (the prompt stayed '[ ]:')."""
-    cell = _cell(page, index)
-    prompt = cell.locator(".jp-InputPrompt").first
-    for _ in range(3):
-        cell.locator(".cm-content").click()
-        page.keyboard.press("Control+Enter")
-        try:
-            page.wait_for_function(
-                "el => el.textContent.trim() !== '[ ]:'", arg=prompt.element_handle(), timeout=5_000
-            )
-            return cell
-        except Exception:
-            continue
-    return cell
-
-
-def _output(cell: Any, text: str | re.Pattern[str], timeout: int = STEP) -> None:
-    from playwright.sync_api import expect
-
-    expect(cell.locator(".jp-OutputArea-output").filter(has_text=text)).to_have_count(
-        1, timeout=timeout
-    )
-
-
-def _toolbar(page: Any, name: str) -> Any:
-    return page.locator(f".jp-NotebookPanel-toolbar [data-jp-item-name='{name}']").first
-
-
 def test_run_cell_shows_output(page: Any, artifacts: Path) -> None:
-    cell = _run(page, 0)
-    _output(cell, "hello from async-kernel 42")
-    _wait_idle(page)
+    cell = lab.run(page, 0)
+    lab.output(cell, "hello from async-kernel 42")
+    lab.wait_idle(page)
     page.screenshot(path=str(artifacts / "jupyterlab-cell.png"))
 
 
 def test_cell_awaits_a_button_click(page: Any, artifacts: Path) -> None:
     from playwright.sync_api import expect
 
-    cell = _run(page, 1)
-    _output(cell, "waiting for the click")
+    cell = lab.run(page, 1)
+    lab.output(cell, "waiting for the click")
     button = cell.locator("button.jupyter-button", has_text="Deliver")
     expect(button).to_be_visible()
     # The cell is still running: only the comm message from this click can finish it.
     expect(cell.locator(".jp-InputPrompt")).to_contain_text("*")
     button.click()
-    _output(cell, "the click arrived while the cell was awaiting")
-    _wait_idle(page)
+    lab.output(cell, "the click arrived while the cell was awaiting")
+    lab.wait_idle(page)
     page.screenshot(path=str(artifacts / "jupyterlab-concurrency.png"))
 
 
 def test_ipympl_canvas_renders(page: Any, artifacts: Path) -> None:
     from playwright.sync_api import expect
 
-    cell = _run(page, 2)
+    cell = lab.run(page, 2)
     canvas = cell.locator(".jupyter-matplotlib-figure canvas").first
     expect(canvas).to_be_visible(timeout=60_000)
-    _wait_idle(page)
+    lab.wait_idle(page)
     # The figure's pixels arrive over the widget comm: wait until the canvas has ink on it.
     page.wait_for_function(
         """(el) => {
@@ -173,7 +117,7 @@ def test_ipympl_canvas_renders(page: Any, artifacts: Path) -> None:
             return false;
         }""",
         arg=cell.element_handle(),
-        timeout=STEP,
+        timeout=lab.STEP,
     )
     cell.scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "jupyterlab.png"))
@@ -183,23 +127,23 @@ def test_ipympl_canvas_renders(page: Any, artifacts: Path) -> None:
 def test_toolbar_interrupts_a_running_cell(
     page: Any, artifacts: Path, index: int, started: str
 ) -> None:
-    cell = _run(page, index)
-    _output(cell, started)
-    _toolbar(page, "interrupt").click()
-    _output(cell, re.compile("KeyboardInterrupt|Cancel"), timeout=15_000)
-    _wait_idle(page, timeout=15_000)
+    cell = lab.run(page, index)
+    lab.output(cell, started)
+    lab.toolbar(page, "interrupt").click()
+    lab.output(cell, re.compile("KeyboardInterrupt|Cancel"), timeout=15_000)
+    lab.wait_idle(page, timeout=15_000)
     page.screenshot(path=str(artifacts / f"jupyterlab-interrupt-{started}.png"))
 
 
 def test_toolbar_restarts_the_kernel(page: Any, artifacts: Path) -> None:
     from playwright.sync_api import expect
 
-    _toolbar(page, "restart").click()
+    lab.toolbar(page, "restart").click()
     dialog = page.locator(".jp-Dialog")
     expect(dialog).to_be_visible()
     dialog.locator("button.jp-mod-accept").click()
     expect(dialog).to_have_count(0)
-    _wait_idle(page, timeout=60_000)
-    cell = _run(page, 5)
-    _output(cell, "fresh kernel", timeout=60_000)
+    lab.wait_idle(page, timeout=60_000)
+    cell = lab.run(page, 5)
+    lab.output(cell, "fresh kernel", timeout=60_000)
     page.screenshot(path=str(artifacts / "jupyterlab-restart.png"))

@@ -13,16 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
-from .test_jupyterlab import _cell, _output, _run, _wait_idle
+from . import lab_page as lab
 
 # As in test_jupyterlab.py: comms go to the main shell.
 LAB_SETTINGS = {
     "@jupyterlab/apputils-extension/kernels-settings": {"commsOverSubshells": "disabled"},
 }
-STEP = 30_000  # ms: the longest any single UI step may take
 NOTEBOOK = "debugger.ipynb"
 
 DEFINE = "def add(a, b):\n    total = a + b\n    return total"
@@ -53,23 +51,11 @@ def page(
     failed_debug_replies: list[str],
     page_errors: list[str],
 ) -> Iterator[Any]:
-    from playwright.sync_api import expect
+    def listen(page: Any) -> None:
+        page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+        page.on("websocket", lambda ws: _watch_debug_replies(ws, failed_debug_replies))
 
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "async",
-        "display_name": "Python 3 (async)",
-        "language": "python",
-    }
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in (DEFINE, CALL)]
-    nbformat.write(nb, lab_server.root / NOTEBOOK)
-    page = browser.new_page()
-    page.set_default_timeout(STEP)
-    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
-    page.on("websocket", lambda ws: _watch_debug_replies(ws, failed_debug_replies))
-    page.goto(lab_server.page_url(f"/lab/tree/{NOTEBOOK}"), timeout=60_000)
-    expect(_cell(page, 1)).to_be_visible(timeout=60_000)
-    _wait_idle(page, timeout=60_000)
+    page = lab.open_notebook(lab_server, browser, NOTEBOOK, [DEFINE, CALL], listen)
     try:
         yield page
     finally:
@@ -102,11 +88,11 @@ def _set_debugger(page: Any, on: bool) -> None:
 
     toggle = _debugger_toggle(page)
     expect(toggle, "Lab keeps the debugger button disabled").to_have_attribute(
-        "aria-disabled", "false", timeout=STEP
+        "aria-disabled", "false", timeout=lab.STEP
     )
-    expect(toggle).to_have_attribute("aria-pressed", "false" if on else "true", timeout=STEP)
+    expect(toggle).to_have_attribute("aria-pressed", "false" if on else "true", timeout=lab.STEP)
     toggle.click()
-    expect(toggle).to_have_attribute("aria-pressed", "true" if on else "false", timeout=STEP)
+    expect(toggle).to_have_attribute("aria-pressed", "true" if on else "false", timeout=lab.STEP)
 
 
 def _toggle_breakpoint(page: Any, cell: Any, line: int) -> None:
@@ -117,8 +103,8 @@ def _toggle_breakpoint(page: Any, cell: Any, line: int) -> None:
     number = cell.locator(".cm-lineNumbers .cm-gutterElement").filter(
         has_text=re.compile(rf"^{line}$")
     )
-    expect(gutter).to_be_visible(timeout=STEP)
-    expect(number).to_be_visible(timeout=STEP)
+    expect(gutter).to_be_visible(timeout=lab.STEP)
+    expect(number).to_be_visible(timeout=lab.STEP)
     column, row = gutter.bounding_box(), number.bounding_box()
     assert column is not None and row is not None
     page.mouse.click(column["x"] + column["width"] / 2, row["y"] + row["height"] / 2)
@@ -164,38 +150,38 @@ def test_breakpoint_stops_in_the_function_and_continue_finishes(
     assert spec.get("metadata", {}).get("debugger") is True, (
         f"the `async` kernel spec does not advertise the debugger: {spec.get('metadata')}"
     )
-    define, call = _cell(page, 0), _cell(page, 1)
+    define, call = lab.cell(page, 0), lab.cell(page, 1)
     _set_debugger(page, on=True)
-    expect(_sidebar(page)).to_be_visible(timeout=STEP)
+    expect(_sidebar(page)).to_be_visible(timeout=lab.STEP)
 
     # The gutter shows the marker at once; the Breakpoints panel lists the line only once
     # the kernel (dumpCell, setBreakpoints to debugpy) has answered.
     _toggle_breakpoint(page, define, BREAK_LINE)
     expect(
         define.locator(".cm-breakpoint-gutter .cm-breakpoint-icon").filter(visible=True)
-    ).to_have_count(1, timeout=STEP)
+    ).to_have_count(1, timeout=lab.STEP)
     breakpoint = _sidebar(page).locator(".jp-DebuggerBreakpoint")
-    expect(breakpoint).to_have_count(1, timeout=STEP)
+    expect(breakpoint).to_have_count(1, timeout=lab.STEP)
     expect(breakpoint.locator(".jp-DebuggerBreakpoint-line")).to_have_text(
-        str(BREAK_LINE), timeout=STEP
+        str(BREAK_LINE), timeout=lab.STEP
     )
 
-    _run(page, 0)
-    _wait_idle(page)
-    _run(page, 1)
+    lab.run(page, 0)
+    lab.wait_idle(page)
+    lab.run(page, 1)
 
     # Stopped in add(): the stack, the locals and the highlighted line.
     frames = _frames(page)
     expect(frames.first.locator(".jp-DebuggerCallstackFrame-name")).to_have_text(
-        "add", timeout=STEP
+        "add", timeout=lab.STEP
     )
     expect(frames.first.locator(".jp-DebuggerCallstackFrame-location")).to_have_text(
-        re.compile(rf":{BREAK_LINE}$"), timeout=STEP
+        re.compile(rf":{BREAK_LINE}$"), timeout=lab.STEP
     )
-    expect(_variable_value(page, "a")).to_have_text("2", timeout=STEP)
-    expect(_variable_value(page, "b")).to_have_text("3", timeout=STEP)
-    expect(define.locator(".jp-DebuggerEditor-highlight")).to_have_count(1, timeout=STEP)
-    expect(call.locator(".jp-InputPrompt")).to_contain_text("*", timeout=STEP)
+    expect(_variable_value(page, "a")).to_have_text("2", timeout=lab.STEP)
+    expect(_variable_value(page, "b")).to_have_text("3", timeout=lab.STEP)
+    expect(define.locator(".jp-DebuggerEditor-highlight")).to_have_count(1, timeout=lab.STEP)
+    expect(call.locator(".jp-InputPrompt")).to_contain_text("*", timeout=lab.STEP)
     page.screenshot(path=str(artifacts / "jupyterlab-debugger-stopped.png"))
 
     # "Render variable" (shown on hover): richInspectVariables in the paused frame.
@@ -204,28 +190,28 @@ def test_breakpoint_stops_in_the_function_and_continue_finishes(
         ".jp-DebuggerVariables-renderVariable[title='Render variable: a']"
     ).click()
     rendered = page.locator(".jp-DebuggerRichVariable .jp-VariableRendererPanel-renderer")
-    expect(rendered).to_have_text("2", timeout=STEP)
+    expect(rendered).to_have_text("2", timeout=lab.STEP)
 
     # The kernel answers while its main thread is held: selecting the calling cell's frame
     # fetches that frame's scopes and variables, and the cell is still running.
     frames.filter(has_text="<module>").first.click()
     # debugpy groups the frame's functions: expanding the group is one more round trip.
     _variable_name(page, "function variables").click()
-    expect(_variable_name(page, "add")).to_have_count(1, timeout=STEP)
-    expect(call.locator(".jp-InputPrompt")).to_contain_text("*", timeout=STEP)
+    expect(_variable_name(page, "add")).to_have_count(1, timeout=lab.STEP)
+    expect(call.locator(".jp-InputPrompt")).to_contain_text("*", timeout=lab.STEP)
 
     _sidebar(page).locator("jp-button[data-command='debugger:continue']").click()
-    _output(call, "result 5")
-    _wait_idle(page)
-    expect(frames).to_have_count(0, timeout=STEP)
+    lab.output(call, "result 5")
+    lab.wait_idle(page)
+    expect(frames).to_have_count(0, timeout=lab.STEP)
 
     # Off again: the gutter goes, and the same cell now runs straight through.
     _set_debugger(page, on=False)
-    expect(define.locator(".cm-gutter.cm-breakpoint-gutter")).to_have_count(0, timeout=STEP)
-    _run(page, 1)
-    expect(call.locator(".jp-InputPrompt")).to_have_text("[3]:", timeout=STEP)
-    _output(call, "result 5")
-    _wait_idle(page)
+    expect(define.locator(".cm-gutter.cm-breakpoint-gutter")).to_have_count(0, timeout=lab.STEP)
+    lab.run(page, 1)
+    expect(call.locator(".jp-InputPrompt")).to_have_text("[3]:", timeout=lab.STEP)
+    lab.output(call, "result 5")
+    lab.wait_idle(page)
     page.screenshot(path=str(artifacts / "jupyterlab-debugger.png"))
     assert not failed_debug_replies, "\n\n".join(failed_debug_replies)
     assert not page_errors, "\n".join(page_errors)

@@ -1,0 +1,88 @@
+"""Driving a notebook in JupyterLab's page: open one on the ``async`` kernel, run cells, wait.
+
+Shared by the e2e modules; every wait is bounded (``STEP`` unless said otherwise).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import nbformat
+
+STEP = 30_000  # ms: the longest any single UI step may take
+LOAD = 60_000  # ms: Lab's first load of a notebook, kernel start-up included
+
+
+def open_notebook(
+    lab_server: Any,
+    browser: Any,
+    name: str,
+    sources: Sequence[str],
+    prepare: Callable[[Any], object] | None = None,
+) -> Any:
+    """Write a notebook on the ``async`` kernel spec, one code cell per source, and open
+    it in a new page; returns the page once every cell shows and the kernel is idle.
+
+    ``prepare(page)`` runs before the page loads (listeners must be attached by then).
+    """
+    from playwright.sync_api import expect
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "async",
+        "display_name": "Python 3 (async)",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    nbformat.write(nb, lab_server.root / name)
+    page = browser.new_page()
+    page.set_default_timeout(STEP)
+    if prepare is not None:
+        prepare(page)
+    page.goto(lab_server.page_url(f"/lab/tree/{name}"), timeout=LOAD)
+    expect(cell(page, len(sources) - 1)).to_be_visible(timeout=LOAD)
+    wait_idle(page, timeout=LOAD)
+    return page
+
+
+def cell(page: Any, index: int) -> Any:
+    return page.locator(".jp-Notebook .jp-Cell").nth(index)
+
+
+def wait_idle(page: Any, timeout: int = STEP) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(
+        1, timeout=timeout
+    )
+
+
+def run(page: Any, index: int) -> Any:
+    """Run a cell; press again if the page swallowed the key (the prompt stayed '[ ]:')."""
+    target = cell(page, index)
+    prompt = target.locator(".jp-InputPrompt").first
+    for _ in range(3):
+        target.locator(".cm-content").click()
+        page.keyboard.press("Control+Enter")
+        try:
+            page.wait_for_function(
+                "el => el.textContent.trim() !== '[ ]:'", arg=prompt.element_handle(), timeout=5_000
+            )
+            return target
+        except Exception:
+            continue
+    return target
+
+
+def output(target: Any, text: str | re.Pattern[str], timeout: int = STEP) -> None:
+    from playwright.sync_api import expect
+
+    expect(target.locator(".jp-OutputArea-output").filter(has_text=text)).to_have_count(
+        1, timeout=timeout
+    )
+
+
+def toolbar(page: Any, name: str) -> Any:
+    return page.locator(f".jp-NotebookPanel-toolbar [data-jp-item-name='{name}']").first

@@ -45,16 +45,16 @@ def _load(path: Path | None) -> tuple[Path, ConnectionInfo]:
 
 def run_kernel(connection_file: str | None, settings: InterfaceSettings) -> None:
     """Run a kernel until it is shut down; returns when the host loop has ended."""
-    # Watched from the start: a parent that dies once the connection file exists (and before
-    # the kernel does) must still end this process.
-    kernels: list[Kernel] = []
+    kernel: Kernel | None = None
     orphaned = threading.Event()
 
     def stop() -> None:
         orphaned.set()
-        if kernels:
-            kernels[0].stop()
+        if kernel is not None:
+            kernel.stop()
 
+    # Watched from the start: a parent that dies once the connection file exists (and before
+    # the kernel does) must still end this process.
     start_parent_poller(stop)
     path, info = _load(Path(connection_file) if connection_file else None)
     needs_write = not path.exists() or any(
@@ -62,10 +62,12 @@ def run_kernel(connection_file: str | None, settings: InterfaceSettings) -> None
     )
     codec = Codec(info.key.encode(), info.signature_scheme)
     _warn_if_exposed(info)
-    receiver: list[Deliver] = []
 
     def deliver(channel: Channel, identities: list[bytes], msg: Message) -> None:
-        receiver[0](channel, identities, msg)
+        # The transport may be bound before the kernel exists; it reads only once the
+        # kernel has started it.
+        assert kernel is not None
+        kernel.deliver(channel, identities, msg)
 
     def bind() -> ZmqTransport:
         # On the main thread; handed to the kernel (and its I/O thread) once it runs.
@@ -78,14 +80,12 @@ def run_kernel(connection_file: str | None, settings: InterfaceSettings) -> None
     # A GUI host is checked first (it may be unavailable: then nothing is half-started).
     early = bind() if settings.loop == "plain" else None
 
-    def make_transport(deliver: Deliver) -> ZmqTransport:
-        receiver.append(deliver)
+    def make_transport(_: Deliver) -> ZmqTransport:  # ``deliver`` above forwards to it
         return early if early is not None else bind()
 
     from .kernel import Kernel
 
     kernel = Kernel(settings, make_transport)
-    kernels.append(kernel)
     if orphaned.is_set():  # the parent died while we started: serve() returns at once
         kernel.stop()
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")

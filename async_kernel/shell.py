@@ -126,13 +126,20 @@ class NamespaceAwareCompleter(IPCompleter):
     _main_namespace: dict[str, Any]
     _main_global_namespace: dict[str, Any]
 
-    @property
-    def namespace(self) -> dict[str, Any]:  # type: ignore[override]
+    def _asker_namespace(self, which: int, main: dict[str, Any]) -> dict[str, Any] | None:
+        """The namespace (0: local, 1: global) for the task asking: jedi's view during a
+        completion, else the subshell's own, else the main one."""
         view = _jedi_namespaces.get()
         if view is not None:
-            return view[0]
+            return view[which]
         own = active_namespace()
-        return self._main_namespace if own is None else own
+        return main if own is None else own
+
+    @property
+    def namespace(self) -> dict[str, Any]:  # type: ignore[override]
+        namespace = self._asker_namespace(0, self._main_namespace)
+        assert namespace is not None  # only the global one may be None (in jedi's view)
+        return namespace
 
     @namespace.setter
     def namespace(self, value: dict[str, Any]) -> None:  # pyright: ignore[reportIncompatibleVariableOverride]
@@ -141,11 +148,7 @@ class NamespaceAwareCompleter(IPCompleter):
 
     @property
     def global_namespace(self) -> dict[str, Any] | None:  # type: ignore[override]
-        view = _jedi_namespaces.get()
-        if view is not None:
-            return view[1]
-        own = active_namespace()
-        return self._main_global_namespace if own is None else own
+        return self._asker_namespace(1, self._main_global_namespace)
 
     @global_namespace.setter
     def global_namespace(self, value: dict[str, Any]) -> None:  # pyright: ignore[reportIncompatibleVariableOverride]
@@ -181,8 +184,6 @@ _jedi_namespaces: ContextVar[tuple[dict[str, Any], dict[str, Any] | None] | None
     "_jedi_namespaces", default=None
 )
 _HISTORY_NAME = re.compile(r"_i?\d+")  # IPython's _i<N> (inputs) and _<N> (outputs)
-
-
 _WORD_AT_END = re.compile(r"\w*\Z")
 
 

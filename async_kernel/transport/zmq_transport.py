@@ -1,18 +1,21 @@
-"""The kernel's ZMQ sockets: read by one I/O thread, written by whichever thread can.
+"""The kernel's ZMQ sockets: read by the I/O thread, written by whichever thread can.
 
-While the I/O thread waits for input, a thread with a message sends it itself, under a
-lock: a cell's reply then pays no hand-over to another thread and no GIL hand-back, which
-is most of a round trip's overhead.  While the I/O thread is busy (a burst of requests,
-timers), it owns the sockets and others queue their messages for it, so a burst is not
-slowed by every frame's GIL release handing the interpreter back and forth.  Order holds
-either way: a message is sent directly only when nothing is queued.
+Every socket operation, by any thread, happens under one lock; that is what makes sharing
+the sockets between threads safe.  While the I/O thread waits for input, a thread with a
+message sends it itself: a cell's reply then pays no hand-over to another thread and no
+GIL hand-back, which is most of a round trip's overhead.  While the I/O thread is busy (a
+burst of requests, timers), others queue their messages for it, so a burst is not slowed by
+every frame's GIL release handing the interpreter back and forth.  Order holds either way:
+a message is sent directly only when nothing is queued.  A loop may also read a request
+channel itself (:meth:`ZmqTransport.read_here`); each reader delivers its batch under the
+lock, so requests keep their order.
 
 The I/O thread waits on each socket's notification descriptor (``zmq.FD``) and reads while
 ``zmq.EVENTS`` says a message is there.  That descriptor is edge-triggered: any operation
 on the socket, a send included, may consume the notice of a message that arrived
 meanwhile.  Peers lost replies to exactly this (a send from a second thread ate the
 poller's wake-up).  Here every direct send is followed by a look at ``zmq.EVENTS`` under
-the same lock, and a waiting message wakes the I/O thread through its pipe.
+the same lock, and a waiting message wakes the I/O thread through its socket pair.
 
 The heartbeat is a C-level ``zmq.proxy`` echo in its own thread, so it answers while Python
 is busy in a cell.
@@ -21,6 +24,7 @@ is busy in a cell.
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -287,7 +291,10 @@ class ZmqTransport:
     def _run(self) -> None:
         block_sigint_in_this_thread()
         readers: list[tuple[zmq.Socket[bytes], Callable[[zmq.Socket[bytes]], bool]]] = [
-            (sock, self._reader_for(channel)) for channel, sock in self._sockets.items()
+            (sock, self._read_subscriptions)
+            if channel == "iopub"
+            else (sock, functools.partial(self._read_and_deliver, channel))
+            for channel, sock in self._sockets.items()
         ]
         if self._zap is not None:
             readers.append((self._zap.socket, self._read_zap))
@@ -308,12 +315,12 @@ class ZmqTransport:
                     backlog = bool(self._outbox)
                     self._io_waiting = True  # senders still queue behind a backlog
                 events = selector.select(0 if busy or backlog else self._poll_timeout())
-                with self._lock:  # waits for a sender that is mid-message
+                with self._lock:
                     self._io_waiting = False
                 ready = busy
                 for key, _ in events:
-                    if key.data is None:  # the pipe: a timer, a stop, or a notice passed on
-                        self._drain_wake_pipe()
+                    if key.data is None:  # a wake-up: a timer, a stop, or a notice passed on
+                        self._drain_wakes()
                         ready = everyone
                         break
                     ready.add(key.data)
@@ -338,15 +345,6 @@ class ZmqTransport:
             if self._zap is not None:
                 self._zap.close()
         self._context.term()
-
-    def _reader_for(self, channel: Channel) -> Callable[[zmq.Socket[bytes]], bool]:
-        return self._read_subscriptions if channel == "iopub" else self._reader(channel)
-
-    def _reader(self, channel: Channel) -> Callable[[zmq.Socket[bytes]], bool]:
-        def read(sock: zmq.Socket[bytes]) -> bool:
-            return self._read_and_deliver(channel, sock)
-
-        return read
 
     def _read_and_deliver(self, channel: Channel, sock: zmq.Socket[bytes]) -> bool:
         """Read, decode and hand over a batch; True if more wait behind it.
@@ -406,7 +404,7 @@ class ZmqTransport:
                 return None
             return max(0.0, self._timers[0][0] - time.monotonic())
 
-    def _drain_wake_pipe(self) -> None:
+    def _drain_wakes(self) -> None:
         # Read, then clear: a wake-up asked for in between finds the flag still set and
         # writes nothing, and its reason is seen by the full look that follows the clear.
         with contextlib.suppress(BlockingIOError, OSError):
@@ -422,10 +420,9 @@ class ZmqTransport:
                 return set()
             # A bounded share per turn: reading requests goes on during an output flood.
             batch = [self._outbox.popleft() for _ in range(min(len(self._outbox), _SEND_BATCH))]
-        # No lock: while this thread is not waiting, no other thread touches a socket.
-        for channel, frames in batch:
-            _send_or_log(self._sockets[channel], channel, frames)
-        with self._lock:
+            # Under the lock like every socket operation: the main loop may be reading shell.
+            for channel, frames in batch:
+                _send_or_log(self._sockets[channel], channel, frames)
             self._sent_count += len(batch)
             if self._send_waiters:
                 self._sent.notify_all()

@@ -70,6 +70,7 @@ class Caller:
                 token.run_sync_soon(_guarded, "trio", fn, args)
 
             self._schedule = schedule
+            self._in_loop = trio.lowlevel.in_trio_run
         else:
             import asyncio
 
@@ -79,6 +80,7 @@ class Caller:
                 loop.call_soon_threadsafe(_guarded, "asyncio", fn, args)
 
             self._schedule = schedule
+            self._in_loop = lambda: asyncio._get_running_loop() is loop  # pyright: ignore[reportPrivateUsage]
 
     # -- creation ---------------------------------------------------------------------------
     @classmethod
@@ -215,6 +217,14 @@ class Caller:
             self._outstanding.discard(pending)
             pending.set_cancelled(f"{self!r} is stopped")
         return pending
+
+    def in_loop(self) -> bool:
+        """Whether the calling code runs inside this caller's loop, not merely on its thread.
+
+        Such code may touch the loop's objects directly (set an Event) instead of
+        scheduling: no wake-up through the loop's self-pipe, no extra turn of the loop.
+        """
+        return threading.current_thread() is self.thread and self._in_loop()
 
     def schedule(self, fn: Callable[..., object], *args: Any) -> None:
         """Run ``fn(*args)`` on this caller's thread soon, and forget it.

@@ -42,7 +42,10 @@ class RequestQueue:
         # at the queue, so one of the two always sees the other's write.
         self._queue.append(request)
         if self._idle:
-            self._caller.schedule(self._wake)
+            if self._caller.in_loop():  # the loop read the request itself (the shell reader)
+                self._wake()
+            else:
+                self._caller.schedule(self._wake)
 
     def take_all(self) -> list[Request]:
         """Remove and return everything still waiting."""

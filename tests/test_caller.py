@@ -35,6 +35,49 @@ def test_call_soon_sync_and_async(caller: Caller) -> None:
     assert caller.call_soon(Caller.current).result(WAIT) is caller
 
 
+def test_in_loop_only_inside_the_callers_own_loop(caller: Caller) -> None:
+    assert caller.call_soon(caller.in_loop).result(WAIT) is True
+    assert caller.in_loop() is False  # another thread
+
+    async def from_a_worker_thread() -> bool:
+        return await anyio.to_thread.run_sync(caller.in_loop)
+
+    assert caller.call_soon(from_a_worker_thread).result(WAIT) is False
+
+
+def test_a_request_put_inside_the_loop_is_handled_without_scheduling(caller: Caller) -> None:
+    """The shell reader puts requests from inside the loop: the consumer is woken directly."""
+    from async_kernel.request_queue import RequestQueue
+
+    handled: list[object] = []
+    scheduled: list[object] = []
+
+    async def handle(request: object) -> None:
+        handled.append(request)
+
+    async def put_twice() -> None:
+        queue = RequestQueue(caller, handle)  # type: ignore[arg-type]
+        queue.start()
+        await anyio.sleep(0.05)  # the consumer waits for work
+        real_schedule = caller.schedule
+        caller.schedule = lambda fn, *args: (scheduled.append(fn), real_schedule(fn, *args))  # type: ignore[method-assign]
+        try:
+            queue.put("first")  # type: ignore[arg-type]
+            with anyio.fail_after(WAIT):
+                while not handled:
+                    await anyio.sleep(0.001)
+            queue.put("second")  # type: ignore[arg-type]
+            with anyio.fail_after(WAIT):
+                while len(handled) < 2:
+                    await anyio.sleep(0.001)
+        finally:
+            del caller.schedule
+
+    caller.call_soon(put_twice).result(WAIT * 2)
+    assert handled == ["first", "second"]
+    assert scheduled == []
+
+
 def test_errors_reach_the_waiter(caller: Caller) -> None:
     def fail() -> None:
         raise ValueError("boom")

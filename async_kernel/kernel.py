@@ -9,11 +9,12 @@ Routing (see docs/concurrency.md):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -59,6 +60,15 @@ log = logging.getLogger("async_kernel")
 Handler = Callable[[Request], Awaitable[dict[str, Any] | None]]
 
 
+@contextlib.contextmanager
+def _lent_shell(transport: ReadableHere, loop_is_free: Callable[[], bool]) -> Generator[None]:
+    transport.lend("shell", loop_is_free)
+    try:
+        yield
+    finally:
+        transport.lend("shell", None)
+
+
 class Kernel:
     """One kernel process: a shell, its callers, and a transport."""
 
@@ -87,6 +97,7 @@ class Kernel:
         self._executes: RequestQueue
         self._shell_requests: RequestQueue
         self._control_requests: RequestQueue
+        self._main_handling = 0  # requests in hand on the main loop (a cell may block it)
 
     # -- lifecycle (main thread) -------------------------------------------------------
     async def serve(self, *, ready: Callable[[Kernel], object] | None = None) -> None:
@@ -156,29 +167,41 @@ class Kernel:
         """Read shell requests on this loop whenever it waits for work.
 
         The transport's I/O thread reads every socket, and waking it and then this loop cost
-        a hand-over per request, ~20% of a short cell's round trip.  While this loop is free
-        it reads a request itself; while a cell keeps it busy, the I/O thread reads on
-        (both under the transport's lock, so order holds).
+        a hand-over per request.  While this loop is free
+        it reads a request itself, and the I/O thread steps aside (the transport's lend());
+        while a request is in hand, the I/O thread reads on (both under the transport's
+        lock, so order holds).
         """
         fd = transport.notice_fd("shell")
         if self.settings.backend == "trio":
             import trio
 
-            while True:
-                await trio.lowlevel.wait_readable(fd)
-                try:
-                    transport.read_here("shell")
-                except Exception:  # as asyncio does for a reader: log it, keep reading
-                    log.exception("reading shell on the main loop failed")
+            with _lent_shell(transport, self._main_is_free):
+                while True:
+                    await trio.lowlevel.wait_readable(fd)
+                    try:
+                        transport.read_here("shell")
+                    except Exception:  # as asyncio does for a reader: log it, keep reading
+                        log.exception("reading shell on the main loop failed")
         else:
             import asyncio
 
             loop = asyncio.get_running_loop()
+            # First: a loop without readers (Windows' proactor) must not be lent shell.
             loop.add_reader(fd, transport.read_here, "shell")
             try:
-                await anyio.sleep_forever()
+                with _lent_shell(transport, self._main_is_free):
+                    await anyio.sleep_forever()
             finally:
                 loop.remove_reader(fd)
+
+    def _main_is_free(self) -> bool:
+        """No request in hand on the main loop (asked on the transport's thread).
+
+        Free, the loop reads the next shell request itself; in hand, a cell may block it,
+        and the transport reads on so subshells and '# thread' cells are not held up.
+        """
+        return self._main_handling == 0
 
     async def _warm_up_soon(self) -> None:
         # A plain task, not Caller.call_later: its Pending would import aiologic (~20 ms,
@@ -270,6 +293,9 @@ class Kernel:
         set_request(request)
         msg_type = request.msg["msg_type"]
         self.publish_status("busy")
+        on_main = threading.current_thread() is self.main.thread
+        if on_main:
+            self._main_handling += 1
         try:
             handler: Handler | None = self.handlers.for_type(msg_type)
             if handler is None:
@@ -291,6 +317,8 @@ class Kernel:
             if content is not None:
                 self.reply(request, content)
         finally:
+            if on_main:
+                self._main_handling -= 1
             self.flush_streams()
             self.publish_status("idle")
 

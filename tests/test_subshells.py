@@ -125,6 +125,31 @@ def test_subshell_answers_while_main_blocks(kc: BlockingKernelClient) -> None:
         control(kc, "delete_subshell_request", subshell_id=sid)
 
 
+def test_subshell_answers_while_main_blocks_outside_any_request(kc: BlockingKernelClient) -> None:
+    """The main loop reads shell itself while it has no request in hand; blocked there (a
+    background callback of the user's), it must not hold up a subshell's request."""
+    sid = create_subshell(kc)
+    try:
+        code = (
+            "import time\n"
+            "from async_kernel import Caller\n"
+            "_blocker = Caller.current().call_later(0.2, time.sleep, 3)"
+        )
+        reply, _ = run_in(kc, None, code)
+        assert reply["content"]["status"] == "ok"
+        time.sleep(0.5)  # the main loop is now inside time.sleep(3), with no request in hand
+        start = time.monotonic()
+        msg_id = execute_in(kc, sid, "6 * 7")
+        reply = shell_reply(kc, msg_id)
+        took = time.monotonic() - start
+        assert reply["content"]["status"] == "ok"
+        assert took < 1.5, f"the subshell waited for the blocked main loop ({took:.2f} s)"
+        collect_outputs(kc, msg_id)
+        assert run_in(kc, None, "_blocker.result(0)")[0]["content"]["status"] == "ok"
+    finally:
+        control(kc, "delete_subshell_request", subshell_id=sid)
+
+
 def test_namespaces(kc: BlockingKernelClient) -> None:
     run_in(kc, None, "where = 'main'")
     own = create_subshell(kc)

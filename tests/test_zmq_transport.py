@@ -1,5 +1,5 @@
-"""The ZMQ transport on its own: whole messages in order, sent from any thread, and no
-incoming message lost to a send that read its notice."""
+"""The ZMQ transport on its own: whole messages in order, sent from any thread, no
+incoming message lost to a send that read its notice, and a lent channel read by its loop."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 import zmq
 
 from async_kernel.connection import Channel, ConnectionInfo
+from async_kernel.transport import zmq_transport
 from async_kernel.transport.zmq_transport import ZmqTransport
 from async_kernel.wire import Codec, Message, new_message
 
@@ -171,9 +172,9 @@ def test_a_send_that_reads_the_notice_of_a_request_wakes_the_reader(
         notice = cast(int, shell.getsockopt(zmq.FD))
         assert select.select([notice], [], [], 0)[0], "no notice of the request"
         transport.send("shell", new_message("kernel_info_reply", {}), identities)
-        assert not select.select([notice], [], [], 0)[0], "the send did not read the notice"
-        # Only a wake-up tells the I/O thread now (later traffic might re-arm the descriptor,
-        # but nothing promises any).
+        # The send read the notice (the descriptor may be re-armed a moment later by the
+        # reply's own traffic, but nothing promises that): only a wake-up tells the I/O
+        # thread now.
         assert transport._wake_pending  # pyright: ignore[reportPrivateUsage]
         release.set()
         assert inbox.wait_for(2, timeout=5), "the request whose notice a send read was lost"
@@ -181,3 +182,98 @@ def test_a_send_that_reads_the_notice_of_a_request_wakes_the_reader(
         release.set()
         client.close(linger=0)
         ctx.term()
+
+
+class _ThreadInbox(_Inbox):
+    """Also records which thread delivered each message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+
+    def __call__(self, channel: Channel, identities: list[bytes], msg: Message) -> None:
+        self.threads.append(threading.current_thread().name)
+        super().__call__(channel, identities, msg)
+
+
+@pytest.fixture
+def lent() -> Iterator[tuple[ZmqTransport, _ThreadInbox, zmq.Socket[bytes]]]:
+    """A transport whose shell channel will be lent, and a client connected to it."""
+    info = ConnectionInfo()
+    inbox = _ThreadInbox()
+    t = ZmqTransport(info, Codec(info.key.encode()), inbox)
+    t.start()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    client = ctx.socket(zmq.DEALER)
+    client.connect(info.url("shell"))
+    try:
+        yield t, inbox, client
+    finally:
+        client.close(linger=0)
+        ctx.term()
+        t.close()
+
+
+def _request(transport: ZmqTransport, client: zmq.Socket[bytes]) -> None:
+    client.send_multipart(transport.codec.encode(new_message("kernel_info_request", {})))
+
+
+def test_a_free_loop_reads_its_lent_channel_alone(
+    lent: tuple[ZmqTransport, _ThreadInbox, zmq.Socket[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Woken by a request for a free loop, the I/O thread steps aside: every request is
+    delivered by the loop (without the loan the two threads race, and each wins some)."""
+    transport, inbox, client = lent
+    monkeypatch.setattr(zmq_transport, "_LOAN_GRACE", 5.0)  # a slow machine's loop still wins
+    stop = threading.Event()
+
+    def loop() -> None:  # stands in for the kernel's main loop and its shell reader
+        notice = transport.notice_fd("shell")
+        while not stop.is_set():
+            if select.select([notice], [], [], 0.05)[0]:
+                transport.read_here("shell")
+
+    _request(transport, client)  # read by the I/O thread, once it has started
+    assert inbox.wait_for(1, timeout=10)
+    reader = threading.Thread(target=loop, name="the-loop")
+    transport.lend("shell", lambda: True)
+    reader.start()
+    try:
+        for count in range(2, 22):
+            _request(transport, client)
+            assert inbox.wait_for(count, timeout=10)
+    finally:
+        stop.set()
+        reader.join(timeout=10)
+    assert inbox.threads[1:] == ["the-loop"] * 20
+
+
+def test_a_request_for_a_blocked_loop_is_read_after_the_grace(
+    lent: tuple[ZmqTransport, _ThreadInbox, zmq.Socket[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop that says it is free but never reads (blocked outside any request) delays
+    its requests by the grace period only."""
+    transport, inbox, client = lent
+    monkeypatch.setattr(zmq_transport, "_LOAN_GRACE", 0.05)
+    transport.lend("shell", lambda: True)
+    for count in range(1, 4):
+        _request(transport, client)
+        assert inbox.wait_for(count, timeout=10), "a request for a blocked loop was never read"
+    assert set(inbox.threads) == {"async-kernel-io"}
+
+
+def test_a_busy_loop_leaves_its_lent_channel_to_the_io_thread(
+    lent: tuple[ZmqTransport, _ThreadInbox, zmq.Socket[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a request in hand the loop may block at any moment: no grace then."""
+    transport, inbox, client = lent
+    monkeypatch.setattr(zmq_transport, "_LOAN_GRACE", 60.0)  # a grace would outlast the test
+    transport.lend("shell", lambda: False)
+    _request(transport, client)
+    assert inbox.wait_for(1, timeout=10)
+    transport.lend("shell", None)  # the loan ended: read at once as well
+    transport.lend("shell", lambda: True)
+    transport.lend("shell", None)
+    _request(transport, client)
+    assert inbox.wait_for(2, timeout=10)
+    assert inbox.threads == ["async-kernel-io"] * 2

@@ -43,3 +43,7 @@ class ReadableHere(Protocol):
     def read_here(self, channel: Channel) -> None:
         """Read and deliver, on the calling thread, everything waiting on ``channel``."""
         ...
+
+    def lend(self, channel: Channel, loop_is_free: Callable[[], bool] | None) -> None:
+        """Leave ``channel`` to the reading loop while ``loop_is_free()``; ``None`` ends it."""
+        ...

@@ -8,7 +8,8 @@ burst of requests, timers), others queue their messages for it, so a burst is no
 every frame's GIL release handing the interpreter back and forth.  Order holds either way:
 a message is sent directly only when nothing is queued.  A loop may also read a request
 channel itself (:meth:`ZmqTransport.read_here`); each reader delivers its batch under the
-lock, so requests keep their order.
+lock, so requests keep their order.  While that loop is free, the I/O thread steps aside for
+its requests (:meth:`ZmqTransport.lend`) instead of racing it for each one.
 
 The I/O thread waits on each socket's notification descriptor (``zmq.FD``) and reads while
 ``zmq.EVENTS`` says a message is there.  That descriptor is edge-triggered: any operation
@@ -61,6 +62,9 @@ _SEND_BATCH = 256  # queued messages sent per turn of the I/O thread
 # Queued messages beyond which a sender waits: a thread printing flat out is slowed to the
 # pace of the network instead of queueing without bound.
 _OUTBOX_LIMIT = 10_000
+# How long the I/O thread leaves a request on a lent channel to its free loop before it reads
+# the request itself: only a loop blocked outside any request makes a request wait this long.
+_LOAN_GRACE = 0.005  # seconds
 _ZERO_COPY_FROM = 64 * 1024  # bytes; below this, copying a frame is cheaper than tracking it
 
 # pyzmq's backend calls, bound once: (socket, frame, flags, copy) and (socket, option).
@@ -100,6 +104,48 @@ def _send_or_log(sock: zmq.Socket[bytes], channel: Channel, frames: list[bytes])
 def _has_input(sock: zmq.Socket[bytes]) -> bool:
     """Whether a message waits; also re-arms the socket's descriptor (reads its commands)."""
     return bool(_get_option(sock, zmq.EVENTS) & zmq.POLLIN)
+
+
+class _SteppedAside:
+    """The sockets whose notice the I/O thread leaves, for a grace period, to their loop.
+
+    Meanwhile a socket's descriptor is out of the selector: it stays readable until someone
+    reads, and would wake the thread again at once.  Once the grace is over the thread reads
+    the socket itself, whatever its descriptor says: a notice consumed without a read (by a
+    send's look at ``zmq.EVENTS``) would otherwise leave a request unread.
+    """
+
+    def __init__(self, selector: selectors.BaseSelector) -> None:
+        self._selector = selector
+        self._until: dict[int, tuple[float, int]] = {}  # reader index: (deadline, fd)
+
+    def begin(self, index: int, fd: int) -> None:
+        self._selector.unregister(fd)
+        self._until[index] = (time.monotonic() + _LOAN_GRACE, fd)
+
+    def shorten(self, timeout: float | None) -> float | None:
+        """``timeout`` for select(), cut to the nearest end of a grace period."""
+        if not self._until:
+            return timeout
+        deadline = min(deadline for deadline, _ in self._until.values())
+        left = max(0.0, deadline - time.monotonic())
+        return left if timeout is None else min(timeout, left)
+
+    def end_overdue(self) -> set[int]:
+        """End the grace periods that are over; their sockets are to be read now."""
+        now = time.monotonic()
+        overdue = {index for index, (deadline, _) in self._until.items() if deadline <= now}
+        for index in overdue:
+            self._end(index)
+        return overdue
+
+    def end_all(self) -> None:
+        for index in list(self._until):
+            self._end(index)
+
+    def _end(self, index: int) -> None:
+        _, fd = self._until.pop(index)
+        self._selector.register(fd, selectors.EVENT_READ, index)
 
 
 def _bind(sock: zmq.Socket[bytes], info: ConnectionInfo, channel: Channel) -> None:
@@ -151,6 +197,8 @@ class ZmqTransport:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        # Channels a loop reads itself (see lend()), each with that loop's "am I free?".
+        self._lenders: dict[Channel, Callable[[], bool]] = {}
         self._running = False
         self._io_thread = threading.Thread(target=self._run, name="async-kernel-io", daemon=True)
         self._hb_thread = threading.Thread(
@@ -254,11 +302,28 @@ class ZmqTransport:
 
         For a loop that would otherwise be woken by the I/O thread for each request: reading
         the request itself saves that hand-over.  The I/O thread still reads the channel
-        too (whoever comes first reads, in order), so requests keep arriving while the
-        loop is busy.
+        too (whoever comes first reads, in order; see :meth:`lend`), so requests keep
+        arriving while the loop is busy.
         """
         if self._read_and_deliver(channel, self._sockets[channel]):
             self._wake()  # a batch was left behind: the I/O thread reads on
+
+    def lend(self, channel: Channel, loop_is_free: Callable[[], bool] | None) -> None:
+        """Leave ``channel``'s requests to a loop that reads them with :meth:`read_here`.
+
+        Woken by a request while ``loop_is_free()`` (asked on the I/O thread; it must be
+        quick) says that loop waits for work, the I/O thread steps aside instead of racing
+        the loop for it: a request read here costs a hand-over to the loop, and the race
+        itself costs both threads the lock and the GIL.  If the loop has not read the
+        request within a short grace period it is blocked, and the I/O thread reads after
+        all, so a subshell's request never waits for it.  ``None`` ends the loan.
+        """
+        with self._lock:
+            if loop_is_free is not None:
+                self._lenders[channel] = loop_is_free
+                return
+            self._lenders.pop(channel, None)
+        self._wake()  # the I/O thread may be standing aside for the loop that leaves
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> None:
         with self._lock:
@@ -304,6 +369,8 @@ class ZmqTransport:
             selector.register(_get_option(sock, zmq.FD), selectors.EVENT_READ, index)
         everyone = set(range(len(readers)))
         index_of = {channel: i for i, channel in enumerate(self._sockets)}
+        channel_at: dict[int, Channel] = dict(enumerate(self._sockets))
+        stepped_aside = _SteppedAside(selector)
         ready = everyone  # look at every socket once before waiting
         try:
             while self._running:
@@ -314,16 +381,25 @@ class ZmqTransport:
                 with self._lock:
                     backlog = bool(self._outbox)
                     self._io_waiting = True  # senders still queue behind a backlog
-                events = selector.select(0 if busy or backlog else self._poll_timeout())
+                timeout = 0 if busy or backlog else self._poll_timeout()
+                events = selector.select(stepped_aside.shorten(timeout))
                 with self._lock:
                     self._io_waiting = False
-                ready = busy
-                for key, _ in events:
-                    if key.data is None:  # a wake-up: a timer, a stop, or a notice passed on
-                        self._drain_wakes()
-                        ready = everyone
-                        break
-                    ready.add(key.data)
+                fired = {key.data for key, _ in events if key.data is not None}
+                if len(fired) < len(events):  # a wake-up: a timer, a stop, a notice passed on
+                    self._drain_wakes()
+                    stepped_aside.end_all()
+                    ready = everyone
+                    continue
+                ready = busy | fired | stepped_aside.end_overdue()
+                # Only a notice seen here is left to a loop: one consumed by a read or a
+                # send (`busy`, a wake-up) may never reach that loop's own wait.
+                for index in fired - busy:
+                    channel = channel_at.get(index)
+                    loop_is_free = self._lenders.get(channel) if channel else None
+                    if loop_is_free is not None and loop_is_free():
+                        stepped_aside.begin(index, _get_option(readers[index][0], zmq.FD))
+                        ready.discard(index)
             self._fire_timers(everything=True)
             self._send_outbox()
         except Exception:

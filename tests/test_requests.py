@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from conftest import TIMEOUT, execute, shell_reply, start_kernel
+from conftest import TIMEOUT, execute, shell_reply, start_kernel, stream_text
 from jupyter_client.blocking.client import BlockingKernelClient
 
 
@@ -164,7 +164,8 @@ def test_unknown_request_gets_an_error_reply(kc: BlockingKernelClient) -> None:
 
 def test_completion_and_tracebacks_are_warmed_soon_after_start_up() -> None:
     """jedi (completion) and stack_data (tracebacks) are imported by the kernel itself
-    shortly after start-up, not by a first completion or a first error."""
+    shortly after start-up, not by a first completion or a first error; then what start-up
+    made is frozen out of the garbage collector's full collections."""
     with start_kernel() as (_, kc):
         # The cell awaits, so the loop that runs the warm-up is free.
         code = (
@@ -173,3 +174,7 @@ def test_completion_and_tracebacks_are_warmed_soon_after_start_up() -> None:
         )
         reply, _ = execute(kc, code)  # bounded by the test client's timeout
         assert reply["content"]["status"] == "ok"
+        # Start-up's objects are then frozen: a full collection no longer scans them.
+        reply, outputs = execute(kc, "import gc; print(gc.get_freeze_count() > 10_000)")
+        assert reply["content"]["status"] == "ok"
+        assert stream_text(outputs) == "True\n"

@@ -97,7 +97,7 @@ def run_once(kdef: KernelDef, cfg: Config, repeat: int) -> dict[str, Value]:
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 repeat, small N: a smoke test")
-    parser.add_argument("--repeats", type=int, help="rounds over all kernels (default 3; quick 1)")
+    parser.add_argument("--repeats", type=int, help="rounds over all kernels (default 5; quick 1)")
     parser.add_argument(
         "--kernels",
         default=",".join(KERNELS),

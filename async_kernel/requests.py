@@ -90,23 +90,24 @@ class RequestHandlers:
         inspection on another thread broke that inspection.
         """
         try:
-            from IPython.core.ultratb import AutoFormattedTB
-
-            colors = str(getattr(self.kernel.shell, "colors", "nocolor"))
-            formatter = AutoFormattedTB(mode="Context", theme_name=colors, tb_offset=0)
-            try:
-                raise ValueError("warm-up")
-            except ValueError as err:
-                formatter.structured_traceback(ValueError, err, err.__traceback__)
-        except Exception:
-            log.debug("warming the traceback formatter failed", exc_info=True)
-        try:
             # Imported, not run: a warm-up completion saved a first Tab ~30 ms of ~300 but
             # kept ~3 MiB in every kernel; the builtins inference that makes up the rest of
             # a first completion would keep ~25 MiB.
             import jedi  # noqa: F401  # pyright: ignore[reportUnusedImport]
         except Exception:
             log.debug("warming the completer failed", exc_info=True)
+        # After jedi: a first traceback maps every loaded module to its file once
+        # (inspect.getmodule), so modules imported later cost the first error again.  And
+        # with the shell's own formatter, whose colour scheme is what a cell's error uses.
+        try:
+            try:
+                raise ValueError("warm-up")
+            except ValueError as err:
+                self.kernel.shell.InteractiveTB.structured_traceback(
+                    ValueError, err, err.__traceback__
+                )
+        except Exception:
+            log.debug("warming the traceback formatter failed", exc_info=True)
 
     # -- execution --------------------------------------------------------------------------
     async def execute_request(self, request: Request) -> Reply | None:

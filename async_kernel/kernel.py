@@ -168,10 +168,9 @@ class Kernel:
         """Read shell requests on this loop whenever it waits for work.
 
         The transport's I/O thread reads every socket, and waking it and then this loop cost
-        a hand-over per request.  While this loop is free
-        it reads a request itself, and the I/O thread steps aside (the transport's lend());
-        while a request is in hand, the I/O thread reads on (both under the transport's
-        lock, so order holds).
+        a hand-over per request.  While this loop is free it reads a request itself, and the
+        I/O thread steps aside (the transport's lend()); while a request is in hand, the I/O
+        thread reads on (both under the transport's lock, so order holds).
         """
         fd = transport.notice_fd("shell")
         if self.settings.backend == "trio":
@@ -188,8 +187,13 @@ class Kernel:
             import asyncio
 
             loop = asyncio.get_running_loop()
-            # First: a loop without readers (Windows' proactor) must not be lent shell.
-            loop.add_reader(fd, transport.read_here, "shell")
+            # Before the loan: a loop without readers (Windows' proactor) leaves shell to
+            # the I/O thread, as it was, rather than ending the kernel.
+            try:
+                loop.add_reader(fd, transport.read_here, "shell")
+            except NotImplementedError:
+                log.debug("this event loop cannot watch shell; the I/O thread reads it alone")
+                return
             try:
                 with _lent_shell(transport, self._main_is_free):
                     await anyio.sleep_forever()

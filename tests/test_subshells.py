@@ -68,6 +68,16 @@ def run_in(kc: BlockingKernelClient, subshell_id: str | None, code: str) -> tupl
     return shell_reply(kc, msg_id), collect_outputs(kc, msg_id)
 
 
+def timed_run_in(
+    kc: BlockingKernelClient, subshell_id: str | None, code: str
+) -> tuple[dict[str, Any], str, float]:
+    """Run ``code``; its reply, its msg_id and the seconds from sending to the reply."""
+    start = time.monotonic()
+    msg_id = execute_in(kc, subshell_id, code)
+    reply = shell_reply(kc, msg_id)
+    return reply, msg_id, time.monotonic() - start
+
+
 def replies_for(kc: BlockingKernelClient, *msg_ids: str) -> dict[str, dict[str, Any]]:
     """The shell replies to all of ``msg_ids``, whatever order they come in."""
     found: dict[str, dict[str, Any]] = {}
@@ -105,10 +115,7 @@ def test_subshell_answers_while_main_blocks(kc: BlockingKernelClient) -> None:
     try:
         blocked = execute_in(kc, None, "import time; time.sleep(2)")
         time.sleep(0.2)  # let the main shell start sleeping
-        start = time.monotonic()
-        msg_id = execute_in(kc, sid, "print('hi'); 6 * 7")
-        reply = shell_reply(kc, msg_id)
-        took = time.monotonic() - start
+        reply, msg_id, took = timed_run_in(kc, sid, "print('hi'); 6 * 7")
         assert reply["content"]["status"] == "ok"
         assert took < 1.0, f"the subshell waited for the main shell ({took:.2f} s)"
         assert reply["parent_header"]["subshell_id"] == sid
@@ -138,10 +145,7 @@ def test_subshell_answers_while_main_blocks_outside_any_request(kc: BlockingKern
         reply, _ = run_in(kc, None, code)
         assert reply["content"]["status"] == "ok"
         time.sleep(0.5)  # the main loop is now inside time.sleep(3), with no request in hand
-        start = time.monotonic()
-        msg_id = execute_in(kc, sid, "6 * 7")
-        reply = shell_reply(kc, msg_id)
-        took = time.monotonic() - start
+        reply, msg_id, took = timed_run_in(kc, sid, "6 * 7")
         assert reply["content"]["status"] == "ok"
         assert took < 1.5, f"the subshell waited for the blocked main loop ({took:.2f} s)"
         collect_outputs(kc, msg_id)

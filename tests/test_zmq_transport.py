@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import select
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -277,3 +278,16 @@ def test_a_busy_loop_leaves_its_lent_channel_to_the_io_thread(
     _request(transport, client)
     assert inbox.wait_for(2, timeout=10)
     assert inbox.threads == ["async-kernel-io"] * 2
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the CPU is yielded on Linux only")
+def test_waiting_for_sent_replies_yields_the_cpu(
+    lent: tuple[ZmqTransport, _ThreadInbox, zmq.Socket[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before heavy work, libzmq's I/O thread (woken on this CPU by our sends) runs first."""
+    transport, _, _ = lent
+    yields: list[int] = []
+    monkeypatch.setattr(zmq_transport.os, "sched_yield", lambda: yields.append(1))
+    transport.send("iopub", new_message("status", {"execution_state": "idle"}))
+    assert transport.wait_sent(timeout=5)
+    assert yields == [1]

@@ -75,7 +75,7 @@ def comm_setup_code(flavor: Flavor, target: str) -> str:
             "_bench_done = _bench_loop.create_future()\n"
             "def _bench_release():\n"
             "    _bench_loop.call_soon_threadsafe(\n"
-            "        lambda: _bench_done.done() or _bench_done.set_result(True))\n"
+            "        lambda: _bench_done.done() or _bench_done.set_result(None))\n"
         )
     return make + (
         "import comm\n"
@@ -86,5 +86,9 @@ def comm_setup_code(flavor: Flavor, target: str) -> str:
 
 
 def comm_wait_code(flavor: Flavor) -> str:
-    """The cell that waits for the comm message registered by ``comm_setup_code``."""
+    """The cell that waits for the comm message registered by ``comm_setup_code``.
+
+    Its value is None on both loops: a value would add an execute_result (and its display)
+    to the asyncio kernels' time only.
+    """
     return "await _bench_done.wait()" if flavor == "trio" else "await _bench_done"

@@ -107,7 +107,8 @@ def _send_or_log(sock: zmq.Socket[bytes], channel: Channel, frames: list[bytes])
 
 
 def _yield_cpu() -> None:
-    if sys.platform == "linux":  # where the wake-up placement above was measured
+    """Let a thread just woken on this CPU run now (see ``ZmqTransport.wait_sent``)."""
+    if sys.platform == "linux":  # the scheduler whose wake-up placement was measured
         os.sched_yield()
 
 

@@ -68,8 +68,10 @@ _OUTBOX_LIMIT = 10_000
 _LOAN_GRACE = 0.005  # seconds
 _ZERO_COPY_FROM = 64 * 1024  # bytes; below this, copying a frame is cheaper than tracking it
 
-# pyzmq's backend calls, bound once: (socket, frame, flags, copy) and (socket, option).
+# pyzmq's backend calls, bound once: (socket, frame, flags, copy), (socket, flags, copy,
+# track) and (socket, option).
 _send_frame: Callable[[zmq.Socket[bytes], bytes, int, bool], object] = _BackendSocket.send  # pyright: ignore[reportAssignmentType]
+_recv_frame: Callable[[zmq.Socket[bytes], int, bool, bool], zmq.Frame] = _BackendSocket.recv  # pyright: ignore[reportAssignmentType]
 _get_option: Callable[[zmq.Socket[bytes], int], int] = _BackendSocket.get  # pyright: ignore[reportAssignmentType]
 # Plain ints: pyzmq's constants are enums, and `&` on one builds a new enum (~0.5 µs) on a
 # path taken several times per request.
@@ -97,6 +99,23 @@ def _send_multipart(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
     flags = [_MORE] * len(frames)
     flags[-1] = _LAST
     deque(map(_send_frame, itertools.repeat(sock), frames, flags, itertools.repeat(copy)), 0)
+
+
+def _recv_multipart(sock: zmq.Socket[bytes]) -> list[bytes]:
+    """Read one waiting message whole, through pyzmq's backend.
+
+    ``Socket.recv_multipart`` asks the socket for ``zmq.RCVMORE`` after every frame, and
+    pyzmq builds an enum to look up each option: a Frame's own ``more`` flag costs nothing
+    (4.2 instead of 6.9 µs for a 7-frame request).  A message arrives whole, so no frame
+    after the first can be missing.
+    """
+    frames: list[bytes] = []
+    more = True
+    while more:
+        frame = _recv_frame(sock, _LAST, False, False)
+        frames.append(frame.bytes)
+        more = frame.more
+    return frames
 
 
 def _send_or_log(sock: zmq.Socket[bytes], channel: Channel, frames: list[bytes]) -> None:
@@ -460,7 +479,7 @@ class ZmqTransport:
             while _has_input(sock):
                 if len(batch) == _RECV_BATCH:
                     return batch, True
-                batch.append(sock.recv_multipart(zmq.NOBLOCK))
+                batch.append(_recv_multipart(sock))
         return batch, False
 
     def _accept(self, channel: Channel, frames: list[bytes]) -> None:

@@ -3,6 +3,10 @@
 Writes are buffered per parent and flushed by the transport's thread after a short interval,
 or at once when the buffer grows large, so 100,000 ``print`` calls become a few dozen
 messages, in order, with nothing lost.  The kernel flushes before every idle status.
+
+With fd capture on (:mod:`async_kernel.fdcapture`), what is written to fds 1 and 2 joins the
+same buffer; each write and flush first takes in what the descriptors received before it,
+so Python-level and fd-level output keep the order in which they were written.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from .parent import current_request
 from .wire import new_message
 
 if TYPE_CHECKING:
+    from .fdcapture import FdCapture
     from .parent import Request
     from .transport import Transport
 
@@ -43,6 +48,11 @@ class OutStream(io.TextIOBase):
         self._size = 0
         self._flush_pending = False
         self._urgent_pending = False
+        self._capture: FdCapture | None = None
+
+    def attach_capture(self, capture: FdCapture | None) -> None:
+        """Take fd-level output in before each write and flush (None: stop doing so)."""
+        self._capture = capture
 
     # io.TextIOBase API
     @property
@@ -59,7 +69,8 @@ class OutStream(io.TextIOBase):
         return False
 
     def fileno(self) -> int:
-        """The process's own descriptor: fd-level writes bypass the kernel (documented)."""
+        """The process's own descriptor: with fd capture on (the default), writes to it reach
+        the cell like any other output; with it off they bypass the kernel."""
         if self._fallback is not None:
             return self._fallback.fileno()
         raise io.UnsupportedOperation("fileno")
@@ -69,7 +80,14 @@ class OutStream(io.TextIOBase):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
         if not s:
             return 0
-        request = current_request()
+        capture = self._capture
+        if capture is not None:
+            capture.sync()
+        self.append(current_request(), s)
+        return len(s)
+
+    def append(self, request: Request | None, s: str) -> None:
+        """Buffer ``s`` as output of ``request`` (fd capture hands its text in here)."""
         with self._lock:
             if self._chunks and self._chunks[-1][0] is request:
                 self._chunks[-1][1].append(s)
@@ -82,7 +100,6 @@ class OutStream(io.TextIOBase):
             elif self._size >= FLUSH_SIZE and not self._urgent_pending:
                 self._urgent_pending = True
                 self._transport.call_later(0, self.flush)
-        return len(s)
 
     def writelines(self, lines: object) -> None:
         for line in lines:  # type: ignore[attr-defined]
@@ -90,6 +107,9 @@ class OutStream(io.TextIOBase):
 
     def flush(self) -> None:
         """Publish everything written so far, in order, each part to its own parent."""
+        capture = self._capture
+        if capture is not None:
+            capture.sync()
         if not self._chunks:
             # Nothing written (the common case: the kernel flushes twice per request).
             # A write that finished before this call is in the list already; one racing

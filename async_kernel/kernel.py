@@ -24,6 +24,7 @@ from .caller import Caller
 from .comms import install_comms
 from .connection import Channel
 from .debugger import install_debugger
+from .fdcapture import start_fd_capture
 from .history import batch_history_writes
 from .interrupt import install_sigint_handler, sigint_blocked
 from .iostream import OutStream
@@ -151,6 +152,7 @@ class Kernel:
             config=load_profile_config(), kernel=self, publisher=self, host_gui=self._host_gui()
         )
         self.shell.display_banner = False  # type: ignore[attr-defined]
+        self._fd_capture = start_fd_capture(self)  # None when off (see fdcapture.py)
         self.last_activity = [time.monotonic()]
         self.main.start_soon(batch_history_writes, self.shell.history_manager, self.last_activity)
         self.comm_manager = install_comms(self)
@@ -224,6 +226,8 @@ class Kernel:
 
     def _teardown_shell(self) -> None:
         # IPython's own atexit hook saves history and removes temporary files.
+        if self._fd_capture is not None:
+            self._fd_capture.stop()
         self.flush_streams()
         sys.stdout, sys.stderr = self._real_stdout, self._real_stderr
 

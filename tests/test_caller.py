@@ -24,6 +24,13 @@ def caller(request: pytest.FixtureRequest) -> Iterator[Caller]:
     assert started.join(WAIT)
 
 
+class _Req(str):
+    """A stand-in request: RequestQueue claims each one before handling it."""
+
+    def claim(self) -> bool:
+        return True
+
+
 async def sleep_then(delay: float, value: object) -> object:
     await anyio.sleep(delay)
     return value
@@ -62,11 +69,11 @@ def test_a_request_put_inside_the_loop_is_handled_without_scheduling(caller: Cal
         real_schedule = caller.schedule
         caller.schedule = lambda fn, *args: (scheduled.append(fn), real_schedule(fn, *args))  # type: ignore[method-assign]
         try:
-            queue.put("first")  # type: ignore[arg-type]
+            queue.put(_Req("first"))  # type: ignore[arg-type]
             with anyio.fail_after(WAIT):
                 while not handled:
                     await anyio.sleep(0.001)
-            queue.put("second")  # type: ignore[arg-type]
+            queue.put(_Req("second"))  # type: ignore[arg-type]
             with anyio.fail_after(WAIT):
                 while len(handled) < 2:
                     await anyio.sleep(0.001)
@@ -140,8 +147,8 @@ def test_stop_cancels_everything(caller: Caller) -> None:
     assert late.cancelled()
 
 
-def test_to_thread_and_spawn() -> None:
-    assert Caller.to_thread(lambda: threading.current_thread().name).result(WAIT) != "MainThread"
+def test_to_thread_and_spawn(caller: Caller) -> None:
+    assert caller.to_thread(lambda: threading.current_thread().name).result(WAIT) != "MainThread"
     for backend in BACKENDS:
         pending: Pending[object] = Caller.spawn(sleep_then, 0.01, backend, backend=backend)
         assert pending.result(WAIT) == backend

@@ -48,6 +48,7 @@ class OutStream(io.TextIOBase):
         self._size = 0
         self._flush_pending = False
         self._urgent_pending = False
+        self._sending = False  # a flush has taken the buffer and is sending it
         self._capture: FdCapture | None = None
 
     def attach_capture(self, capture: FdCapture | None) -> None:
@@ -110,20 +111,27 @@ class OutStream(io.TextIOBase):
         capture = self._capture
         if capture is not None:
             capture.sync()
-        if not self._chunks:
+        if not self._chunks and not self._sending:
             # Nothing written (the common case: the kernel flushes twice per request).
             # A write that finished before this call is in the list already; one racing
-            # with it is sent by the flush its own write scheduled.
+            # with it is sent by the flush its own write scheduled.  A flush on another
+            # thread that has taken the list but not sent it all yet (``_sending``, set
+            # before the list is taken) is waited for below: what it holds must leave
+            # before whatever this caller sends next (the idle status).
             return
         with self._lock:
-            chunks, self._chunks = self._chunks, []
-            self._size = 0
-            self._flush_pending = False
-            self._urgent_pending = False
-            for request, parts in chunks:
-                parent = request.msg if request is not None else None
-                msg = new_message("stream", {"name": self.name, "text": "".join(parts)}, parent)
-                self._transport.send("iopub", msg)
+            self._sending = True
+            try:
+                chunks, self._chunks = self._chunks, []
+                self._size = 0
+                self._flush_pending = False
+                self._urgent_pending = False
+                for request, parts in chunks:
+                    parent = request.msg if request is not None else None
+                    content = {"name": self.name, "text": "".join(parts)}
+                    self._transport.send("iopub", new_message("stream", content, parent))
+            finally:
+                self._sending = False
 
     def close(self) -> None:
         """Closing the kernel's stream only flushes it: a cell must not deafen the kernel."""

@@ -1,6 +1,8 @@
 """``async-kernel``: start a kernel, or write, remove and list kernel specs.
 
-Settings use the dotted ``--section.name=value`` form Jupyter users know from traitlets.
+Settings use the dotted ``--section.name=value`` form Jupyter users know from traitlets;
+every one is described in :data:`async_kernel.settings.SETTINGS`, which ``--help-all`` prints
+as a table (docs/cli.md has the same table; a test keeps them equal).
 """
 
 from __future__ import annotations
@@ -13,16 +15,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._version import __version__
-from .settings import InterfaceSettings, SettingsError
+from .settings import SETTINGS, InterfaceSettings, SettingsError
 
-__all__ = ["main"]
+__all__ = ["help_all_table", "main"]
+
+DEFAULT_LOG_LEVEL = "WARNING"
+_LOG_LEVEL_HELP = (
+    "level of the kernel's own log, written to stderr (the terminal of the server that "
+    "started it, also while fd output is captured)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="async-kernel",
         description="A concurrent Jupyter kernel on asyncio or trio, with tk/qt host loops.",
-        epilog="Example: async-kernel -a async-tk --interface.loop=tk --interface.backend=trio",
+        epilog="Example: async-kernel -a async-tk --interface.loop=tk --interface.backend=trio"
+        "  (--help-all lists every setting with its default)",
     )
     action = parser.add_mutually_exclusive_group()
     action.add_argument("-f", "--connection-file", metavar="FILE", help="start a kernel on FILE")
@@ -30,35 +39,84 @@ def _parser() -> argparse.ArgumentParser:
     action.add_argument("-r", "--remove", metavar="NAME", help="remove the kernel spec NAME")
     action.add_argument("-l", "--list", action="store_true", help="list this kernel's specs")
     parser.add_argument("-V", "--version", action="version", version=f"async-kernel {__version__}")
+    parser.add_argument(
+        "--help-all", action="store_true", help="show every setting with its default, and exit"
+    )
     parser.add_argument("--display_name", "--display-name", help="display name of a new spec")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable the new spec sets for the kernel (repeatable)",
+    )
     parser.add_argument("--user", action="store_true", help="use the per-user kernel directory")
     parser.add_argument("--prefix", help="use PREFIX/share/jupyter/kernels")
+    defaults = InterfaceSettings()
+    for setting in SETTINGS:
+        parser.add_argument(
+            setting.option,
+            dest=setting.name,
+            metavar="VALUE" if _is_bool(setting.name) else None,
+            choices=None if _is_bool(setting.name) else setting.choices,
+            help=f"{_plain(setting.help)} (default: {getattr(defaults, setting.name)})",
+        )
     parser.add_argument(
-        "--interface.backend", dest="backend", choices=("asyncio", "trio"), help="async backend"
-    )
-    parser.add_argument(
-        "--interface.loop", dest="loop", choices=("plain", "tk", "qt"), help="host event loop"
-    )
-    parser.add_argument(
-        "--log_level", "--log-level", default="WARNING", help="log level of the kernel's log"
+        "--log_level", "--log-level", default=DEFAULT_LOG_LEVEL, help=_LOG_LEVEL_HELP
     )
     return parser
 
 
+def _is_bool(name: str) -> bool:
+    return isinstance(getattr(InterfaceSettings(), name), bool)
+
+
+def _plain(text: str) -> str:
+    return text.replace("`", "")
+
+
+def help_all_table() -> str:
+    """Every setting with its values and default, as the Markdown table docs/cli.md shows."""
+    defaults = InterfaceSettings()
+    rows = [
+        "| setting | values | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for setting in SETTINGS:
+        values = ", ".join(f"`{c}`" for c in setting.choices)
+        default = getattr(defaults, setting.name)
+        rows.append(f"| `{setting.option}` | {values} | `{default}` | {setting.help} |")
+    rows.append(
+        "| `--log_level` (or `--log-level`) | a `logging` level name | "
+        f"`{DEFAULT_LOG_LEVEL}` | {_LOG_LEVEL_HELP} |"
+    )
+    return "\n".join(rows)
+
+
 def _settings(args: argparse.Namespace) -> InterfaceSettings:
     settings = InterfaceSettings()
-    if args.backend:
-        settings.set("backend", args.backend)
-    if args.loop:
-        settings.set("loop", args.loop)
+    for setting in SETTINGS:
+        value = getattr(args, setting.name)
+        if value is not None:
+            settings.set(setting.name, value)
     return settings
+
+
+def _env(pairs: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SettingsError(f"--env takes KEY=VALUE, not {pair!r}")
+        env[key] = value
+    return env
 
 
 def _reject_unknown(extra: list[str]) -> None:
     for arg in extra:
         name = arg.split("=", 1)[0]
         if name.startswith("--interface."):
-            known = ", ".join(f"interface.{n}" for n in InterfaceSettings.__dataclass_fields__)
+            known = ", ".join(f"interface.{s.name}" for s in SETTINGS)
             raise SettingsError(f"unknown setting '{name[2:]}' (known: {known})")
         raise SettingsError(f"unknown argument {arg!r} (see async-kernel --help)")
 
@@ -66,9 +124,17 @@ def _reject_unknown(extra: list[str]) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
+    if args.help_all:
+        parser.print_help()
+        print("\nSettings (--interface.NAME=VALUE; fixed when the kernel starts):\n")
+        print(help_all_table())
+        return
     try:
         _reject_unknown(extra)
         settings = _settings(args)
+        env = _env(args.env)
+        if env and not args.add:
+            raise SettingsError("--env sets a kernel spec's environment: use it with -a NAME")
     except SettingsError as err:
         parser.exit(2, f"async-kernel: error: {err}\n")
     logging.basicConfig(
@@ -77,20 +143,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         format="[async-kernel %(levelname)s %(name)s] %(message)s",
     )
     if args.add or args.remove or args.list:
-        _manage_specs(args, settings)
+        _manage_specs(args, settings, env)
         return
     from .launch import run_kernel
 
     run_kernel(args.connection_file, settings)
 
 
-def _manage_specs(args: argparse.Namespace, settings: InterfaceSettings) -> None:
+def _manage_specs(
+    args: argparse.Namespace, settings: InterfaceSettings, env: dict[str, str]
+) -> None:
     from . import kernelspec
 
     where = {"user": args.user, "prefix": args.prefix}
     if args.add:
         settings_args = [a for a in settings.as_args() if a not in InterfaceSettings().as_args()]
-        spec = kernelspec.make_spec(args.add, args.display_name, settings_args)
+        spec = kernelspec.make_spec(args.add, args.display_name, settings_args, env=env)
         path = kernelspec.write_spec(args.add, spec, **where)
         print(f"Wrote kernel spec {args.add!r} to {path}")
     elif args.remove:

@@ -14,24 +14,35 @@ from pathlib import Path
 from typing import Any
 
 from .debugger import debugpy_available
+from .wire import PROTOCOL_VERSION
 
 __all__ = ["DEFAULT_NAME", "kernel_dirs", "list_specs", "make_spec", "remove_spec", "write_spec"]
 
 DEFAULT_NAME = "async"
 
 
-def make_spec(name: str, display_name: str | None, settings_args: list[str]) -> dict[str, Any]:
+def make_spec(
+    name: str,
+    display_name: str | None,
+    settings_args: list[str],
+    *,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The spec's fields, as ipykernel writes them (``env`` from ``--env KEY=VALUE``)."""
     return {
         "argv": [sys.executable, "-m", "async_kernel", "-f", "{connection_file}", *settings_args],
         "display_name": display_name or _default_display_name(name, settings_args),
         "language": "python",
+        # Interrupts arrive as interrupt_request on control: they work the same on every
+        # platform and reach a kernel that blocks SIGINT in its threads.
         "interrupt_mode": "message",
+        "kernel_protocol_version": PROTOCOL_VERSION,
         # JupyterLab enables its debugger from this flag alone, so it says what is installed.
         "metadata": {
             "debugger": debugpy_available(),
             "supported_encryption": _supported_encryption(),
         },
-        "env": {},
+        "env": dict(env or {}),
     }
 
 
@@ -43,8 +54,14 @@ def _supported_encryption() -> list[str]:
 
 
 def _default_display_name(name: str, settings_args: list[str]) -> str:
-    details = [a.split("=", 1)[1] for a in settings_args if "=" in a]
-    shown = [d for d in details if d not in ("asyncio", "plain")]
+    shown: list[str] = []
+    for arg in settings_args:
+        option, _, value = arg.partition("=")
+        if option == "--interface.capture_fd_output":
+            shown.append("no fd capture" if value.lower() in ("false", "0", "no", "off") else "")
+        elif value not in ("asyncio", "plain"):
+            shown.append(value)
+    shown = [d for d in shown if d]
     return (
         f"Python 3 (async{': ' + ', '.join(shown) if shown else ''})"
         if name.startswith("async")

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/qt_bindings.sh  # PyQt6/PyQt5 beside PySide6, for tests/test_qt_bindings.py
 export QT_QPA_PLATFORM=offscreen
 .venv/bin/ruff check async_kernel tests bench scripts
 .venv/bin/ruff format --check async_kernel tests bench scripts

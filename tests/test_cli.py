@@ -93,3 +93,87 @@ def test_installed_default_spec_exists() -> None:
 
     specs = KernelSpecManager().find_kernel_specs()
     assert "async" in specs
+
+
+def test_spec_fields_as_ipykernel_writes_them(tmp_path: Path) -> None:
+    added = run(
+        "-a", "async-env", "--env", "A_VAR=1", "--env", "B_VAR=x=y", "--prefix", str(tmp_path)
+    )
+    assert added.returncode == 0, added.stderr
+    spec = json.loads((tmp_path / "share/jupyter/kernels/async-env/kernel.json").read_text())
+    assert spec["kernel_protocol_version"] == "5.5"
+    assert spec["interrupt_mode"] == "message"
+    assert spec["env"] == {"A_VAR": "1", "B_VAR": "x=y"}
+    assert isinstance(spec["metadata"]["debugger"], bool)
+    shipped = Path(__file__).parent.parent / "share/jupyter/kernels/async/kernel.json"
+    assert json.loads(shipped.read_text())["kernel_protocol_version"] == "5.5"
+
+
+def test_spec_env_reaches_the_kernel(tmp_path: Path) -> None:
+    from conftest import run_ok
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    prefix = str(tmp_path)
+    assert run("-a", "async-env2", "--env", "SPEC_ENV_SEEN=yes", "--prefix", prefix).returncode == 0
+    ksm = KernelSpecManager(kernel_dirs=[str(tmp_path / "share/jupyter/kernels")])
+    km = KernelManager(kernel_name="async-env2", kernel_spec_manager=ksm)
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=30)
+        assert run_ok(kc, "import os; print(os.environ.get('SPEC_ENV_SEEN'))") == "yes\n"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-a", "x", "--env", "NOEQUALS"], "--env takes KEY=VALUE"),
+        (["-l", "--env", "A=1"], "use it with -a NAME"),
+        (["-l", "--interface.capture_fd_output=maybe"], "must be True or False"),
+    ],
+)
+def test_bad_env_and_bool_settings(args: list[str], message: str) -> None:
+    result = run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_capture_setting_in_spec_and_display_name(tmp_path: Path) -> None:
+    assert (
+        run(
+            "-a", "async-nofd", "--interface.capture_fd_output=false", "--prefix", str(tmp_path)
+        ).returncode
+        == 0
+    )
+    spec = json.loads((tmp_path / "share/jupyter/kernels/async-nofd/kernel.json").read_text())
+    assert "--interface.capture_fd_output=False" in spec["argv"]
+    assert (
+        run(
+            "-a", "async", "--interface.capture_fd_output=False", "--prefix", str(tmp_path)
+        ).returncode
+        == 0
+    )
+    spec = json.loads((tmp_path / "share/jupyter/kernels/async/kernel.json").read_text())
+    assert spec["display_name"] == "Python 3 (async: no fd capture)"
+
+
+def test_help_all_lists_every_setting_and_docs_have_the_same_table() -> None:
+    from async_kernel.cli import help_all_table
+    from async_kernel.settings import SETTINGS, InterfaceSettings
+
+    shown = run("--help-all")
+    assert shown.returncode == 0
+    table = help_all_table()
+    assert table in shown.stdout
+    defaults = InterfaceSettings()
+    for setting in SETTINGS:
+        row = next(line for line in table.splitlines() if f"`{setting.option}`" in line)
+        assert f"`{getattr(defaults, setting.name)}`" in row
+    assert set(InterfaceSettings.__dataclass_fields__) == {s.name for s in SETTINGS}
+    page = (Path(__file__).parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
+    assert table in page, "docs/cli.md's settings table differs from async-kernel --help-all"

@@ -1,9 +1,13 @@
-"""The Qt host: a PySide6 ``QApplication.exec()`` owns the main thread.
+"""The Qt host: a ``QApplication.exec()`` owns the main thread.
 
 Why: with Qt driving the main thread, ``%matplotlib qt`` windows (and any Qt UI
 created by user code) stay live while the kernel runs as a guest.  Other
 threads wake the host by posting a custom ``QEvent`` to a ``QObject`` living on
 the main thread; ``QCoreApplication.postEvent`` is thread-safe and never blocks.
+
+The binding is the one ``QT_API`` names (``pyside6``, ``pyqt6``, ``pyqt5``: the names
+matplotlib and qtpy read), else the first installed of PySide6, PyQt6, PyQt5.  Only the
+calls the three share are used; where they differ (``exec_``, ``QLibraryInfo``) both are tried.
 """
 
 from __future__ import annotations
@@ -12,29 +16,60 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import TYPE_CHECKING, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
 
 from async_kernel.gui_hosts.base import CallQueue, HostUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from PySide6.QtCore import QObject
     from PySide6.QtWidgets import QApplication
 
-__all__ = ["QtHost", "check"]
+__all__ = ["BINDINGS", "QtHost", "binding", "check"]
 
-_INSTALL_HINT = "PySide6 is not installed: pip install 'async-kernel[qt]'"
+# QT_API value -> module, in the order tried when QT_API is unset.
+BINDINGS: dict[str, str] = {"pyside6": "PySide6", "pyqt6": "PyQt6", "pyqt5": "PyQt5"}
+
+_INSTALL_HINT = (
+    "no Qt binding is installed (PySide6, PyQt6 or PyQt5): pip install 'async-kernel[qt]'"
+)
+
+
+def binding() -> str:
+    """The Qt binding to use (a module name); raises ``HostUnavailableError`` if none."""
+    wanted = os.environ.get("QT_API", "").strip().lower()
+    if wanted:
+        if wanted not in BINDINGS:
+            raise HostUnavailableError(
+                f"QT_API={wanted!r} is not a binding async-kernel supports "
+                f"(one of: {', '.join(BINDINGS)})"
+            )
+        module = BINDINGS[wanted]
+        if importlib.util.find_spec(module) is None:
+            raise HostUnavailableError(
+                f"QT_API={wanted} names {module}, which is not installed: pip install {module}"
+            )
+        return module
+    for module in BINDINGS.values():
+        if importlib.util.find_spec(module) is not None:
+            return module
+    raise HostUnavailableError(_INSTALL_HINT)
+
+
+def _qt(submodule: str) -> Any:
+    """``<binding>.<submodule>``, e.g. ``QtCore`` of the chosen binding."""
+    module: ModuleType = importlib.import_module(f"{binding()}.{submodule}")
+    return module
 
 
 def check() -> None:
-    """Raise ``HostUnavailableError`` unless PySide6 imports and has a display."""
-    if importlib.util.find_spec("PySide6") is None:
-        raise HostUnavailableError(_INSTALL_HINT)
+    """Raise ``HostUnavailableError`` unless a Qt binding imports and has a display."""
+    name = binding()
     try:
-        importlib.import_module("PySide6.QtWidgets")
+        importlib.import_module(f"{name}.QtWidgets")
     except ImportError as exc:
-        raise HostUnavailableError(f"PySide6 cannot be imported ({exc})") from exc
+        raise HostUnavailableError(f"{name} cannot be imported ({exc})") from exc
     needs_display = sys.platform not in ("win32", "darwin")
     has_display = any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
     if needs_display and not has_display:
@@ -69,9 +104,7 @@ def _xcb_problem() -> str | None:
     import ctypes
     from pathlib import Path
 
-    from PySide6.QtCore import QLibraryInfo
-
-    plugins = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath))
+    plugins = Path(_plugins_path())
     plugin = plugins / "platforms" / "libqxcb.so"
     if not plugin.exists():
         return None
@@ -86,14 +119,22 @@ def _xcb_problem() -> str | None:
     return None
 
 
-def _make_waker(drain: Callable[[], None]) -> tuple[QObject, Callable[[], None]]:
+def _plugins_path() -> str:
+    library_info: Any = _qt("QtCore").QLibraryInfo
+    if hasattr(library_info, "path"):  # Qt 6
+        return str(library_info.path(library_info.LibraryPath.PluginsPath))
+    return str(library_info.location(library_info.PluginsPath))  # Qt 5
+
+
+def _make_waker(drain: Callable[[], None]) -> tuple[Any, Callable[[], None]]:
     """A main-thread QObject that drains on a custom event, and its thread-safe poster."""
-    from PySide6.QtCore import QCoreApplication, QEvent, QObject
+    core = _qt("QtCore")
+    QCoreApplication, QEvent, QObject = core.QCoreApplication, core.QEvent, core.QObject
 
     wake_type = QEvent.Type(QEvent.registerEventType())
 
-    class Waker(QObject):
-        def event(self, event: QEvent) -> bool:
+    class Waker(QObject):  # type: ignore[misc,valid-type]
+        def event(self, event: Any) -> bool:
             if event.type() == wake_type:
                 drain()
                 return True
@@ -108,7 +149,7 @@ class QtHost:
 
     def __init__(self) -> None:
         check()
-        from PySide6.QtWidgets import QApplication
+        QApplication: Any = _qt("QtWidgets").QApplication
 
         existing = QApplication.instance()
         if existing is not None and not isinstance(existing, QApplication):
@@ -133,7 +174,8 @@ class QtHost:
             self._post_wake()
 
     def mainloop(self) -> None:
-        self.app.exec()
+        run = getattr(self.app, "exec", None) or getattr(self.app, "exec_")  # noqa: B009
+        run()
 
     def quit(self) -> None:
         self.app.quit()

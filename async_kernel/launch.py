@@ -8,6 +8,7 @@ The request is still answered only once the shell can run cells.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -89,9 +90,14 @@ def run_kernel(connection_file: str | None, settings: InterfaceSettings) -> None
     if orphaned.is_set():  # the parent died while we started: serve() returns at once
         kernel.stop()
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    _run_on_host(kernel, settings)
+    _run_on_host(kernel, settings, str(path))
     # A transport never taken (the kernel stopped first) is not closed: it never started,
-    # and the process is about to exit.
+    # and the process is about to exit.  What the cells started ends with the kernel, and
+    # the exit itself is bounded (a cell's non-daemon thread would otherwise hold it).
+    from .children import end_children, exit_soon
+
+    end_children()
+    exit_soon()
 
 
 def _warn_if_exposed(info: ConnectionInfo) -> None:
@@ -108,10 +114,16 @@ def _warn_if_exposed(info: ConnectionInfo) -> None:
         log.warning("the connection file has no key: messages are not signed or checked")
 
 
-def _run_on_host(kernel: Kernel, settings: InterfaceSettings) -> None:
+def _run_on_host(kernel: Kernel, settings: InterfaceSettings, connection_file: str) -> None:
     from .gui_hosts import HostUnavailableError, run_with_host
 
+    def ready(kernel: Kernel) -> None:
+        # A ZMQ kernel says so where libraries look (tqdm.auto's widget bar).
+        from .notebook_env import announce_jupyter_kernel
+
+        announce_jupyter_kernel(kernel.shell, connection_file)
+
     try:
-        run_with_host(settings.loop, settings.backend, kernel.serve)
+        run_with_host(settings.loop, settings.backend, functools.partial(kernel.serve, ready=ready))
     except HostUnavailableError as err:  # a set-up problem: say what to do, no traceback
         sys.exit(f"async-kernel: cannot start the {settings.loop} host loop: {err}")

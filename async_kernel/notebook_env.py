@@ -1,0 +1,46 @@
+"""What libraries look for to learn they run in a Jupyter kernel with a rich frontend.
+
+tqdm's ``tqdm.auto`` (``tqdm.autonotebook``) picks its widget bar only when the module
+``ipykernel.zmqshell`` is loaded (``'ipykernel.zmqshell' in sys.modules``) and no
+``QT_API``/``SPYDER*`` variable suggests a Qt console; other libraries ask whether the
+shell's config has an ``IPKernelApp`` section.  Both questions mean "is this a Jupyter
+kernel speaking ZMQ to a frontend?", and for this kernel the answer is yes, so the ZMQ
+kernel (never the callback interface, whose host may not render widgets) answers it:
+
+- ``sys.modules['ipykernel.zmqshell']`` is a small module of ours saying so, whose
+  ``ZMQInteractiveShell`` is this kernel's shell class; a loaded real ipykernel module is
+  never replaced, and ``import ipykernel`` still finds the real package (or nothing);
+- the shell's config gets an ``IPKernelApp`` section holding the connection file, as
+  ipykernel's command line puts it there.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+from typing import Any
+
+__all__ = ["SHIM_NAME", "announce_jupyter_kernel"]
+
+SHIM_NAME = "ipykernel.zmqshell"
+
+
+def announce_jupyter_kernel(shell: Any, connection_file: str | None) -> None:
+    """Tell libraries (tqdm.auto first) that this process is a ZMQ Jupyter kernel."""
+    if SHIM_NAME not in sys.modules:
+        shim = ModuleType(
+            SHIM_NAME,
+            "Stand-in registered by async-kernel: this process is a Jupyter kernel whose shell "
+            "talks to its frontend over ZMQ. ZMQInteractiveShell is that shell's class.",
+        )
+        shim.ZMQInteractiveShell = type(shell)  # type: ignore[attr-defined]
+        shim.__async_kernel__ = True  # type: ignore[attr-defined]
+        sys.modules[SHIM_NAME] = shim
+    config = shell.config
+    if "IPKernelApp" not in config:
+        from traitlets.config import Config
+
+        section = Config()
+        if connection_file:
+            section.connection_file = connection_file
+        config["IPKernelApp"] = section

@@ -139,8 +139,13 @@ def test_an_asynchronous_exception_never_splits_a_message(
         # Every message decodes (a split one fails its signature or frame count), in
         # order, and the one after the interrupt arrives whole.  The message being sent
         # when the interrupt struck may or may not have gone.
-        received = [m["content"]["text"] for m in _drain(subscriber, len(sent) + 2, transport)]
-        assert received[-1] == f"{round_}.after"
+        received: list[str] = []
+        while not received or received[-1] != f"{round_}.after":
+            assert subscriber.poll(10_000), f"round {round_}: the last message never came"
+            received.append(
+                transport.codec.decode(subscriber.recv_multipart())[1]["content"]["text"]
+            )
+        assert len(received) in (len(sent) + 1, len(sent) + 2)
         assert received[: len(sent)] == sent
 
 
@@ -291,3 +296,99 @@ def test_waiting_for_sent_replies_yields_the_cpu(
     transport.send("iopub", new_message("status", {"execution_state": "idle"}))
     assert transport.wait_sent(timeout=5)
     assert yields == [1]
+
+
+@pytest.mark.parametrize("channel", ["shell", "control", "stdin"])
+def test_a_reconnect_with_the_same_identity_gets_the_replies(
+    transport: ZmqTransport, channel: Channel
+) -> None:
+    """ROUTER_HANDOVER: a server's new connection for the same session (JupyterLab's second
+    websocket) takes the identity over from the old one, which the kernel still holds."""
+    inbox = transport._deliver  # pyright: ignore[reportPrivateUsage]
+    assert isinstance(inbox, _Inbox)
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    old, new = ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)
+    try:
+        for sock in (old, new):
+            sock.setsockopt(zmq.IDENTITY, b"session-1")
+        old.connect(transport.info.url(channel))
+        old.send_multipart(transport.codec.encode(new_message("kernel_info_request", {})))
+        assert inbox.wait_for(1, timeout=10)
+        assert inbox.messages[0][0] == [b"session-1"]
+        new.connect(transport.info.url(channel))  # the old connection is still open
+        new.send_multipart(transport.codec.encode(new_message("kernel_info_request", {})))
+        assert inbox.wait_for(2, timeout=10)
+        transport.send(channel, new_message("kernel_info_reply", {}), [b"session-1"])
+        assert new.poll(10_000), "the new connection got no reply"
+        _, reply = transport.codec.decode(new.recv_multipart())
+        assert reply["msg_type"] == "kernel_info_reply"
+        assert not old.poll(0)
+    finally:
+        old.close(linger=0)
+        new.close(linger=0)
+        ctx.term()
+
+
+def _subscribe(
+    ctx: zmq.Context[zmq.Socket[bytes]], url: str, *, small: bool = False
+) -> zmq.Socket[bytes]:
+    sub = ctx.socket(zmq.SUB)
+    if small:  # the client's own queue holds little: the kernel's bound is what is tested
+        sub.rcvhwm = 1
+        sub.setsockopt(zmq.RCVBUF, 64 * 1024)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(url)
+    assert sub.poll(10_000), "no iopub_welcome"
+    sub.recv_multipart()
+    return sub
+
+
+def test_output_for_a_client_that_does_not_read_is_bounded_and_counted(
+    transport: ZmqTransport, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stalled subscriber costs the kernel a bounded backlog; after the stall its messages
+    are dropped, counted and logged, while a subscriber that reads gets every one, in order;
+    once the stalled one has caught up it gets new messages again."""
+    monkeypatch.setattr(zmq_transport, "IOPUB_STALL", 0.2)
+    monkeypatch.setattr(zmq_transport, "IOPUB_BACKLOG", 2 * 1024 * 1024)
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    stalled = _subscribe(ctx, transport.info.url("iopub"), small=True)
+    reader = _subscribe(ctx, transport.info.url("iopub"))
+    chunk = "x" * (256 * 1024)
+    got: list[str] = []
+
+    def read() -> None:
+        while len(got) < 200 and reader.poll(20_000):
+            got.append(transport.codec.decode(reader.recv_multipart())[1]["content"]["text"][:8])
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        peak = 0
+        for i in range(200):  # 50 MiB of output, far past the bound
+            transport.send(
+                "iopub", new_message("stream", {"name": "stdout", "text": f"{i:08}{chunk}"})
+            )
+            with transport._lock:  # pyright: ignore[reportPrivateUsage]
+                peak = max(peak, transport._iopub_backlog_bytes)  # pyright: ignore[reportPrivateUsage]
+            if i == 100:
+                time.sleep(0.5)  # past the stall: from here the stalled client loses messages
+        thread.join(timeout=30)
+        assert got == [f"{i:08}" for i in range(200)]
+        assert peak <= 2 * 1024 * 1024 + 300 * 1024
+        assert transport.iopub_drops.total > 0
+        assert "has not read its output" in caplog.text
+        # The stalled client reads again: what was queued for it arrives, then new output.
+        texts: list[str] = []
+        deadline = time.monotonic() + 20
+        while "back" not in texts and time.monotonic() < deadline:
+            transport.send("iopub", new_message("stream", {"name": "stdout", "text": "back"}))
+            while stalled.poll(100):
+                texts.append(Codec().decode(stalled.recv_multipart())[1]["content"].get("text", ""))
+        assert "back" in texts
+        assert len(texts) < 200  # it missed some
+    finally:
+        thread.join(timeout=30)
+        stalled.close(linger=0)
+        reader.close(linger=0)
+        ctx.term()

@@ -67,6 +67,16 @@ _OUTBOX_LIMIT = 10_000
 # the request itself: only a loop blocked outside any request makes a request wait this long.
 _LOAN_GRACE = 0.005  # seconds
 _ZERO_COPY_FROM = 64 * 1024  # bytes; below this, copying a frame is cheaper than tracking it
+# Output for a client that does not read is bounded (see ZmqTransport._hold_iopub): iopub
+# queues up to IOPUB_HWM messages per subscriber (beyond what the network and the client's
+# own queue hold), then output waits in a backlog of at most IOPUB_BACKLOG bytes for up to
+# IOPUB_STALL seconds; after that the messages are dropped for that client (counted and
+# logged) until it reads again.  A print flood's messages are ~0.25-1 MiB (see iostream).
+IOPUB_HWM = 32
+IOPUB_BACKLOG = 16 * 1024 * 1024  # bytes
+IOPUB_STALL = 1.0  # seconds without progress
+_IOPUB_RETRY = 0.002  # seconds between attempts while a backlog waits
+_DROP_LOG_EVERY = 10.0  # seconds
 
 # pyzmq's backend calls, bound once: (socket, frame, flags, copy), (socket, flags, copy,
 # track) and (socket, option).
@@ -89,7 +99,9 @@ def _send_multipart(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
     bytecode runs between them: a KeyboardInterrupt, a signal handler or an asynchronous
     exception cannot strike mid-message and leave half of it on the socket.  Every frame is
     checked first (one that is not a buffer raises TypeError before anything is sent).
-    Non-blocking: our ROUTERs drop what they cannot route and iopub has no high-water mark.
+    Non-blocking: our ROUTERs drop what they cannot route, and a full iopub raises zmq.Again
+    before any frame is sent (see ``ZmqTransport._put``).  Large frames go out without a copy:
+    libzmq holds the caller's buffer until the frame has been written, then releases it.
     """
     copy = True
     for frame in frames:
@@ -113,9 +125,37 @@ def _recv_multipart(sock: zmq.Socket[bytes]) -> list[bytes]:
     more = True
     while more:
         frame = _recv_frame(sock, _LAST, False, False)
-        frames.append(frame.bytes)
+        # A large frame (a comm buffer) is handed on as a view of libzmq's own memory, not
+        # copied: the view keeps the message alive for as long as the handler keeps it.
+        frames.append(frame.bytes if len(frame) < _ZERO_COPY_FROM else frame.buffer)  # pyright: ignore[reportArgumentType]
         more = frame.more
     return frames
+
+
+class _IopubDrops:
+    """Counts the times iopub dropped output for a client that stopped reading, and logs them.
+
+    Each drop is one message sent past a subscriber whose queue was full for
+    ``IOPUB_STALL`` seconds (or whose backlog outgrew ``IOPUB_BACKLOG``): that subscriber
+    misses it, and libzmq then skips it (it misses every message) until it has caught up
+    with its queue.  The first drop is logged, later ones at most every ``_DROP_LOG_EVERY``
+    seconds.
+    """
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._logged_at: float | None = None
+
+    def dropped(self) -> None:
+        self.total += 1
+        now = time.monotonic()
+        if self._logged_at is None or now - self._logged_at >= _DROP_LOG_EVERY:
+            self._logged_at = now
+            log.warning(
+                "iopub: a client has not read its output for a while; output is dropped for "
+                "it until it catches up, the other clients still get it (%d drops so far)",
+                self.total,
+            )
 
 
 def _send_or_log(sock: zmq.Socket[bytes], channel: Channel, frames: list[bytes]) -> None:
@@ -123,6 +163,19 @@ def _send_or_log(sock: zmq.Socket[bytes], channel: Channel, frames: list[bytes])
         _send_multipart(sock, frames)
     except (zmq.ZMQError, TypeError, ValueError) as err:
         log.warning("could not send on %s: %s", channel, err)
+
+
+def _send_lossy(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
+    """Send on iopub past a full subscriber: it alone misses the message."""
+    sock.setsockopt(zmq.XPUB_NODROP, 0)
+    try:
+        _send_or_log(sock, "iopub", frames)
+    finally:
+        sock.setsockopt(zmq.XPUB_NODROP, 1)
+
+
+def _size(frames: list[bytes]) -> int:
+    return sum(len(f) if type(f) is bytes else memoryview(f).nbytes for f in frames)
 
 
 def _yield_cpu() -> None:
@@ -229,6 +282,11 @@ class ZmqTransport:
         self._wake_w.setblocking(False)
         # Channels a loop reads itself (see lend()), each with that loop's "am I free?".
         self._lenders: dict[Channel, Callable[[], bool]] = {}
+        # iopub messages full subscribers held back, and the drops (see _put).
+        self._iopub_backlog: deque[list[bytes]] = deque()
+        self._iopub_backlog_bytes = 0
+        self._iopub_progress = 0.0
+        self.iopub_drops = _IopubDrops()
         self._running = False
         self._io_thread = threading.Thread(target=self._run, name="async-kernel-io", daemon=True)
         self._hb_thread = threading.Thread(
@@ -249,7 +307,16 @@ class ZmqTransport:
                 # Every subscription, even a repeated one, is passed up so each new client
                 # gets its iopub_welcome.
                 sock.setsockopt(zmq.XPUB_VERBOSE, 1)
-                sock.sndhwm = 0
+                # Bounded: a client that stops reading must not grow the kernel without
+                # limit.  NODROP makes a full queue refuse the message, so it can wait for a
+                # slow client and be counted when dropped, instead of vanishing (see _put).
+                sock.sndhwm = IOPUB_HWM
+                sock.setsockopt(zmq.XPUB_NODROP, 1)
+            else:
+                # A client that reconnects with the identity of a connection the kernel
+                # still holds (a server's new websocket for the same session) takes it
+                # over and gets the replies, instead of being ignored.
+                sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
             _bind(sock, self.info, channel)
             self._sockets[channel] = sock
         hb = self._hb_context.socket(zmq.ROUTER)
@@ -286,10 +353,10 @@ class ZmqTransport:
                 self._queued_count += 1
                 return
             sock = self._sockets[channel]
-            _send_or_log(sock, channel, frames)
+            held = self._put(channel, frames)
             # The send may have read the notice of an incoming message: pass it on.
             missed = _has_input(sock)
-        if missed:
+        if missed or held:  # a held message is retried by the I/O thread
             self._wake()
 
     def _wait_for_room(self) -> None:
@@ -381,12 +448,15 @@ class ZmqTransport:
 
     # -- I/O thread -------------------------------------------------------------------------
     def _wake(self) -> None:
+        # The byte first, then the flag: an asynchronous exception (a subshell interrupt)
+        # landing between the two then costs at most a spare wake-up, where the other order
+        # could leave the flag set with no byte written, and every later wake-up skipped.
         with self._lock:
             if self._wake_pending:
                 return
+            with contextlib.suppress(BlockingIOError, OSError):
+                self._wake_w.send(b"\0")
             self._wake_pending = True
-        with contextlib.suppress(BlockingIOError, OSError):
-            self._wake_w.send(b"\0")
 
     def _run(self) -> None:
         block_sigint_in_this_thread()
@@ -417,6 +487,8 @@ class ZmqTransport:
                     backlog = bool(self._outbox)
                     self._io_waiting = True  # senders still queue behind a backlog
                 timeout = 0 if busy or backlog else self._poll_timeout()
+                if self._iopub_backlog:  # a full client may read at any moment: try again soon
+                    timeout = _IOPUB_RETRY if timeout is None else min(timeout, _IOPUB_RETRY)
                 events = selector.select(stepped_aside.shorten(timeout))
                 with self._lock:
                     self._io_waiting = False
@@ -527,17 +599,69 @@ class ZmqTransport:
     def _send_outbox(self) -> set[Channel]:
         """Send what was queued while this thread was busy; the channels sent on."""
         with self._lock:
+            if self._iopub_backlog:
+                self._send_iopub_backlog()
             if not self._outbox:
                 return set()
             # A bounded share per turn: reading requests goes on during an output flood.
             batch = [self._outbox.popleft() for _ in range(min(len(self._outbox), _SEND_BATCH))]
             # Under the lock like every socket operation: the main loop may be reading shell.
             for channel, frames in batch:
-                _send_or_log(self._sockets[channel], channel, frames)
+                self._put(channel, frames)
             self._sent_count += len(batch)
             if self._send_waiters:
                 self._sent.notify_all()
         return {channel for channel, _ in batch}
+
+    # -- iopub's bound (lock held) ----------------------------------------------------------
+    def _put(self, channel: Channel, frames: list[bytes]) -> bool:
+        """Send one message; True if it was held back (iopub, a client is full)."""
+        if channel != "iopub":
+            _send_or_log(self._sockets[channel], channel, frames)
+            return False
+        if self._iopub_backlog or not self._send_iopub(frames):
+            self._hold_iopub(frames)
+            return True
+        return False
+
+    def _send_iopub(self, frames: list[bytes]) -> bool:
+        """False if a subscriber's queue is full (nothing was sent)."""
+        try:
+            _send_multipart(self._sockets["iopub"], frames)
+        except zmq.Again:
+            return False
+        except (zmq.ZMQError, TypeError, ValueError) as err:
+            log.warning("could not send on iopub: %s", err)
+        self._iopub_progress = time.monotonic()
+        return True
+
+    def _hold_iopub(self, frames: list[bytes]) -> None:
+        """Queue a message a full subscriber refused; past the budget, drop for it."""
+        if not self._iopub_backlog:
+            self._iopub_progress = time.monotonic()
+        self._iopub_backlog.append(frames)
+        self._iopub_backlog_bytes += _size(frames)
+        if self._iopub_backlog_bytes > IOPUB_BACKLOG:
+            self._send_iopub_backlog()
+
+    def _send_iopub_backlog(self) -> None:
+        """Send what full subscribers held back, waiting for them up to the stall or budget.
+
+        Past either, the oldest message goes out to the subscribers with room and the full
+        ones miss it (a counted drop); libzmq then skips those until they catch up, so the
+        rest of the backlog flows to the others.  A subscriber that reads, however slowly,
+        makes progress and is waited for.
+        """
+        backlog = self._iopub_backlog
+        while backlog:
+            if not self._send_iopub(backlog[0]):
+                stalled = time.monotonic() - self._iopub_progress >= IOPUB_STALL
+                if not stalled and self._iopub_backlog_bytes <= IOPUB_BACKLOG:
+                    return
+                _send_lossy(self._sockets["iopub"], backlog[0])
+                self.iopub_drops.dropped()
+                self._iopub_progress = time.monotonic()
+            self._iopub_backlog_bytes -= _size(backlog.popleft())
 
     def _fire_timers(self, *, everything: bool = False) -> None:
         now = time.monotonic()

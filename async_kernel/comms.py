@@ -1,7 +1,9 @@
 """Comms through the ``comm`` package, so ipywidgets and friends find our kernel.
 
 ``comm.create_comm`` and ``comm.get_comm_manager`` are the package's documented hooks: we
-point them at a comm that publishes on iopub with the current request as parent.
+point them at a comm that publishes on iopub with the current request as parent.  Buffers
+travel without copies both ways: a comm's buffers are handed to the socket as they are, and
+a received message's large buffers are views of the received frames.
 """
 
 from __future__ import annotations
@@ -38,8 +40,22 @@ class KernelComm(BaseComm):
             msg_type,
             content,
             metadata=metadata or {},
-            buffers=[bytes(memoryview(b)) for b in buffers or []],
+            buffers=[_flat(b) for b in buffers or []],
         )
+
+
+def _flat(buffer: Any) -> bytes:
+    """``buffer`` as one run of bytes, without a copy where it already is one.
+
+    The transport sends large buffers without copying them: they must not be changed until
+    the message has gone (as with ipykernel).  Only a non-contiguous view is copied.
+    """
+    if type(buffer) is bytes:
+        return buffer
+    view = memoryview(buffer)
+    if view.c_contiguous:
+        return view.cast("B")  # type: ignore[return-value]  # sent as a buffer, like bytes
+    return view.tobytes()
 
 
 def _create_comm(*args: Any, **kwargs: Any) -> BaseComm:

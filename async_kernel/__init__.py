@@ -19,15 +19,26 @@ if TYPE_CHECKING:
     from .backends import call_using_backend
     from .callback_kernel import CallbackKernel
     from .caller import Caller
-    from .pending import Pending, PendingCancelled
+    from .pending import (
+        Pending,
+        PendingCancelled,
+        PendingGroup,
+        as_completed,
+        current_pending,
+        wait,
+    )
 
 __all__ = [
     "CallbackKernel",
     "Caller",
     "Pending",
     "PendingCancelled",
+    "PendingGroup",
     "__version__",
+    "as_completed",
     "call_using_backend",
+    "current_pending",
+    "wait",
 ]
 
 _HOMES = {
@@ -35,7 +46,11 @@ _HOMES = {
     "Caller": ".caller",
     "Pending": ".pending",
     "PendingCancelled": ".pending",
+    "PendingGroup": ".pending",
+    "as_completed": ".pending",
     "call_using_backend": ".backends",
+    "current_pending": ".pending",
+    "wait": ".pending",
 }
 
 

@@ -58,6 +58,7 @@ class Caller:
     _by_thread: ClassVar[dict[int, Caller]] = {}
     _by_name: ClassVar[dict[str, Caller]] = {}
     _registry_lock: ClassVar[threading.RLock] = threading.RLock()
+    _create_lock: ClassVar[threading.Lock] = threading.Lock()  # one get() creates at a time
     #: The most worker threads :meth:`to_thread` runs at once (more calls wait in line).
     thread_limit: ClassVar[int] = 40
 
@@ -69,7 +70,7 @@ class Caller:
         self._stopped = anyio.Event()
         self._closed = False
         self._outstanding: set[Pending[Any]] = set()
-        self._queues: dict[Callable[..., Any], Pending[Any]] = {}
+        self._queues: dict[Callable[..., Any], Pending[None]] = {}  # fn -> its last turn
         self._queue_lock = threading.Lock()
         self._ended = threading.Event()
         self._end_pending: Pending[None] | None = None
@@ -152,7 +153,7 @@ class Caller:
         if name is None:
             caller = cls.current()
         else:
-            with cls._registry_lock:
+            with cls._create_lock:
                 found = cls._by_name.get(name)
                 if found is None or found.stopped:
                     if not create:
@@ -267,7 +268,7 @@ class Caller:
         async def later() -> Any:
             await anyio.sleep(delay)
             result = fn(*args)
-            if inspect.isawaitable(result):
+            if _to_await(result):
                 result = await result
             return result
 
@@ -278,14 +279,25 @@ class Caller:
         time, in the order they were queued (each waits for the one before it to end,
         however it ended).  Cancelling a queued call drops it; the rest run on.
         """
+        # Each call has a turn, over once the call has ended *and* the turn before it is
+        # over: a call cancelled while it waits does not let the next one overtake.
+        turn: Pending[None] = Pending()
         with self._queue_lock:
             previous = self._queues.get(fn)
             pending = self.call_soon(_after, previous, fn, args)
-            self._queues[fn] = pending
-        pending.add_done_callback(lambda done: self._queue_done(fn, done))
+            self._queues[fn] = turn
+
+        def release(_: Pending[Any]) -> None:
+            if previous is None:
+                turn.set_result(None)
+            else:
+                previous.add_done_callback(lambda _: turn.set_result(None))
+
+        turn.add_done_callback(lambda done: self._queue_done(fn, done))
+        pending.add_done_callback(release)
         return pending
 
-    def _queue_done(self, fn: Callable[..., Any], done: Pending[Any]) -> None:
+    def _queue_done(self, fn: Callable[..., Any], done: Pending[None]) -> None:
         with self._queue_lock:
             if self._queues.get(fn) is done:
                 del self._queues[fn]
@@ -320,7 +332,7 @@ class Caller:
                 raise
             log.debug("call_soon(%r) failed", fn, exc_info=True)
             return
-        if inspect.isawaitable(result):
+        if _to_await(result):
             self._task_group.start_soon(self._await_into, pending, result)
         else:
             self._outstanding.discard(pending)
@@ -391,14 +403,26 @@ class Caller:
                 self._end_pending = Pending()
             pending = self._end_pending
         if self._ended.is_set():
+            if self._own_thread and threading.current_thread() is not self.thread:
+                self.thread.join()  # its loop has ended: the thread is on its last lines
             pending.set_result(None)
         return pending
 
     def _mark_ended(self) -> None:
+        """The loop has ended (called on its thread, last thing)."""
         self._ended.set()
         with self._queue_lock:
             pending = self._end_pending
-        if pending is not None:
+        if pending is None:
+            return
+        if self._own_thread:  # done once the thread itself has ended
+            thread = self.thread
+            threading.Thread(
+                target=lambda: (thread.join(), pending.set_result(None)),
+                name="async-kernel-join",
+                daemon=True,
+            ).start()
+        else:
             pending.set_result(None)
 
     def _stop_here(self) -> None:
@@ -433,6 +457,11 @@ class Caller:
         return f"<Caller {self.name} {self.backend} on {self.thread.name}>"
 
 
+def _to_await(result: object) -> bool:
+    """Whether a function's result is work to await (a Pending returned is a value)."""
+    return inspect.isawaitable(result) and not isinstance(result, Pending)
+
+
 def _name_of(fn: Callable[..., Any]) -> str:
     return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or fn)
 
@@ -451,11 +480,11 @@ def _backend_here() -> Backend:
 async def _after(
     previous: Pending[Any] | None, fn: Callable[..., Any], args: tuple[Any, ...]
 ) -> Any:
-    """A queue_call: wait for the call before it, however it ends, then call."""
+    """A queue_call: wait for the turn before it to be over, then call."""
     if previous is not None and not previous.done():
         await previous.wait(shield=True, result=False)
     result = fn(*args)
-    if inspect.isawaitable(result):
+    if _to_await(result):
         result = await result
     return result
 
@@ -592,7 +621,7 @@ def _job_in_context(
     _enter_work(pending)
     try:
         result = fn(*args)
-        if inspect.isawaitable(result):
+        if _to_await(result):
             result = loops.run(backend, pending, result)
     except BaseException as err:
         pending.set_exception(err)

@@ -277,7 +277,9 @@ class as_completed(Generic[T]):  # used like a function, as asyncio's is
     ``for p in as_completed(pendings)`` from a plain thread.  Each ``p`` is done (read it
     with ``p.result()``, which does not block).  With ``timeout``, TimeoutError is raised
     if the next one takes longer than that.  With ``cancel_remaining=True`` the Pendings
-    not yet yielded are cancelled when the iteration ends early (``break``, an error).
+    not yet yielded are cancelled when the iteration ends early: an error, or a ``break``
+    out of ``for`` or out of ``async with as_completed(...) as it: async for p in it``
+    (a bare ``async for`` cannot tell a ``break``).
     """
 
     def __init__(
@@ -294,6 +296,7 @@ class as_completed(Generic[T]):  # used like a function, as asyncio's is
         self._timeout = timeout
         self._cancel_remaining = cancel_remaining
         self._queue: aiologic.SimpleQueue[Pending[T]] = aiologic.SimpleQueue()
+        self._empty = aiologic.QueueEmpty  # what a get that timed out raises
         self._yielded: set[int] = set()
         for pending in self._pendings:
             pending.add_done_callback(self._queue.put)
@@ -308,7 +311,7 @@ class as_completed(Generic[T]):  # used like a function, as asyncio's is
             while self._left:
                 try:
                     pending = self._queue.green_get(timeout=self._timeout)
-                except TimeoutError:
+                except self._empty:
                     raise TimeoutError(f"none completed within {self._timeout} s") from None
                 yield self._take(pending)
         finally:
@@ -323,13 +326,25 @@ class as_completed(Generic[T]):  # used like a function, as asyncio's is
             raise StopAsyncIteration
         try:
             pending = await self._queue.async_get(timeout=self._timeout)
-        except TimeoutError:
+        except self._empty:
             self._finish()
             raise TimeoutError(f"none completed within {self._timeout} s") from None
         except BaseException:
             self._finish()
             raise
         return self._take(pending)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._finish()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._finish()
 
     async def aclose(self) -> None:
         """End the iteration early (cancels the rest if ``cancel_remaining``)."""

@@ -12,8 +12,12 @@ PUBLIC = {
     "Caller",
     "Pending",
     "PendingCancelled",
+    "PendingGroup",
     "__version__",
+    "as_completed",
     "call_using_backend",
+    "current_pending",
+    "wait",
 }
 
 

@@ -572,3 +572,108 @@ def test_work_started_from_another_caller_and_thread(caller: Caller) -> None:
         assert results == [caller.backend]
     finally:
         other.stop().result(WAIT)
+
+
+# -- call_using_backend: guest runs on the same thread, else a thread ----------------------
+def _other(backend: str) -> str:
+    return "trio" if backend == "asyncio" else "asyncio"
+
+
+@pytest.mark.parametrize("outer", BACKENDS)
+def test_call_using_backend_runs_on_the_same_thread(outer: str) -> None:
+    import sniffio
+
+    async def where() -> tuple[str, int]:
+        await anyio.sleep(0.001)
+        return sniffio.current_async_library(), threading.get_ident()
+
+    async def main() -> tuple[tuple[str, int], str]:
+        inner = await call_using_backend(_other(outer), where)  # type: ignore[arg-type]
+        return inner, sniffio.current_async_library()
+
+    (inner, ident), after = anyio.run(main, backend=outer)
+    assert (inner, ident, after) == (_other(outer), threading.get_ident(), outer)
+
+
+@pytest.mark.parametrize("outer", BACKENDS)
+def test_call_using_backend_errors_cross_back(outer: str) -> None:
+    async def fail() -> None:
+        await anyio.sleep(0)
+        raise LookupError("from the other side")
+
+    async def main() -> None:
+        await call_using_backend(_other(outer), fail)  # type: ignore[arg-type]
+
+    with pytest.raises(LookupError, match="from the other side"):
+        anyio.run(main, backend=outer)
+
+
+@pytest.mark.parametrize("outer", BACKENDS)
+def test_call_using_backend_cancellation_both_ways(outer: str) -> None:
+    reached: list[str] = []
+
+    async def forever() -> None:
+        try:
+            await anyio.sleep(60)
+        finally:
+            reached.append("inner cancelled")
+
+    async def cancels_itself() -> None:  # asyncio: the task cancels itself
+        import asyncio
+
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(60)
+
+    async def main() -> bool:
+        with anyio.move_on_after(0.05):  # the awaiting side is cancelled: so is the work
+            await call_using_backend(_other(outer), forever)  # type: ignore[arg-type]
+        if outer == "asyncio":
+            return True  # trio work cannot cancel itself from outside a scope
+        try:  # the work ends cancelled: the awaiting side hears of it
+            await call_using_backend("asyncio", cancels_itself)
+        except PendingCancelled:
+            return True
+        return False
+
+    assert anyio.run(main, backend=outer) is True
+    assert reached == ["inner cancelled"]
+
+
+@pytest.mark.parametrize("outer", BACKENDS)
+def test_call_using_backend_concurrent_calls(outer: str) -> None:
+    """A second call while a guest run is busy on this thread goes to a thread."""
+    import sniffio
+
+    async def which(delay: float) -> tuple[str, bool]:
+        await anyio.sleep(delay)
+        same = threading.current_thread() is threading.main_thread()
+        return sniffio.current_async_library(), same
+
+    async def main() -> list[tuple[str, bool]]:
+        results: list[tuple[str, bool]] = []
+
+        async def one(delay: float) -> None:
+            results.append(await call_using_backend(_other(outer), which, delay))  # type: ignore[arg-type]
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one, 0.1)
+            await anyio.sleep(0.02)
+            tg.start_soon(one, 0.0)
+        return results
+
+    assert anyio.run(main, backend=outer) == [(_other(outer), False), (_other(outer), True)]
+
+
+def test_call_using_backend_on_a_callers_thread(caller: Caller) -> None:
+    import sniffio
+
+    async def where() -> tuple[str, str]:
+        await anyio.sleep(0.001)
+        return sniffio.current_async_library(), threading.current_thread().name
+
+    async def main() -> tuple[str, str]:
+        return await call_using_backend(_other(caller.backend), where)  # type: ignore[arg-type]
+
+    assert caller.call_soon(main).result(WAIT) == (_other(caller.backend), caller.thread.name)

@@ -226,6 +226,9 @@ class AsyncShell(InteractiveShell):
         # Each scope with the thread whose loop owns it: a scope is cancelled only there.
         self._cell_scopes: dict[anyio.CancelScope, int] = {}
         self.set_hook("show_in_pager", self._page_payload, 99)  # type: ignore[arg-type]
+        from .magics import register as register_magics  # %callers, %%thread, %%trio, ...
+
+        register_magics(self)
 
     # -- namespaces: a subshell's task sees its own (see namespaces.py) ---------------------
     def init_completer(self) -> None:

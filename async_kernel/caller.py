@@ -430,6 +430,7 @@ class Caller:
         self._task_group.cancel_scope.cancel()
 
     async def wait_stopped(self) -> None:
+        """Wait, on this caller's own loop, until :meth:`stop` is called."""
         await self._stopped.wait()
 
     def join(self, timeout: float | None = None) -> bool:

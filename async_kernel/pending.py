@@ -201,6 +201,7 @@ class Pending(Generic[T]):
         return False
 
     def done(self) -> bool:
+        """Whether it has completed (with a result, an error, or cancelled)."""
         return self._done.is_set()
 
     def cancelled(self) -> bool:

@@ -46,6 +46,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from .parent import current_request
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from IPython.core.events import EventManager
 
     from .iostream import OutStream
@@ -112,9 +114,13 @@ class FdCapture:
         self._pipes: list[_Pipe] = []
         self._by_read_end: dict[int, _Pipe] = {}
         self._lock = threading.Lock()
-        self._in_flight = False  # the reader holds data it has not handed on yet
+        self.in_flight = False  # the reader holds data it has not handed on yet
         self._owners: list[Request] = []  # running cells, oldest first
+        # peek(0, 1): is there data in either pipe?  One syscall that never blocks, safe
+        # from any thread (epoll where there is one: ~0.15 µs, against ~0.2 for poll).
+        self._epoll = select.epoll() if hasattr(select, "epoll") else None
         self._poll = select.poll()
+        self.peek: Callable[[float, int], list[tuple[int, int]]] = self._peek_poll
         self._thread: threading.Thread | None = None
         self._running = False
         self._wake_r, self._wake_w = -1, -1
@@ -136,8 +142,12 @@ class FdCapture:
             self._point_terminal_writers_at(pipe)
             pipe.redirect()
             self._poll.register(pipe.read_end, select.POLLIN)
+            if self._epoll is not None:
+                self._epoll.register(pipe.read_end, select.EPOLLIN)
             self._by_read_end[pipe.read_end] = pipe
         self._pipes = pipes
+        if self._epoll is not None:
+            self.peek = self._epoll.poll
         _line_buffer_c_stdout()
         for stream in self._streams:
             stream.attach_capture(self)
@@ -196,6 +206,9 @@ class FdCapture:
             for fd in (pipe.read_end, pipe.saved):
                 with contextlib.suppress(OSError):
                     os.close(fd)
+        self.peek = _nothing_there  # a writer that saw this capture a moment ago
+        if self._epoll is not None:
+            self._epoll.close()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -215,18 +228,21 @@ class FdCapture:
             with self._lock, contextlib.suppress(ValueError):
                 self._owners.remove(request)
 
+    def _peek_poll(self, timeout: float, _: int) -> list[tuple[int, int]]:
+        try:
+            return self._poll.poll(timeout)
+        except RuntimeError:  # another thread is polling it: say yes, look under the lock
+            return [(-1, 0)]
+
     # -- moving data --------------------------------------------------------------------
     def sync(self, *, force: bool = False) -> None:
         """Hand on everything written to fds 1 and 2 so far (called before each Python-level
         write and flush: see Order in the module's docs)."""
-        if not force and not self._in_flight:
-            try:
-                if not self._poll.poll(0):
-                    return
-            except RuntimeError:  # another thread is polling it: look under the lock
-                pass
-        with self._lock:
-            self._read_available()
+        # The pipes first, then the reader's flag: data the reader takes between the two
+        # looks is then still seen (as in flight), never missed by both.
+        if force or self.peek(0, 1) or self.in_flight:
+            with self._lock:
+                self._read_available()
 
     def _read_loop(self) -> None:
         poller = select.poll()
@@ -241,13 +257,13 @@ class FdCapture:
             if not self._running:
                 break
             with self._lock:
-                self._in_flight = True
+                self.in_flight = True
                 try:
                     self._read_available()
                 except Exception:
                     log.exception("reading captured fd output failed")
                 finally:
-                    self._in_flight = False
+                    self.in_flight = False
 
     def _read_available(self) -> None:
         """Read both pipes until empty and hand the text on (the lock is held)."""
@@ -279,6 +295,10 @@ class FdCapture:
         text = pipe.decoder.decode(data)
         if text:
             pipe.stream.append(owner, text)
+
+
+def _nothing_there(timeout: float, maxevents: int) -> list[tuple[int, int]]:
+    return []
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -24,6 +24,7 @@ from bench.metrics import (
     comm_deadlock,
     interrupt,
     prints,
+    progress,
     responsiveness,
     roundtrip,
     startup,
@@ -40,6 +41,7 @@ METRICS: tuple[tuple[str, Measure, tuple[str, ...], bool], ...] = (
     ("roundtrip", roundtrip.measure, ("rt_median_ms", "rt_p99_ms"), False),
     ("throughput", throughput.measure, ("throughput_per_s",), False),
     ("prints", prints.measure, ("print_s", "print_lines", "print_in_order"), True),
+    ("progress", progress.measure, ("progress_s", "progress_widget"), True),
     (
         "responsiveness",
         responsiveness.measure,

@@ -65,6 +65,13 @@ TARGETS: tuple[Target, ...] = (
         also_true="print_in_order",
     ),
     Target(
+        "10k tqdm.auto updates ≤ 1.5x ipykernel, widget bar",
+        "progress_s",
+        1.5,
+        "ipykernel",
+        also_true="progress_widget",
+    ),
+    Target(
         "kernel_info under load ≤ 3x idle", "kernel_info_load_ms", 3.0, "self:kernel_info_idle_ms"
     ),
     Target("comm_info under load ≤ 3x idle", "comm_info_load_ms", 3.0, "self:comm_info_idle_ms"),

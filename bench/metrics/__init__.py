@@ -30,6 +30,8 @@ INFO: tuple[MetricInfo, ...] = (
     MetricInfo("print_s", "100k `print(i)` to idle", "s", reference="ipykernel"),
     MetricInfo("print_lines", "print lines received", "lines", "higher"),
     MetricInfo("print_in_order", "print lines all present, in order", "bool", "higher"),
+    MetricInfo("progress_s", "10k tqdm.auto updates to idle", "s", reference="ipykernel"),
+    MetricInfo("progress_widget", "tqdm.auto bar is the widget bar", "bool", "higher"),
     MetricInfo("kernel_info_idle_ms", "shell kernel_info, idle", "ms"),
     MetricInfo("kernel_info_load_ms", "shell kernel_info, cell awaiting", "ms"),
     MetricInfo("comm_info_idle_ms", "comm_info, idle", "ms"),

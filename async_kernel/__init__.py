@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         current_pending,
         wait,
     )
+    from .router import process_events
 
 __all__ = [
     "CallbackKernel",
@@ -38,6 +39,7 @@ __all__ = [
     "as_completed",
     "call_using_backend",
     "current_pending",
+    "process_events",
     "wait",
 ]
 
@@ -50,6 +52,7 @@ _HOMES = {
     "as_completed": ".pending",
     "call_using_backend": ".backends",
     "current_pending": ".pending",
+    "process_events": ".router",
     "wait": ".pending",
 }
 

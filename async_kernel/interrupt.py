@@ -2,27 +2,103 @@
 
 SIGINT always lands on the main thread (our own threads block it).  The handler looks at
 the interrupted stack: if a cell's code is on it, the cell is running Python right now and
-gets KeyboardInterrupt at once; otherwise the loop is waiting, so the cells that await are
+gets KeyboardInterrupt; otherwise the loop is waiting, so the cells that await are
 cancelled (and report KeyboardInterrupt themselves).  An interrupt_request simply sends
 SIGINT to the main thread, so both interrupt modes share one path and one latency.
+
+An interrupt never breaks the kernel's own bookkeeping.  A cell calls kernel code (print
+goes through our stream, then our transport), and a KeyboardInterrupt raised between two of
+its bytecodes could leave a flag set for ever (a wake-up pending, a flush pending).  So the
+handler raises only where the interrupted code is the user's (or a library's it called), or
+at one of the kernel's *interruption points*: the waits it does on a cell's behalf (``input()``,
+:func:`.process_events`) and the places where it calls back into user code.  Interrupted in
+other kernel code, it is delivered again a moment later (:class:`_Redeliver`).
+
+Every wait the main thread does on a cell's behalf is a :class:`Latch` wait, in slices: a
+signal that arrives just before a blocking C wait begins is otherwise deferred by CPython
+until that wait ends, and the cell would look hung.
 """
 
 from __future__ import annotations
 
+import _thread
+import contextlib
+import os
 import signal
 import sys
+import sysconfig
 import threading
-from collections.abc import Callable, Generator
+import time
+from collections.abc import Callable, Collection, Generator
 from contextlib import contextmanager
 from types import CodeType, FrameType
+from typing import TypeVar
 
 __all__ = [
+    "Latch",
     "block_sigint_in_this_thread",
     "install_sigint_handler",
     "interrupt_cells_on_other_threads",
     "interrupt_main_thread",
+    "interruption_point",
     "sigint_blocked",
 ]
+
+# The longest a kernel wait on a cell's behalf sleeps without letting a pending signal
+# handler run (see the module's docstring).
+WAIT_SLICE = 0.05  # seconds
+# How soon an interrupt that struck kernel code is delivered again.
+REDELIVER_AFTER = 0.002  # seconds
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_LIBRARY_DIRS = tuple(
+    {os.path.join(sysconfig.get_path(name), "") for name in ("stdlib", "platstdlib", "purelib")}
+)
+_points: set[CodeType] = set()
+
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def interruption_point(fn: F) -> F:
+    """Mark a kernel function where a KeyboardInterrupt may land (a wait on a cell's behalf,
+    a call back into user code): the interrupt handler raises there instead of deferring."""
+    _points.add(fn.__code__)  # type: ignore[attr-defined]
+    return fn
+
+
+class Latch:
+    """A one-slot wake-up a thread waits on; safe against an interrupt striking the waiter.
+
+    Built on a raw lock: a KeyboardInterrupt raised in :meth:`wait` leaves nothing half
+    updated (``threading.Event`` and ``Condition`` can be left broken that way).  Setting it
+    twice before a wait is the same as once.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        """Wake the waiter, or the next wait (any thread, also a signal handler)."""
+        with contextlib.suppress(RuntimeError):  # already set
+            self._lock.release()
+
+    @interruption_point
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until set (and unset it), at most ``timeout`` seconds; True if it was set.
+
+        Waits in slices of WAIT_SLICE, so an interrupt is never held up longer than that.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = WAIT_SLICE if deadline is None else min(WAIT_SLICE, deadline - time.monotonic())
+            if left <= 0:
+                return self._lock.acquire(False)
+            if self._lock.acquire(timeout=left):
+                return True
 
 
 def block_sigint_in_this_thread() -> None:
@@ -57,18 +133,68 @@ def _stack_contains(frame: FrameType | None, code: CodeType) -> bool:
     return False
 
 
-def install_sigint_handler(cell_code: CodeType, cancel_awaiting: Callable[[], object]) -> None:
-    """On SIGINT: raise in running cell code (``cell_code`` on the stack), else cancel awaits.
+def _lands_safely(frame: FrameType | None, cell_codes: Collection[CodeType]) -> bool:
+    """Whether a KeyboardInterrupt may be raised in ``frame`` (the interrupted one).
+
+    Walking down from it: user code (or a cell runner, or an interruption point) says yes;
+    other kernel code says no; library code defers to whoever called it.
+    """
+    while frame is not None:
+        code = frame.f_code
+        if code in _points or code in cell_codes:
+            return True
+        filename = code.co_filename
+        if filename.startswith(_PACKAGE_DIR):
+            return False
+        if not filename.startswith(_LIBRARY_DIRS) and not filename.startswith("<frozen"):
+            return True  # the user's own code (a cell, a module of theirs)
+        frame = frame.f_back
+    return True
+
+
+class _Redeliver:
+    """Sends SIGINT to the main thread again shortly, from a thread of its own.
+
+    Asked from the signal handler (a raw lock release is safe there); the thread is started
+    with the handler, so the handler itself never starts one.
+    """
+
+    def __init__(self) -> None:
+        self._asked = Latch()
+        thread = threading.Thread(target=self._run, name="async-kernel-interrupt", daemon=True)
+        with sigint_blocked():
+            thread.start()
+
+    def ask(self) -> None:
+        self._asked.set()
+
+    def _run(self) -> None:
+        while True:
+            self._asked.wait()
+            time.sleep(REDELIVER_AFTER)
+            interrupt_main_thread()
+
+
+def install_sigint_handler(
+    cell_codes: Collection[CodeType], cancel_awaiting: Callable[[], object]
+) -> None:
+    """On SIGINT: raise in running cell code (one of ``cell_codes`` on the stack), at a safe
+    point; else cancel the awaiting cells.
 
     ``cancel_awaiting`` is called from the signal handler and must only schedule work in a
-    thread-safe, reentrant way (a caller's ``call_soon``).
+    thread-safe, reentrant way (a caller's ``schedule``).
     """
+    redeliver = _Redeliver()
+    codes = frozenset(cell_codes)
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         __tracebackhide__ = True
-        if _stack_contains(frame, cell_code):
+        if not any(_stack_contains(frame, code) for code in codes):
+            cancel_awaiting()
+        elif _lands_safely(frame, codes):
             raise KeyboardInterrupt
-        cancel_awaiting()
+        else:  # kernel code, mid-update: once it is done
+            redeliver.ask()
 
     signal.signal(signal.SIGINT, on_sigint)
 

@@ -1,10 +1,7 @@
-"""The kernel: routes each message to the loop and queue that own it, and answers it.
+"""The kernel: its shell, callers and transport, and how one request is answered.
 
-Routing (see docs/concurrency.md):
-- control messages run on the control thread's own loop, in order, always answered;
-- shell ``execute_request`` messages run one at a time, in arrival order, on the main loop;
-- every other shell message is handled in arrival order by a second queue on the main loop,
-  so it is answered while a cell awaits (and comm_open still precedes its comm_msg).
+Where each message goes (its lane: control, the main shell's queues, a subshell's, the
+responder while a lane is blocked) is decided by :mod:`.router`; see docs/concurrency.md.
 """
 
 from __future__ import annotations
@@ -12,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 import sys
 import threading
 import time
@@ -26,7 +24,7 @@ from .connection import Channel
 from .debugger import install_debugger
 from .fdcapture import start_fd_capture
 from .history import batch_history_writes
-from .interrupt import install_sigint_handler, sigint_blocked
+from .interrupt import install_sigint_handler, interrupt_main_thread, sigint_blocked
 from .iostream import OutStream
 from .parent import (
     Request,
@@ -36,12 +34,12 @@ from .parent import (
     set_request,
 )
 from .profile import load_profile_config, run_startup_files
-from .request_queue import RequestQueue
 from .requests import RequestHandlers
+from .router import Router, cell_mode
 from .settings import InterfaceSettings
 from .shell import AsyncShell
 from .stdin import StdinBridge
-from .subshells import Subshells, cell_mode, run_on_thread
+from .subshells import Subshells
 from .transport.base import ReadableHere
 from .validation import invalid_content
 from .wire import Message, error_content, new_message
@@ -51,7 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Kernel"]
 
-_MAIN_SHELL_ONLY = frozenset({"comm_open", "comm_msg", "comm_close", "comm_info_request"})
+STOP_GRACE = 0.5  # seconds a stopping kernel waits for its main loop, twice (see stop())
 _SEND_QUEUED_TIMEOUT = 0.005  # seconds a heavy handler waits for replies already made
 # Seconds after start-up before the completer and traceback formatter are warmed (on the
 # loop, for ~0.1 s): a new client's first requests come at once and should not wait.
@@ -92,14 +90,12 @@ class Kernel:
         self.control: Caller
         self.stdin: StdinBridge
         self.handlers = RequestHandlers(self)
+        self.router: Router
         self.subshells = Subshells(self)
         self.subshells.install()
         self._stopping = False
         self._stopped: anyio.Event | None = None
-        self._executes: RequestQueue
-        self._shell_requests: RequestQueue
-        self._control_requests: RequestQueue
-        self._main_handling = 0  # requests in hand on the main loop (a cell may block it)
+        self._served = threading.Event()  # serve() has returned
 
     # -- lifecycle (main thread) -------------------------------------------------------
     async def serve(self, *, ready: Callable[[Kernel], object] | None = None) -> None:
@@ -112,16 +108,11 @@ class Kernel:
             self.control = (
                 main if self.single_thread else Caller.start_new(self.settings.backend, "control")
             )
+            self.router = Router(self, main, self.control)
             self.transport = self._make_transport(self.deliver)
             with sigint_blocked():  # the threads IPython starts must leave SIGINT to us
                 self._init_shell()
-            # Executes wait for each other; other shell requests only for each other, so
-            # they are answered while a cell awaits; control has its own loop and queue.
-            self._executes = RequestQueue(main, self.handle)
-            self._shell_requests = RequestQueue(main, self.handle)
-            self._control_requests = RequestQueue(self.control, self.handle)
-            for queue in (self._executes, self._shell_requests, self._control_requests):
-                queue.start()
+            self.router.start()
             start = getattr(self.transport, "start", None)
             if start is not None:
                 start()
@@ -134,9 +125,10 @@ class Kernel:
             finally:
                 if self.control is not main:
                     self.control.stop()
-                self.subshells.stop_all()
+                self.router.stop()
                 self._teardown_shell()
         self.transport.close()
+        self._served.set()
 
     def _init_shell(self) -> None:
         install_thread_inheritance()
@@ -146,7 +138,9 @@ class Kernel:
             OutStream("stderr", self.transport, fallback=sys.__stderr__),  # type: ignore[arg-type]
         )
         sys.stdout, sys.stderr = self._streams
-        self.stdin = StdinBridge(self.transport, self.flush_streams)
+        self.stdin = StdinBridge(
+            self.transport, self.flush_streams, self.router.wait_letting_comms_through
+        )
         self.stdin.install()
         self.shell = AsyncShell.instance(
             config=load_profile_config(), kernel=self, publisher=self, host_gui=self._host_gui()
@@ -159,9 +153,11 @@ class Kernel:
         run_startup_files(self.shell)
         if self.is_main_thread:
             install_sigint_handler(
-                AsyncShell.run_code.__code__,
+                (AsyncShell.run_code.__code__, AsyncShell._await_interruptibly.__code__),
                 lambda: self.main.schedule(self.shell.cancel_awaiting_cells),
             )
+        if not self.single_thread:
+            self.shell.magics_manager.register_function(self.subshells.magic, "line", "subshell")
         install_debugger(self)
         if not self.single_thread:
             self.main.start_soon(self._warm_up_soon)
@@ -208,7 +204,7 @@ class Kernel:
         Free, the loop reads the next shell request itself; in hand, a cell may block it,
         and the transport reads on so subshells and '# thread' cells are not held up.
         """
-        return self._main_handling == 0
+        return self.router.main.handling == 0
 
     async def _warm_up_soon(self) -> None:
         # A plain task, not Caller.call_later: its Pending would import aiologic (~20 ms,
@@ -237,50 +233,45 @@ class Kernel:
             self._stopping = True
             if self._stopped is not None:  # else serve() has not begun and will not wait
                 self.main.schedule(self._set_stopped)
+                if not self.single_thread:
+                    threading.Thread(
+                        target=self._end_if_stuck, name="async-kernel-stop", daemon=True
+                    ).start()
+
+    def _end_if_stuck(self) -> None:
+        """Make sure a kernel asked to stop ends soon, though a cell blocks the main thread.
+
+        The main loop ends serve(); a cell that blocks it (``time.sleep``, ``input()``, a
+        CPU loop) is interrupted first, so it ends as a cell does; one that still holds the
+        thread after that (a C call that ignores signals) ends with the process, once the
+        queued replies are sent.
+        """
+        if self._served.wait(STOP_GRACE):
+            return
+        log.info("a cell blocks the main thread: interrupting it to stop")
+        interrupt_main_thread()
+        if self._served.wait(STOP_GRACE):
+            return
+        log.warning("the main thread is still blocked: ending the process")
+        self.transport.close()
+        os._exit(0)
 
     def _set_stopped(self) -> None:
         assert self._stopped is not None
         self._stopped.set()
 
-    # -- routing (transport thread) -----------------------------------------------------
+    # -- routing ----------------------------------------------------------------------------
     def deliver(self, channel: Channel, identities: list[bytes], msg: Message) -> None:
-        """Hand a message to the loop that owns it.
-
-        Called on the transport's thread, or on the main loop's when it reads shell itself.
-        """
-        if channel == "stdin":
-            if msg["msg_type"] == "input_reply":
-                self.stdin.on_reply(msg)
-            else:
-                log.warning("ignored %s on stdin", msg["msg_type"])
-            return
-        request = Request(msg, channel, identities)
-        if channel == "control":
-            self._control_requests.put(request)
-        elif msg["msg_type"] in _MAIN_SHELL_ONLY:
-            # JupyterLab may send widget comms over a subshell; their callbacks touch objects
-            # of the main shell (an anyio.Event a cell awaits), so they run on its loop, which
-            # stays responsive while cells await.
-            self._shell_requests.put(request)
-        elif subshell_id := msg["header"].get("subshell_id"):
-            self.subshells.deliver(subshell_id, request)
-        elif msg["msg_type"] == "execute_request":
-            mode = cell_mode(msg)  # '# task' / '# thread' cells skip the queue
-            if mode == "queue":
-                self._executes.put(request)
-            elif mode == "task" or self.single_thread:
-                self.main.start_soon(self.handle, request)
-            else:
-                run_on_thread(self, request)
-        else:
-            self._shell_requests.put(request)
+        """Hand a message to its lane (see :mod:`.router`); the transport calls this."""
+        self.router.deliver(channel, identities, msg)
 
     def take_queued_executes(self) -> list[Request]:
         """Remove and return the execute_requests waiting behind the current one."""
-        elsewhere = self.subshells.take_queued_for(current_request())
-        if elsewhere is not None:  # a subshell's queue, or none ('# task' / '# thread')
-            return elsewhere
-        return self._executes.take_all()
+        request = current_request()
+        if request is None or cell_mode(request.msg) != "queue":
+            return []  # a task or thread cell is in no queue: its failure aborts nothing
+        lane = self.router.lane_of(request)
+        return lane.take_queued() if lane is not None else []
 
     def abort(self, requests: list[Request]) -> None:
         """Answer each request with status 'aborted' (the cell before them failed)."""
@@ -307,9 +298,6 @@ class Kernel:
         set_request(request)
         msg_type = request.msg["msg_type"]
         self.publish_status("busy")
-        on_main = threading.current_thread() is self.main.thread
-        if on_main:
-            self._main_handling += 1
         try:
             handler: Handler | None = self.handlers.for_type(msg_type)
             if handler is None:
@@ -331,8 +319,6 @@ class Kernel:
             if content is not None:
                 self.reply(request, content)
         finally:
-            if on_main:
-                self._main_handling -= 1
             self.flush_streams()
             self.publish_status("idle")
 

@@ -7,6 +7,7 @@ context; threads do not, so a thread remembers the parent of whoever started it.
 
 from __future__ import annotations
 
+import _thread
 import contextvars
 import threading
 from collections.abc import Generator
@@ -23,11 +24,23 @@ __all__ = ["Request", "current_request", "install_thread_inheritance", "request_
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """The message being handled, where it came from, and what the client allows."""
+    """The message being handled, where it came from, and what the client allows.
+
+    A request is handled once: whoever handles it first claims it (:meth:`claim`).  Its lane's
+    loop usually does; a request that loop has not taken up soon enough (the loop is
+    blocked) may be claimed by the router's responder thread instead (see :mod:`.router`).
+    """
 
     msg: Message
     channel: str = "shell"
     identities: list[bytes] = field(default_factory=list)
+    _claim: _thread.LockType = field(
+        default_factory=_thread.allocate_lock, compare=False, repr=False
+    )
+
+    def claim(self) -> bool:
+        """Take this request for handling; False if someone already has (any thread)."""
+        return self._claim.acquire(False)
 
     @property
     def allow_stdin(self) -> bool:

@@ -4,6 +4,10 @@ Requests are put from any thread (the transport's) and handled one at a time in 
 order.  Order matters beyond executes: a comm_open must be handled before the comm_msg that
 follows it, and trio runs a batch of new tasks in no fixed order, so "a task per message"
 would not keep it.
+
+Every request is claimed before it is handled (:meth:`.Request.claim`), so a request that
+someone else took meanwhile (the router's responder, or :func:`.router.process_events` on a
+blocked main thread) is skipped, not handled twice.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ log = logging.getLogger("async_kernel")
 
 if TYPE_CHECKING:
     from .caller import Caller
+    from .interrupt import Latch
     from .parent import Request
 
 __all__ = ["RequestQueue"]
@@ -33,12 +38,15 @@ class RequestQueue:
         self._queue: deque[Request] = deque()
         self._wakeup: anyio.Event | None = None
         self._idle = False
+        # Set while a thread that cannot run the consumer (a blocked cell) waits to take
+        # requests itself (take_one): put() wakes it.
+        self.waiter: Latch | None = None
 
     def start(self) -> None:
         self._caller.start_soon(self._run)
 
     def put(self, request: Request) -> None:
-        # Append first, then look at the flag: the consumer sets the flag before it looks
+        # Append first, then look at the flags: a consumer sets its flag before it looks
         # at the queue, so one of the two always sees the other's write.
         self._queue.append(request)
         if self._idle:
@@ -46,13 +54,26 @@ class RequestQueue:
                 self._wake()
             else:
                 self._caller.schedule(self._wake)
+        waiter = self.waiter
+        if waiter is not None:
+            waiter.set()
 
     def take_all(self) -> list[Request]:
-        """Remove and return everything still waiting."""
+        """Remove and return (claimed) everything still waiting that nobody has taken."""
         taken: list[Request] = []
         while self._queue:
-            taken.append(self._queue.popleft())
+            request = self._queue.popleft()
+            if request.claim():
+                taken.append(request)
         return taken
+
+    def take_one(self) -> Request | None:
+        """Remove and return (claimed) the first request nobody has taken, if any."""
+        while self._queue:
+            request = self._queue.popleft()
+            if request.claim():
+                return request
+        return None
 
     def _wake(self) -> None:
         if self._wakeup is not None:
@@ -63,6 +84,8 @@ class RequestQueue:
         while True:
             while queue:
                 request = queue.popleft()
+                if not request.claim():
+                    continue
                 try:
                     await self._handle(request)
                 except anyio.get_cancelled_exc_class():
@@ -74,3 +97,4 @@ class RequestQueue:
             if not queue:
                 await self._wakeup.wait()
             self._idle = False
+

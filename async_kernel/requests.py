@@ -11,6 +11,7 @@ import os
 import platform
 import socket
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from IPython.utils.tokenutil import token_at_cursor
 
 from ._version import __version__
 from .debugger import debugpy_missing
+from .history import read_history
 from .interrupt import interrupt_main_thread
 from .wire import PROTOCOL_VERSION, error_content
 
@@ -32,6 +34,10 @@ if TYPE_CHECKING:
 __all__ = ["RequestHandlers"]
 
 Reply = dict[str, Any]
+
+# Held while the shell's completer or inspector works (they are one object each, shared by
+# every lane and the responder).
+_introspecting = threading.Lock()
 
 LANGUAGE_INFO: Reply = {
     "name": "python",
@@ -202,7 +208,9 @@ class RequestHandlers:
         code, cursor_pos = _code_and_cursor(content)
         self.kernel.send_queued_first()
         completer = self.kernel.shell.Completer
-        with provisionalcompleter():
+        # The completer keeps state while it works: one completion at a time, whichever
+        # thread answers (a lane's loop, or the responder while that loop is blocked).
+        with _introspecting, provisionalcompleter():
             found = list(rectify_completions(code, completer.completions(code, cursor_pos)))
         start = found[0].start if found else cursor_pos
         end = found[0].end if found else cursor_pos
@@ -232,46 +240,23 @@ class RequestHandlers:
         self.kernel.send_queued_first()
         reply: Reply = {"status": "ok", "found": False, "data": {}, "metadata": {}}
         try:
-            reply["data"] = self.kernel.shell.object_inspect_mime(name, detail_level=detail)
+            with _introspecting:
+                reply["data"] = self.kernel.shell.object_inspect_mime(name, detail_level=detail)
             reply["found"] = True
         except KeyError:
             pass
         return reply
 
     async def history_request(self, request: Request) -> Reply:
-        content = request.msg["content"]
         self.kernel.send_queued_first()
         history = self.kernel.shell.history_manager
-        raw = bool(content.get("raw", True))
-        output = bool(content.get("output", False))
-        kind = content.get("hist_access_type", "tail")
-        if history is None:
+        if history is None or not history.enabled:
             return {"status": "ok", "history": []}
-        if kind == "tail":
-            entries = history.get_tail(
-                int(content.get("n", 10)), raw=raw, output=output, include_latest=True
-            )
-        elif kind == "range":
-            entries = history.get_range(
-                int(content.get("session", 0)),
-                int(content.get("start", 1)),
-                content.get("stop"),
-                raw=raw,
-                output=output,
-            )
-        elif kind == "search":
-            entries = history.search(
-                str(content.get("pattern", "*")),
-                raw=raw,
-                output=output,
-                n=content.get("n"),
-                unique=bool(content.get("unique", False)),
-            )
-        else:
-            return error_content("ValueError", f"unknown hist_access_type {kind!r}")
-        # IPython numbers the running session 0; clients expect the number tail reports.
-        current = history.session_number
-        return {"status": "ok", "history": [(s or current, *rest) for s, *rest in entries]}
+        try:
+            entries = read_history(history, request.msg["content"])
+        except ValueError as err:
+            return error_content("ValueError", str(err))
+        return {"status": "ok", "history": entries}
 
     async def is_complete_request(self, request: Request) -> Reply:
         code = str(request.msg["content"].get("code", ""))

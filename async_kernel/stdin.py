@@ -1,8 +1,11 @@
 """``input()`` and ``getpass()`` over the stdin channel.
 
 The request goes to the client that sent the execute_request; the reply comes back on the
-transport's thread and wakes the waiting code.  The wait is a plain lock wait, so an
-interrupt (SIGINT) breaks it with KeyboardInterrupt like any blocking call.
+transport's thread and wakes the waiting code.  ``input()`` does not stop the world: while
+it waits on the main thread, the comm messages that wait for the main loop run right there
+(as :func:`.router.process_events` lets them), and the router answers the shell's read-only
+requests elsewhere.  The wait is a :class:`.Latch` wait, so an interrupt ends it with
+KeyboardInterrupt within a slice, even one that arrives just as the wait begins.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import StdinNotImplementedError
 
+from .interrupt import Latch
 from .parent import current_request
 from .wire import Message, new_message
 
@@ -28,16 +32,25 @@ __all__ = ["StdinBridge"]
 class _Pending:
     def __init__(self, parent_id: str) -> None:
         self.parent_id = parent_id
-        self.done = threading.Event()
+        self.answered = False
+        self.wakeup = Latch()
         self.value = ""
 
 
 class StdinBridge:
     """Asks the client for a line of input and waits for its input_reply."""
 
-    def __init__(self, transport: Transport, flush_output: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        flush_output: Callable[[], None],
+        wait_here: Callable[[Latch], None] | None = None,
+    ) -> None:
         self._transport = transport
         self._flush_output = flush_output
+        # How to wait for a reply on this thread: one slice of letting comm messages
+        # through until the latch is set (the router's, on the main thread).
+        self._wait_here = wait_here
         self._lock = threading.Lock()
         self._pending: list[_Pending] = []
 
@@ -65,7 +78,11 @@ class StdinBridge:
             self._pending.append(pending)
         try:
             self._transport.send("stdin", msg, request.identities)
-            pending.done.wait()
+            while not pending.answered:
+                if self._wait_here is not None:
+                    self._wait_here(pending.wakeup)
+                else:
+                    pending.wakeup.wait()
         finally:
             with self._lock:
                 if pending in self._pending:
@@ -83,4 +100,5 @@ class StdinBridge:
             pending = match or self._pending[0]  # clients may leave parent_header empty
             self._pending.remove(pending)
         pending.value = value if isinstance(value, str) else str(value)
-        pending.done.set()
+        pending.answered = True
+        pending.wakeup.set()

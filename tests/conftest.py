@@ -96,6 +96,23 @@ def shell_reply(kc: BlockingKernelClient, msg_id: str, timeout: float = TIMEOUT)
             return msg
 
 
+def shell_replies(
+    kc: BlockingKernelClient, msg_ids: list[str], timeout: float = TIMEOUT
+) -> dict[str, dict[str, Any]]:
+    """The shell replies to every one of ``msg_ids``, in whatever order they come.
+
+    Replies to different requests need not keep the requests' order: one answered while its
+    lane's loop is blocked may overtake one answered on that loop.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    while len(found) < len(set(msg_ids)):
+        msg = kc.get_shell_msg(timeout=timeout)
+        parent = msg["parent_header"].get("msg_id")
+        if parent in msg_ids:
+            found[parent] = msg
+    return found
+
+
 def execute(
     kc: BlockingKernelClient, code: str, **kwargs: Any
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:

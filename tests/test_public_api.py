@@ -17,6 +17,7 @@ PUBLIC = {
     "as_completed",
     "call_using_backend",
     "current_pending",
+    "process_events",
     "wait",
 }
 

@@ -156,8 +156,8 @@ def test_subshell_answers_while_main_blocks_outside_any_request(kc: BlockingKern
 
 def test_namespaces(kc: BlockingKernelClient) -> None:
     run_in(kc, None, "where = 'main'")
-    own = create_subshell(kc)
-    shared = create_subshell(kc, user_ns="main")
+    own = create_subshell(kc, user_ns="own")
+    shared = create_subshell(kc)  # the default, as in JupyterLab and ipykernel: shared
     try:
         _, outputs = run_in(kc, own, "print('where' in globals()); where = 'own'")
         assert stream_text(outputs) == "False\n"
@@ -175,7 +175,7 @@ def test_namespaces(kc: BlockingKernelClient) -> None:
 
 
 def test_completion_and_inspection_see_the_subshells_namespace(kc: BlockingKernelClient) -> None:
-    own = create_subshell(kc)
+    own = create_subshell(kc, user_ns="own")
     try:
         run_in(kc, own, "subshell_only_value = 12345")
         run_in(kc, None, "main_only_value = 678")

@@ -1,0 +1,418 @@
+"""The router: the one place where an incoming message's lane is decided.
+
+A *lane* is one shell's loop and queues: the main shell's, or a subshell's (each subshell
+has a thread and loop of its own).  Where a message goes:
+
+=========================================  ==============================================
+stdin ``input_reply``                      the stdin bridge (wakes the waiting ``input()``)
+control (any type)                         the control queue: its own thread and loop,
+                                           in order, always answered
+shell ``comm_*`` and ``comm_info_request``  the main loop's comm queue, in order, whatever
+                                           subshell the message names (see below)
+shell, with ``subshell_id``                that subshell's lane (unknown: an error reply)
+shell ``execute_request``                  the lane's execute queue, one at a time; a
+                                           ``# task`` cell as a task of the lane's loop, a
+                                           ``# thread`` cell on a thread of its own
+shell, anything else                       the lane's queue of other requests, in order
+=========================================  ==============================================
+
+**Never deaf.**  The requests that only read (:data:`ASKS`: kernel_info, comm_info,
+is_complete, history, complete, inspect, connect, usage) are handled on their lane's loop,
+as everything else, while that loop is free.  But a cell may block the loop (``time.sleep``,
+a long numpy call, ``input()``, a CPU loop).  So when such a request arrives while its lane
+may be blocked, the router also arms a timer (on the transport's thread): if the lane has
+not taken the request up within :data:`ANSWER_ELSEWHERE_AFTER`, the *responder* (a thread
+with a loop of its own that owns no user state) claims it and answers it, in the lane's
+namespace.  Each request is claimed once (:meth:`.Request.claim`), so it is never answered
+twice.  Nothing those handlers do mutates what the blocked cell owns (see
+docs/concurrency.md).
+
+**Comms stay on the main loop.**  Comm callbacks touch the main shell's objects (a widget,
+an asyncio future a cell awaits), so they run on the main loop, in order, also when
+JupyterLab sends them over a subshell.  A blocked cell lets them through explicitly with
+:func:`process_events`; so does ``input()`` while it waits.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import logging
+import threading
+import time
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+
+from .caller import Caller
+from .interrupt import Latch, interruption_point
+from .namespaces import Namespace, set_namespace
+from .parent import Request
+from .request_queue import RequestQueue
+from .wire import Message, error_content
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+__all__ = ["ASKS", "COMMS", "CellMode", "Lane", "Router", "cell_mode", "process_events"]
+
+log = logging.getLogger("async_kernel")
+
+CellMode = Literal["queue", "task", "thread"]
+
+ASKS = frozenset(
+    {
+        "kernel_info_request",
+        "comm_info_request",
+        "is_complete_request",
+        "history_request",
+        "complete_request",
+        "inspect_request",
+        "connect_request",
+        "usage_request",
+    }
+)
+"""Shell requests that only read: answered elsewhere when their lane's loop is blocked."""
+
+COMMS = frozenset({"comm_open", "comm_msg", "comm_close"})
+"""Comm messages: always on the main loop, in order."""
+
+# How long a request of ASKS waits for a lane that may be blocked before the responder
+# answers it.  A free loop takes a request up in well under a millisecond.
+ANSWER_ELSEWHERE_AFTER = 0.004  # seconds
+CLOSE_GRACE = 1.0  # seconds a deleted subshell's cells get to end after being cancelled
+
+
+def cell_mode(msg: Message) -> CellMode:
+    """How an execute request runs: first line ``# task`` / ``# thread``, or a metadata tag."""
+    content, metadata = msg.get("content"), msg.get("metadata")
+    code = content.get("code") if isinstance(content, dict) else None
+    if isinstance(code, str) and code.startswith("#"):
+        end = code.find("\n")
+        first = (code if end < 0 else code[:end]).strip()
+        if first in ("# task", "# thread"):
+            return "task" if first == "# task" else "thread"
+    tags = metadata.get("tags") if isinstance(metadata, dict) else None
+    if isinstance(tags, list):
+        if "thread" in tags:
+            return "thread"
+        if "task" in tags:
+            return "task"
+    return "queue"
+
+
+class Lane:
+    """One shell's loop and queues: the main shell, or a subshell.
+
+    Executes wait for each other; other requests only for each other (their order matters,
+    and trio starts a batch of new tasks in no fixed order).
+    """
+
+    def __init__(
+        self, router: Router, caller: Caller, namespace: Namespace | None, subshell_id: str = ""
+    ) -> None:
+        self.router = router
+        self.caller = caller
+        self.namespace = namespace
+        self.subshell_id = subshell_id
+        self.executes = RequestQueue(caller, self.run)
+        self.others = RequestQueue(caller, self.run)
+        self.closing = False
+        # Cells handed to this loop and not yet answered: while any is, the loop may be
+        # blocked.  Two counters, each written by one thread only (no lock needed).
+        self._cells_in = 0  # by the delivering thread
+        self._cells_out = 0  # by this lane's thread
+        self.handling = 0  # requests in hand on this loop (this lane's thread only)
+        self._running: dict[anyio.CancelScope, Request] = {}
+
+    def start(self) -> None:
+        self.executes.start()
+        self.others.start()
+
+    # -- routing (the delivering thread) ---------------------------------------------------
+    def put(self, request: Request) -> None:
+        if self.closing:
+            self.router.answer_closed(request, "the subshell was deleted")
+            return
+        msg_type = request.msg["msg_type"]
+        if msg_type == "execute_request":
+            mode = cell_mode(request.msg)
+            if mode == "thread" and not self.router.single_thread:
+                self.router.run_on_thread(request, self.namespace)
+                return
+            self._cells_in += 1
+            if mode == "queue":
+                self.executes.put(request)
+            else:
+                self.caller.start_soon(self.run, request)
+            return
+        self.others.put(request)
+        if msg_type in ASKS and self.may_be_blocked():
+            self.router.answer_elsewhere_if_late(self, request)
+
+    def may_be_blocked(self) -> bool:
+        """Whether this lane's loop may not take up a request soon (asked off it, or with a
+        cell in hand)."""
+        if self.router.single_thread:
+            return False
+        return (
+            not self.caller.in_loop() or self._cells_in != self._cells_out or self.handling > 0
+        )
+
+    def take_queued(self) -> list[Request]:
+        """Remove and return this lane's queued execute requests."""
+        return self.executes.take_all()
+
+    # -- this lane's thread ----------------------------------------------------------------
+    async def run(self, request: Request) -> None:
+        """Handle ``request`` on this lane's loop, in its namespace."""
+        set_namespace(self.namespace)
+        is_cell = request.msg["msg_type"] == "execute_request"
+        self.handling += 1
+        with anyio.CancelScope() as scope:
+            self._running[scope] = request
+            try:
+                await self.router.kernel.handle(request)
+            finally:
+                del self._running[scope]
+                self.handling -= 1
+                if is_cell:
+                    self._cells_out += 1
+        if scope.cancelled_caught:
+            self.router.answer_closed(request, "the subshell was deleted", busy=False)
+
+    async def close(self) -> None:
+        """Interrupt what runs, answer what waits, then stop the loop (a deleted subshell)."""
+        self.closing = True
+        for request in self.executes.take_all() + self.others.take_all():
+            self.router.answer_closed(request, "aborted")
+        self.router.kernel.shell.cancel_awaiting_cells()  # this thread's awaiting cells only
+        with anyio.move_on_after(CLOSE_GRACE):
+            while self._running:
+                await anyio.sleep(0.01)
+        for scope in list(self._running):
+            scope.cancel()
+        await anyio.sleep(0)  # let the cancelled handlers answer
+        self.caller.stop()
+
+
+class Router:
+    """Decides every incoming message's lane (see the module's docstring)."""
+
+    current: Router | None = None  # the serving kernel's, for process_events()
+
+    def __init__(self, kernel: Kernel, main: Caller, control: Caller) -> None:
+        self.kernel = kernel
+        self.single_thread = kernel.single_thread
+        self.main = Lane(self, main, None)
+        self.comms = RequestQueue(main, self._run_comm)
+        self.control = RequestQueue(control, kernel.handle)
+        self._subshells: dict[str, Lane] = {}
+        self._responder: Caller | None = None
+        self._responder_lock = threading.Lock()
+
+    def start(self) -> None:
+        self.main.start()
+        self.comms.start()
+        self.control.start()
+        Router.current = self
+
+    def stop(self) -> None:
+        """Shutdown: stop the subshells and the responder (their threads are daemons)."""
+        if Router.current is self:
+            Router.current = None
+        lanes, self._subshells = list(self._subshells.values()), {}
+        callers = [lane.caller for lane in lanes]
+        if self._responder is not None:
+            callers.append(self._responder)
+        for caller in callers:
+            caller.stop()
+        for caller in callers:
+            caller.join(0.5)
+
+    # -- subshells ---------------------------------------------------------------------------
+    def add_subshell(self, subshell_id: str, namespace: Namespace | None) -> Lane:
+        """Start a subshell's lane: a new thread and loop (call it off any loop: it waits)."""
+        caller = Caller.start_new(self.kernel.settings.backend, f"subshell-{subshell_id[:8]}")
+        lane = Lane(self, caller, namespace, subshell_id)
+        lane.start()
+        self._subshells[subshell_id] = lane
+        return lane
+
+    def remove_subshell(self, subshell_id: str) -> Lane | None:
+        return self._subshells.pop(subshell_id, None)
+
+    def subshell(self, subshell_id: str) -> Lane | None:
+        return self._subshells.get(subshell_id)
+
+    @property
+    def subshell_ids(self) -> list[str]:
+        return list(self._subshells)
+
+    def lane_of(self, request: Request | None) -> Lane | None:
+        """The lane ``request`` was routed to (None: a '# thread' cell or an unknown one)."""
+        if request is None:
+            return None
+        subshell_id = request.msg["header"].get("subshell_id")
+        if not subshell_id:
+            return self.main
+        return self._subshells.get(subshell_id) if isinstance(subshell_id, str) else None
+
+    # -- routing (the transport's thread, or a loop reading its own channel) ----------------
+    def deliver(self, channel: str, identities: list[bytes], msg: Message) -> None:
+        """Hand a message to its lane; quick, never raises for a message's content."""
+        if channel == "stdin":
+            if msg["msg_type"] == "input_reply":
+                self.kernel.stdin.on_reply(msg)
+            else:
+                log.warning("ignored %s on stdin", msg["msg_type"])
+            return
+        request = Request(msg, channel, identities)
+        if channel == "control":
+            self.control.put(request)
+            return
+        if msg["msg_type"] in COMMS:
+            self.comms.put(request)
+            return
+        if msg["msg_type"] == "comm_info_request":  # in order with the comms it lists
+            self.comms.put(request)
+            if self.main.may_be_blocked():
+                self.answer_elsewhere_if_late(self.main, request)
+            return
+        subshell_id = msg["header"].get("subshell_id")
+        if not subshell_id:
+            self.main.put(request)
+            return
+        lane = self._subshells.get(subshell_id) if isinstance(subshell_id, str) else None
+        if lane is None or lane.caller.stopped:
+            self.main.caller.schedule(self._answer_unknown_subshell, request)
+        else:
+            lane.put(request)
+
+    def _answer_unknown_subshell(self, request: Request) -> None:
+        subshell_id = request.msg["header"].get("subshell_id")
+        log.warning("%s for unknown subshell %r", request.msg["msg_type"], subshell_id)
+        content = error_content("SubshellNotFound", f"no subshell with id {subshell_id!r}")
+        if request.claim():
+            self.kernel.answer_unrun(request, content)
+
+    def answer_closed(self, request: Request, why: str, *, busy: bool = True) -> None:
+        """Answer a request its lane will never run: 'aborted' for executes, else an error."""
+        if request.msg["msg_type"] == "execute_request":
+            content = {"status": "aborted", "execution_count": self.kernel.shell.execution_count}
+        else:
+            content = error_content("SubshellDeleted", why)
+        self.kernel.answer_unrun(request, content, busy=busy)
+
+    def run_on_thread(self, request: Request, namespace: Namespace | None) -> None:
+        """Handle ``request`` on a new worker thread with its own loop (a ``# thread`` cell)."""
+        request.claim()
+        Caller.spawn(
+            _handle_in, self.kernel, request, namespace,
+            backend=self.kernel.settings.backend, name="cell",
+        )  # fmt: skip
+
+    # -- answering while a lane is blocked ---------------------------------------------------
+    def answer_elsewhere_if_late(self, lane: Lane, request: Request) -> None:
+        """Let the responder answer ``request`` if ``lane`` has not taken it up in time."""
+        self.kernel.transport.call_later(
+            ANSWER_ELSEWHERE_AFTER, functools.partial(self._answer_if_unclaimed, lane, request)
+        )
+
+    def _answer_if_unclaimed(self, lane: Lane, request: Request) -> None:
+        if request.claim():
+            self._get_responder().start_soon(_handle_in, self.kernel, request, lane.namespace)
+
+    def _get_responder(self) -> Caller:
+        with self._responder_lock:
+            if self._responder is None:
+                self._responder = Caller.start_new(self.kernel.settings.backend, "responder")
+            return self._responder
+
+    # -- comms on the main thread ------------------------------------------------------------
+    async def _run_comm(self, request: Request) -> None:
+        set_namespace(None)
+        await self.kernel.handle(request)
+
+    def process_events(self, timeout: float) -> int:
+        """Run the comm messages waiting for the main shell, here (the main thread)."""
+        handled = self._run_waiting_comms()
+        if handled or timeout <= 0:
+            return handled
+        latch = Latch()
+        self.comms.waiter = latch  # before the next look: a message put after it wakes us
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                handled = self._run_waiting_comms()
+                left = deadline - time.monotonic()
+                if handled or left <= 0:
+                    return handled
+                latch.wait(left)
+        finally:
+            self.comms.waiter = None
+
+    def wait_letting_comms_through(self, wakeup: Latch) -> None:
+        """One wait of a blocking kernel call (``input()``) until ``wakeup`` is set.
+
+        On the main thread the comm messages that wait meanwhile run here, and one that
+        arrives sets ``wakeup`` too; elsewhere the main loop runs them itself.
+        """
+        if threading.current_thread() is not self.main.caller.thread:
+            wakeup.wait()
+            return
+        self.comms.waiter = wakeup
+        try:
+            if not self._run_waiting_comms():
+                wakeup.wait()
+        finally:
+            self.comms.waiter = None
+
+    def _run_waiting_comms(self) -> int:
+        handled = 0
+        while (request := self.comms.take_one()) is not None:
+            _run_to_end(contextvars.copy_context(), self._run_comm(request))
+            handled += 1
+        return handled
+
+
+async def _handle_in(kernel: Kernel, request: Request, namespace: Namespace | None) -> None:
+    set_namespace(namespace)
+    await kernel.handle(request)
+
+
+@interruption_point
+def _run_to_end(context: contextvars.Context, coro: Coroutine[Any, Any, None]) -> None:
+    """Run a handler's coroutine that never suspends (a comm message's), in ``context``."""
+    try:
+        context.run(coro.send, None)
+    except StopIteration:
+        return
+    coro.close()
+    raise RuntimeError("a comm handler suspended inside process_events()")
+
+
+def process_events(timeout: float = 0.0) -> int:
+    """Let a blocking cell handle the comm messages that wait for it; returns how many ran.
+
+    A cell that blocks the main thread (a loop polling a widget's value with ``time.sleep``)
+    keeps widget messages waiting: they run on the main loop, which the cell holds.  Called
+    in such a loop, this runs the waiting comm messages right here, in order, and nothing
+    else (no other cell).  With none waiting it waits up to ``timeout`` seconds for one::
+
+        slider = ipywidgets.IntSlider()
+        display(slider)
+        while slider.value < 5:
+            async_kernel.process_events(timeout=0.05)
+
+    Anywhere but the main thread (a subshell, a ``# thread`` cell) the main loop handles
+    comm messages itself; this then only waits ``timeout`` seconds.
+    """
+    router = Router.current
+    if router is None or threading.current_thread() is not router.main.caller.thread:
+        if timeout > 0:
+            time.sleep(timeout)
+        return 0
+    return router.process_events(timeout)
+

@@ -28,6 +28,7 @@ from bench.metrics import (
     responsiveness,
     roundtrip,
     startup,
+    threads,
     throughput,
 )
 from bench.session import BenchTimeout, KernelFailed, KernelSession
@@ -52,6 +53,7 @@ METRICS: tuple[tuple[str, Measure, tuple[str, ...], bool], ...] = (
         ),
         True,
     ),
+    ("threads", threads.measure, threads.KEYS, True),
     ("interrupt", interrupt.measure, ("interrupt_sync_ms", "interrupt_async_ms"), True),
     ("comm", comm_deadlock.measure, ("comm_release_ms",), True),
 )

@@ -83,6 +83,12 @@ TARGETS: tuple[Target, ...] = (
         "self:control_idle_ms",
     ),
     Target("comm_msg releases awaiting cell (no deadlock)", "comm_release_ms", float("inf")),
+    Target(
+        "Caller.to_thread ≤ 1.5x anyio.to_thread.run_sync",
+        "to_thread_us",
+        1.5,
+        "self:anyio_to_thread_us",
+    ),
     Target("interrupt `time.sleep` ≤ 50 ms", "interrupt_sync_ms", 50.0),
     Target("interrupt awaited sleep ≤ 50 ms", "interrupt_async_ms", 50.0),
     Target(

@@ -44,6 +44,10 @@ INFO: tuple[MetricInfo, ...] = (
     MetricInfo("control_idle_ms", "control kernel_info, idle", "ms"),
     MetricInfo("control_blocked_ms", "control kernel_info, cell in time.sleep", "ms"),
     MetricInfo("comm_release_ms", "comm_msg to awaiting cell's reply", "ms"),
+    MetricInfo("call_soon_rt_us", "Caller.call_soon to another thread and back", "µs"),
+    MetricInfo("to_thread_us", "Caller.to_thread round trip", "µs"),
+    MetricInfo("anyio_to_thread_us", "anyio.to_thread.run_sync round trip", "µs"),
+    MetricInfo("asyncio_to_thread_us", "asyncio.to_thread round trip", "µs"),
     MetricInfo("interrupt_sync_ms", "interrupt `time.sleep(30)`", "ms"),
     MetricInfo("interrupt_async_ms", "interrupt awaited sleep(30)", "ms"),
 )

@@ -36,10 +36,15 @@ LINE_IN_CELL = 5
 UNDEFINED = {"data": {}, "metadata": {}}  # richInspectVariables: not in this context
 
 
-def dap(kc: BlockingKernelClient, command: str, **arguments: Any) -> dict[str, Any]:
-    """Send one DAP request on control and return its response (the debug_reply content)."""
+def dap(
+    kc: BlockingKernelClient, command: str, subshell_id: str | None = None, **arguments: Any
+) -> dict[str, Any]:
+    """Send one DAP request on control and return its response (the debug_reply content);
+    ``subshell_id`` names the shell it is about, in the header."""
     content = {"type": "request", "seq": next(_seq), "command": command, "arguments": arguments}
     msg = kc.session.msg("debug_request", content)
+    if subshell_id is not None:
+        msg["header"]["subshell_id"] = subshell_id
     kc.control_channel.send(msg)
     while True:
         reply = kc.control_channel.get_msg(timeout=TIMEOUT)
@@ -219,3 +224,99 @@ def test_without_debugpy_the_kernel_says_what_to_install() -> None:
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+COPY_CELL = """\
+def make():
+    local_value = 41 + 1
+    return local_value
+
+made = make()
+"""
+LINE_AFTER_LOCAL = 3
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_copy_to_globals_from_a_stopped_frame(backend: str) -> None:
+    with start_kernel(f"--interface.backend={backend}") as (_, kc):
+        assert dap(kc, "initialize", clientID="test", adapterID="python")["success"]
+        assert dap(kc, "attach")["success"]
+        assert dap(kc, "debugInfo")["body"]["copyToGlobals"] is True  # JupyterLab's switch
+        path = dap(kc, "dumpCell", code=COPY_CELL)["body"]["sourcePath"]
+        set_bp = dap(
+            kc, "setBreakpoints", source={"path": path}, breakpoints=[{"line": LINE_AFTER_LOCAL}]
+        )
+        assert set_bp["success"]
+        assert dap(kc, "configurationDone")["success"]
+        msg_id = kc.execute(COPY_CELL)
+        thread = next_event(kc, "stopped")["body"]["threadId"]
+        frames = dap(kc, "stackTrace", threadId=thread)["body"]["stackFrames"]
+        assert frames[0]["name"] == "make"
+        # As JupyterLab sends it: the top frame's local, under the same name or another.
+        copied = dap(
+            kc,
+            "copyToGlobals",
+            srcVariableName="local_value",
+            dstVariableName="copied_value",
+            srcFrameId=frames[0]["id"],
+        )
+        assert copied["success"], copied
+        assert copied["command"] == "copyToGlobals"
+        assert dap(kc, "continue", threadId=thread)["success"]
+        reply = kc.get_shell_msg(timeout=TIMEOUT)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["content"]["status"] == "ok"
+        variables = {
+            v["name"]: v["value"] for v in dap(kc, "inspectVariables")["body"]["variables"]
+        }
+        assert variables["copied_value"] == "42"
+        assert "local_value" not in variables
+        # Without a stopped frame there is nothing to copy from: a failed response.
+        again = dap(kc, "copyToGlobals", srcVariableName="made", dstVariableName="x", srcFrameId=1)
+        assert again["success"] is False
+        assert dap(kc, "disconnect", restart=False, terminateDebuggee=False)["success"]
+
+
+def _control(kc: BlockingKernelClient, msg_type: str, **content: Any) -> dict[str, Any]:
+    msg = kc.session.msg(msg_type, content)
+    kc.control_channel.send(msg)
+    while True:
+        reply = kc.control_channel.get_msg(timeout=TIMEOUT)
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            return reply["content"]
+
+
+def _run_in(kc: BlockingKernelClient, subshell_id: str | None, code: str) -> None:
+    msg = kc.session.msg("execute_request", {"code": code, "silent": False})
+    if subshell_id is not None:
+        msg["header"]["subshell_id"] = subshell_id
+    kc.shell_channel.send(msg)
+    while True:
+        reply = kc.get_shell_msg(timeout=TIMEOUT)
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            assert reply["content"]["status"] == "ok", reply["content"]
+            return
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_variables_of_the_shell_the_request_names(backend: str) -> None:
+    with start_kernel(f"--interface.backend={backend}") as (_, kc):
+        own = _control(kc, "create_subshell_request", user_ns="own")["subshell_id"]
+        shared = _control(kc, "create_subshell_request", user_ns="main")["subshell_id"]
+        _run_in(kc, None, "main_only = 1")
+        _run_in(kc, own, "own_only = 2")
+
+        def names(subshell_id: str | None) -> dict[str, str]:
+            response = dap(kc, "inspectVariables", subshell_id=subshell_id)
+            assert response["success"], response
+            return {v["name"]: v["value"] for v in response["body"]["variables"]}
+
+        assert names(None)["main_only"] == "1" and "own_only" not in names(None)
+        assert names(own)["own_only"] == "2" and "main_only" not in names(own)
+        assert names(shared)["main_only"] == "1" and "own_only" not in names(shared)
+        rich = dap(kc, "richInspectVariables", subshell_id=own, variableName="own_only")
+        assert rich["body"]["data"] == {"text/plain": "2"}
+        absent = dap(kc, "richInspectVariables", subshell_id=own, variableName="main_only")
+        assert absent["success"] and absent["body"] == UNDEFINED
+        unknown = dap(kc, "inspectVariables", subshell_id="no-such-subshell")
+        assert unknown["success"] is False and "no-such-subshell" in unknown["message"]

@@ -2,7 +2,10 @@
 
 Answered here (the Jupyter extensions of JEP 47, and what needs the kernel's own state):
 ``debugInfo``, ``dumpCell``, ``configurationDone``, ``inspectVariables``,
-``richInspectVariables`` (outside a stopped frame), ``modules`` and ``source``.  Everything
+``richInspectVariables`` (outside a stopped frame), ``copyToGlobals`` (through debugpy's
+``setExpression``), ``modules`` and ``source``.  ``inspectVariables`` and
+``richInspectVariables`` show the namespace of the shell the request names (its header's
+``subshell_id``): a subshell's own namespace, or the main one it shares.  Everything
 else (``setBreakpoints``, ``stackTrace``, ``scopes``, ``variables``, ``evaluate``, stepping,
 ``continue``, ``disconnect``, ...) goes to debugpy's adapter, which debugs this process.
 
@@ -47,6 +50,22 @@ _RESUMING = ("continue", "next", "stepIn", "stepOut", "stepBack", "reverseContin
 _PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
 
 
+_UNKNOWN: Any = object()
+
+
+def _subshell_namespace(kernel: Any, subshell_id: object) -> Any:
+    """A subshell's own namespace, None if it shares the main one, ``_UNKNOWN`` if there is
+    no such subshell (asked of the router's lanes, else of the subshells' table)."""
+    router = getattr(kernel, "router", None)
+    find = getattr(router, "subshell", None)
+    lane: Any
+    if callable(find):
+        lane = find(subshell_id)
+    else:
+        lane = getattr(kernel.subshells, "_by_id", {}).get(subshell_id)
+    return _UNKNOWN if lane is None else lane.namespace
+
+
 def _skip_in_debugger(thread: threading.Thread) -> None:
     """pydevd's documented per-thread opt-out: never trace, never suspend this thread."""
     thread.pydev_do_not_trace = True  # type: ignore[attr-defined]
@@ -63,6 +82,7 @@ class DebugHandlers:
         self._started = False  # debugInfo's isStarted: from initialize to disconnect
         self._breakpoints: dict[str, list[dict[str, Any]]] = {}
         self._stopped_threads: set[int] = set()
+        self._subshell_id: object = None  # the shell the request being answered names
         self._local: dict[str, Callable[[DapMessage], Awaitable[DapMessage]]] = {
             "initialize": self._initialize,
             "attach": self._attach,
@@ -71,6 +91,7 @@ class DebugHandlers:
             "dumpCell": self._dump_cell,
             "inspectVariables": self._inspect_variables,
             "richInspectVariables": self._rich_inspect_variables,
+            "copyToGlobals": self._copy_to_globals,
             "modules": self._modules,
             "source": self._source,
         }
@@ -85,7 +106,11 @@ class DebugHandlers:
         command = str(message.get("command", ""))
         local = self._local.get(command)
         if local is not None:
-            return await local(message)
+            self._subshell_id = request.msg["header"].get("subshell_id")
+            try:
+                return await local(message)
+            except LookupError as err:  # a subshell that does not exist
+                return dap_response(message, message=str(err))
         if not self.client.connected:
             return dap_response(message, message="the debugger is not started: send initialize")
         response = await self.client.request(message)
@@ -232,6 +257,7 @@ class DebugHandlers:
                 ],
                 "stoppedThreads": sorted(self._stopped_threads),
                 "richRendering": True,
+                "copyToGlobals": True,
                 "exceptionPaths": ["Python Exceptions"],
             },
         )
@@ -240,14 +266,58 @@ class DebugHandlers:
         code = str((message.get("arguments") or {}).get("code", ""))
         return dap_response(message, {"sourcePath": dump_cell(code)})
 
+    def _namespace(self) -> dict[str, Any]:
+        """The user namespace of the shell the request names (see the module's docs)."""
+        shell: Any = self.kernel.shell
+        main: dict[str, Any] = shell._user_ns  # the main one, whatever this task has chosen
+        subshell_id = self._subshell_id
+        if not subshell_id:
+            return main
+        namespace = _subshell_namespace(self.kernel, subshell_id)
+        if namespace is _UNKNOWN:
+            raise LookupError(f"no subshell {subshell_id!r}")
+        return main if namespace is None else namespace
+
     def _user_variables(self) -> list[tuple[str, Any]]:
-        shell = self.kernel.shell
-        hidden = shell.user_ns_hidden
+        hidden = self.kernel.shell.user_ns_hidden
         return [
             (name, value)
-            for name, value in list(shell.user_ns.items())
+            for name, value in list(self._namespace().items())
             if not name.startswith("_") and name not in hidden
         ]
+
+    async def _copy_to_globals(self, message: DapMessage) -> DapMessage:
+        """JupyterLab's "copy to globals": a stopped frame's variable into the namespace the
+        frame's code runs in (a cell's frame: the user namespace of its shell), as a new
+        name.  debugpy assigns it in that frame (``setExpression``)."""
+        arguments: dict[str, Any] = message.get("arguments") or {}
+        source = str(arguments.get("srcVariableName", ""))
+        target = str(arguments.get("dstVariableName", "")) or source
+        frame_id = arguments.get("srcFrameId")
+        if not (source.isidentifier() and target.isidentifier()) or frame_id is None:
+            return dap_response(
+                message,
+                message="copyToGlobals needs srcVariableName, dstVariableName and srcFrameId",
+            )
+        if not self.client.connected or not self._stopped_threads:
+            return dap_response(message, message="copyToGlobals needs a stopped frame")
+        response = await self.client.request(
+            {
+                "type": "request",
+                "seq": message.get("seq", 0),
+                "command": "setExpression",
+                "arguments": {
+                    "expression": f"globals()[{target!r}]",
+                    "value": source,
+                    "frameId": frame_id,
+                },
+            }
+        )
+        if not response.get("success"):
+            return dap_response(
+                message, message=str(response.get("message", "setExpression failed"))
+            )
+        return dap_response(message, response.get("body") or {})
 
     async def _inspect_variables(self, message: DapMessage) -> DapMessage:
         variables: list[dict[str, Any]] = []

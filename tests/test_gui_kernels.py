@@ -25,6 +25,7 @@ from conftest import (
     collect_outputs,
     execute,
     run_ok,
+    shell_replies,
     shell_reply,
     wait_for_stream,
 )
@@ -149,24 +150,56 @@ else:
 def test_host_timer_fires_while_awaiting_and_idle(gk: Kernel) -> None:
     kc = gk[1]
     run_ok(kc, TIMER)
-    during_await = run_ok(kc, "n = len(ticks)\nawait anyio.sleep(0.3)\nprint(len(ticks) - n)")
-    assert int(during_await) >= 5
+    # While a cell awaits: the cell waits (bounded) until the host has ticked 5 times.
+    waited = run_ok(
+        kc,
+        "n = len(ticks)\nfor _ in range(1000):\n    if len(ticks) - n >= 5:\n        break\n"
+        "    await anyio.sleep(0.01)\nprint(len(ticks) - n >= 5)",
+    )
+    assert waited == "True\n"
+    # While idle: only the host loop can run the timer between these short cells.
     run_ok(kc, "n_idle = len(ticks)")
-    time.sleep(0.3)  # the kernel is idle: only the host loop can run the timer
-    assert int(run_ok(kc, "print(len(ticks) - n_idle)")) >= 5
+    deadline = time.monotonic() + TIMEOUT
+    while int(run_ok(kc, "print(len(ticks) - n_idle)")) < 5:
+        assert time.monotonic() < deadline, "the host's timer did not fire while idle"
+        time.sleep(0.05)
     run_ok(kc, "ticking = False\nif current_host() == 'qt':\n    timer.stop()")
 
 
 def test_control_answers_while_cell_blocks(gk: Kernel) -> None:
-    kc = gk[1]
-    msg_id = kc.execute("import time\nprint('blocking', flush=True)\ntime.sleep(1.5)")
+    km, kc, _, _ = gk
+    msg_id = kc.execute("import time\nprint('blocking', flush=True)\ntime.sleep(60)")
     wait_for_stream(kc, msg_id, "blocking")
-    started = time.monotonic()
     kc.control_channel.send(kc.session.msg("kernel_info_request"))
     reply = kc.control_channel.get_msg(timeout=TIMEOUT)
     assert reply["msg_type"] == "kernel_info_reply"
-    assert time.monotonic() - started < 1.0  # long before the cell ends
-    assert shell_reply(kc, msg_id)["content"]["status"] == "ok"
+    assert not kc.shell_channel.msg_ready(), "answered only after the cell ended"
+    km.interrupt_kernel()
+    assert shell_reply(kc, msg_id)["content"]["ename"] == "KeyboardInterrupt"
+    collect_outputs(kc, msg_id)
+
+
+def test_shell_asks_answered_while_cell_blocks(gk: Kernel) -> None:
+    """Never deaf on a GUI host too: the host's thread is blocked, the responder answers."""
+    km, kc, _, _ = gk
+    code = "name_before_block = 1\nimport time\nprint('blocking', flush=True)\ntime.sleep(60)"
+    msg_id = kc.execute(code)
+    wait_for_stream(kc, msg_id, "blocking")
+    asks = {
+        "kernel_info": kc.kernel_info(),
+        "complete": kc.complete("name_before_bl", 14),
+        "inspect": kc.inspect("name_before_block", 17),
+        "history": kc.history(hist_access_type="tail", n=1),
+    }
+    replies = shell_replies(kc, list(asks.values()))
+    assert not kc.shell_channel.msg_ready(), "the blocked cell ended early"
+    assert replies[asks["kernel_info"]]["content"]["status"] == "ok"
+    assert "name_before_block" in replies[asks["complete"]]["content"]["matches"]
+    assert replies[asks["inspect"]]["content"]["found"]
+    assert replies[asks["history"]]["content"]["history"][-1][2] == code
+    km.interrupt_kernel()
+    reply = shell_reply(kc, msg_id)
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
     collect_outputs(kc, msg_id)
 
 

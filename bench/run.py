@@ -21,6 +21,7 @@ from bench import machine, report
 from bench.config import Config
 from bench.kernels import BENCH_DIR, KERNELS, REPO_ROOT, KernelDef
 from bench.metrics import (
+    buffers,
     comm_deadlock,
     interrupt,
     prints,
@@ -56,6 +57,7 @@ METRICS: tuple[tuple[str, Measure, tuple[str, ...], bool], ...] = (
     ("threads", threads.measure, threads.KEYS, True),
     ("interrupt", interrupt.measure, ("interrupt_sync_ms", "interrupt_async_ms"), True),
     ("comm", comm_deadlock.measure, ("comm_release_ms",), True),
+    ("buffers", buffers.measure, buffers.KEYS, True),
 )
 
 

@@ -89,6 +89,10 @@ TARGETS: tuple[Target, ...] = (
         1.5,
         "self:anyio_to_thread_us",
     ),
+    Target("64 MiB comm buffer out ≤ 0.5x ipykernel", "buffer_out_ms", 0.5, "ipykernel"),
+    Target("peak RSS sending it ≤ 1.2x the payload", "buffer_out_rss_x", 1.2),
+    Target("64 MiB comm buffer in ≤ 0.5x ipykernel", "buffer_in_ms", 0.5, "ipykernel"),
+    Target("40 MB display ≤ 0.5x ipykernel", "display_40mb_ms", 0.5, "ipykernel"),
     Target("interrupt `time.sleep` ≤ 50 ms", "interrupt_sync_ms", 50.0),
     Target("interrupt awaited sleep ≤ 50 ms", "interrupt_async_ms", 50.0),
     Target(

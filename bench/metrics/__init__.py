@@ -44,6 +44,14 @@ INFO: tuple[MetricInfo, ...] = (
     MetricInfo("control_idle_ms", "control kernel_info, idle", "ms"),
     MetricInfo("control_blocked_ms", "control kernel_info, cell in time.sleep", "ms"),
     MetricInfo("comm_release_ms", "comm_msg to awaiting cell's reply", "ms"),
+    MetricInfo(
+        "buffer_out_ms", "64 MiB comm buffer, kernel to client", "ms", reference="ipykernel"
+    ),
+    MetricInfo("buffer_out_rss_x", "peak RSS sending it, x the payload", "x"),
+    MetricInfo(
+        "buffer_in_ms", "64 MiB comm buffer, client to handler", "ms", reference="ipykernel"
+    ),
+    MetricInfo("display_40mb_ms", "40 MB display to the client", "ms", reference="ipykernel"),
     MetricInfo("call_soon_rt_us", "Caller.call_soon to another thread and back", "µs"),
     MetricInfo("to_thread_us", "Caller.to_thread round trip", "µs"),
     MetricInfo("anyio_to_thread_us", "anyio.to_thread.run_sync round trip", "µs"),

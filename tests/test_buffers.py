@@ -57,3 +57,32 @@ def test_a_buffer_that_is_not_bytes_is_dropped_whole(kc: BlockingKernelClient) -
     assert [m["content"]["data"] for m in sent] == [{"still": "here"}]
     assert [bytes(b) for b in sent[0]["buffers"]] == [b"ok"]
     assert execute(kc, "1 + 1")[0]["content"]["status"] == "ok"
+
+
+def test_a_large_received_buffer_reaches_the_handler_as_a_view(kc: BlockingKernelClient) -> None:
+    """Received buffers are not copied: a large one is a memoryview of the received frame;
+    small ones stay bytes. The content arrives intact either way."""
+    import uuid
+
+    setup = (
+        "import comm\n"
+        "_seen = []\n"
+        "def _open(c, msg):\n"
+        "    def on_msg(m):\n"
+        "        _seen.extend((type(b).__name__, len(b), bytes(b[:4])) for b in m['buffers'])\n"
+        "        c.send({'done': True})\n"
+        "    c.on_msg(on_msg)\n"
+        "comm.get_comm_manager().register_target('views', _open)\n"
+    )
+    assert execute(kc, setup)[0]["content"]["status"] == "ok"
+    comm_id = uuid.uuid4().hex
+    kc.shell_channel.send(
+        kc.session.msg("comm_open", {"comm_id": comm_id, "target_name": "views", "data": {}})
+    )
+    msg = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {}})
+    kc.session.send(kc.shell_channel.socket, msg, buffers=[b"tiny", b"abcd" * (1 << 18)])
+    (answer,) = comm_msgs(kc, msg["header"]["msg_id"], 1)
+    assert answer["content"]["data"] == {"done": True}
+    _, outputs = execute(kc, "print(_seen)")
+    text = "".join(m["content"]["text"] for m in outputs if m["msg_type"] == "stream")
+    assert text.strip() == repr([("bytes", 4, b"tiny"), ("memoryview", 1 << 20, b"abcd")])

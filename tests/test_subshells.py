@@ -13,6 +13,7 @@ from conftest import (
     stream_text,
 )
 from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.session import Session
 
 
 def control(kc: BlockingKernelClient, msg_type: str, **content: Any) -> dict[str, Any]:
@@ -365,3 +366,29 @@ def test_shutdown_ends_live_subshells() -> None:
         while km.is_alive() and time.monotonic() - start < 5:
             time.sleep(0.05)
         assert not km.is_alive(), "the kernel did not exit with live subshells"
+
+
+def test_a_default_subshell_shares_the_main_namespace_both_ways(
+    kernel: tuple[Any, BlockingKernelClient],
+) -> None:
+    """Two consoles, as JupyterLab's "New Subshell Console for Notebook" opens them: one
+    client on the main shell, a second client on a subshell created with empty content."""
+    km, main_console = kernel
+    # A console of its own: its own session, so its own ZMQ identity (one client's second
+    # connection with the same identity takes the first one's replies over).
+    sub_console = km.client(session=Session(key=km.session.key))
+    sub_console.start_channels()
+    try:
+        sid = create_subshell(main_console)
+        run_in(main_console, None, "defined_in_main = 'from main'")
+        _, outputs = run_in(sub_console, sid, "print(defined_in_main)\ndefined_in_sub = 2")
+        assert stream_text(outputs) == "from main\n"
+        _, outputs = run_in(main_console, None, "print(defined_in_sub)")
+        assert stream_text(outputs) == "2\n"
+        _, outputs = run_in(sub_console, sid, "%subshell")
+        assert stream_text(outputs) == f"subshell id: {sid}\nsubshell list: ['{sid}']\n"
+        _, outputs = run_in(main_console, None, "%subshell")
+        assert stream_text(outputs).startswith("subshell id: None\n")
+        control(main_console, "delete_subshell_request", subshell_id=sid)
+    finally:
+        sub_console.stop_channels()

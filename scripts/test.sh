@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up, then run every test: lint, types, the pytest suite (GUI, e2e and docs included).
+# Set up, then run every test: lint, types, the pytest suite (GUI, e2e and docs included),
+# then the core suite on every other Python >= 3.11 the machine has.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -9,3 +10,4 @@ export QT_QPA_PLATFORM=offscreen
 .venv/bin/ruff format --check async_kernel tests bench scripts
 PATH="$PWD/.venv/bin:$PATH" .venv/bin/pyright async_kernel
 .venv/bin/python -m pytest tests "$@"
+scripts/test_interpreters.sh

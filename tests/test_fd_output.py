@@ -216,6 +216,7 @@ def test_capture_can_be_switched_off(tmp_path: Path, backend: str) -> None:
         wait_for_text(terminal, "fd-off")
 
 
+@pytest.mark.gui
 @pytest.mark.parametrize("loop", ["tk", "qt"])
 def test_gui_hosts_capture_in_order(tmp_path: Path, loop: str, backend: str) -> None:
     from _xvfb import xvfb_display

@@ -152,7 +152,9 @@ class FdCapture:
         for stream in self._streams:
             stream.attach_capture(self)
         self._running = True
-        self._thread = threading.Thread(target=self._read_loop, name="fd-capture", daemon=True)
+        self._thread = threading.Thread(
+            target=self._read_loop, name="async-kernel-fd-capture", daemon=True
+        )
         self._thread.start()
         self._events.register("pre_execute", self.cell_started)
         self._events.register("post_execute", self.cell_ended)

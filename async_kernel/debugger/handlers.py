@@ -42,7 +42,7 @@ __all__ = ["DebugHandlers"]
 log = logging.getLogger("async_kernel.debugger")
 
 START_TIMEOUT = 30.0  # seconds to wait for the main thread to start debugpy
-_UNTRACED_THREADS = ("async-kernel-io", "async-kernel-heartbeat")
+_UNTRACED_THREADS = ("async-kernel-io", "async-kernel-heartbeat", "async-kernel-fd-capture")
 _REPR_LIMIT = 200
 _RESUMING = ("continue", "next", "stepIn", "stepOut", "stepBack", "reverseContinue", "goto")
 

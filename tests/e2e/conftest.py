@@ -89,6 +89,26 @@ def isolated_jupyter_env(
     return env
 
 
+def extra_kernel_specs(root: Path, extra: dict[str, list[str]]) -> Path:
+    """Kernel specs under ``root/kernels``: this interpreter's ``async`` kernel plus extra
+    arguments each; returns ``root``, for ``JUPYTER_PATH``."""
+    for name, args in extra.items():
+        spec = root / "kernels" / name
+        spec.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "async_kernel", "-f", "{connection_file}", *args]
+        spec.joinpath("kernel.json").write_text(
+            json.dumps(
+                {
+                    "argv": argv,
+                    "display_name": name,
+                    "language": "python",
+                    "interrupt_mode": "message",
+                }
+            )
+        )
+    return root
+
+
 @dataclass
 class LabServer:
     url: str
@@ -129,7 +149,11 @@ def artifacts() -> Path:
 def lab_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LabServer]:
-    """A JupyterLab server for the module; its ``LAB_SETTINGS`` dict, if any, is applied."""
+    """A JupyterLab server for the module; its ``LAB_SETTINGS`` dict, if any, is applied.
+
+    A module's ``EXTRA_KERNELS`` (kernel spec name -> extra argv after the ``async`` spec's)
+    adds kernel specs, e.g. ``{"async-trio": ["--interface.backend=trio"]}``.
+    """
     try:
         import jupyterlab  # noqa: F401
     except ImportError:
@@ -138,6 +162,10 @@ def lab_server(
     root = base / "notebooks"
     root.mkdir()
     env = isolated_jupyter_env(base / "state", getattr(request.module, "LAB_SETTINGS", None))
+    extra_kernels = getattr(request.module, "EXTRA_KERNELS", None)
+    if extra_kernels:
+        path = extra_kernel_specs(base / "state" / "jupyter-path", extra_kernels)
+        env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(path), env.get("JUPYTER_PATH")]))
     port, token = free_port(), secrets.token_hex(16)
     log = base / "server.log"
     argv = [

@@ -21,18 +21,24 @@ def open_notebook(
     name: str,
     sources: Sequence[str],
     prepare: Callable[[Any], object] | None = None,
+    *,
+    kernel: str = "async",
+    reset_workspace: bool = False,
 ) -> Any:
     """Write a notebook on the ``async`` kernel spec, one code cell per source, and open
     it in a new page; returns the page once every cell shows and the kernel is idle.
 
     ``prepare(page)`` runs before the page loads (listeners must be attached by then).
+    ``kernel`` names another kernel spec (one of a module's ``EXTRA_KERNELS``, say).
+    ``reset_workspace`` drops the tabs an earlier page of the module left open (Lab would
+    restore them beside this notebook, and ``cell()`` would find their cells too).
     """
     from playwright.sync_api import expect
 
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {
-        "name": "async",
-        "display_name": "Python 3 (async)",
+        "name": kernel,
+        "display_name": "Python 3 (async)" if kernel == "async" else kernel,
         "language": "python",
     }
     nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
@@ -41,7 +47,8 @@ def open_notebook(
     page.set_default_timeout(STEP)
     if prepare is not None:
         prepare(page)
-    page.goto(lab_server.page_url(f"/lab/tree/{name}"), timeout=LOAD)
+    url = lab_server.page_url(f"/lab/tree/{name}") + ("&reset" if reset_workspace else "")
+    page.goto(url, timeout=LOAD)
     expect(cell(page, len(sources) - 1)).to_be_visible(timeout=LOAD)
     wait_idle(page, timeout=LOAD)
     return page

@@ -1,0 +1,235 @@
+"""Never deaf (#17), in JupyterLab: a cell that blocks the main thread leaves the page usable.
+
+While one cell runs ``time.sleep(30)``, Tab in another cell shows a completion popup that
+offers names defined before the sleep, and Shift+Tab shows a docstring of a function defined
+before it; the sleeping cell still shows ``[*]`` when each appears (causality, not timing).
+
+With JupyterLab's default "Kernel Comms over subshells" (``perCommTarget``: the setting is
+left alone, and the test checks it is at that default), dragging an ipywidgets slider ends a
+cell that polls the slider's value in a blocking loop with ``async_kernel.process_events``;
+the websocket frames the page sent prove the widget's ``comm_msg`` carried a ``subshell_id``.
+
+Both backends: the ``async`` kernel spec (asyncio) and an ``async-trio`` spec beside it.
+Screenshots: ``tests/artifacts/never-deaf-*.png``. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import lab_page as lab
+
+EXTRA_KERNELS = {"async-trio": ["--interface.backend=trio"]}
+KERNELS = {"async": "asyncio", "async-trio": "trio"}
+SETTINGS_PLUGIN = "@jupyterlab/apputils-extension:kernels-settings"
+
+CELLS = [
+    # 0: names the blocked cell's neighbours will ask about
+    (
+        "never_deaf_alpha = 1\n"
+        "never_deaf_beta = 2\n"
+        "def never_deaf_helper(x):\n"
+        '    """Doubles x: a docstring only this kernel knows."""\n'
+        "    return 2 * x\n"
+        'print("defined")'
+    ),
+    # 1: blocks the main thread
+    'import time\nprint("sleeping", flush=True)\ntime.sleep(30)\nprint("slept")',
+    # 2: Tab at its end while cell 1 sleeps
+    "never_deaf_",
+    # 3: Shift+Tab at its end while cell 1 sleeps
+    "never_deaf_helper(",
+    # 4: a slider
+    (
+        "import async_kernel, ipywidgets as widgets\n"
+        "slider = widgets.IntSlider(value=0, min=0, max=10, description='drag me')\n"
+        "display(slider)"
+    ),
+    # 5: polls the slider in a blocking loop (bounded), letting comm messages through
+    (
+        "import time\n"
+        'print("polling", flush=True)\n'
+        "deadline = time.monotonic() + 60\n"
+        "while slider.value < 5 and time.monotonic() < deadline:\n"
+        "    async_kernel.process_events(timeout=0.05)\n"
+        'print("slider reached", slider.value if slider.value >= 5 else "nothing (timed out)")'
+    ),
+]
+
+
+@dataclass
+class Frames:
+    """Headers of the kernel messages the page sent over its websockets."""
+
+    sent: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(self, payload: str | bytes) -> None:
+        header = message_header(payload)
+        if header is not None:
+            self.sent.append(header)
+
+    def of_type(self, msg_type: str) -> list[dict[str, Any]]:
+        return [h for h in self.sent if h.get("msg_type") == msg_type]
+
+
+def message_header(payload: str | bytes) -> dict[str, Any] | None:
+    """The header of a kernel message frame: JSON (the legacy protocol) or
+    ``v1.kernel.websocket.jupyter.org`` (a count of offsets, the offsets, then channel,
+    header, parent header, metadata, content and buffers)."""
+    try:
+        if isinstance(payload, str):
+            header = json.loads(payload).get("header")
+        else:
+            (count,) = struct.unpack_from("<Q", payload, 0)
+            offsets = struct.unpack_from(f"<{count}Q", payload, 8)
+            header = json.loads(payload[offsets[1] : offsets[2]])
+    except (ValueError, struct.error, IndexError, AttributeError):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+@pytest.fixture(scope="module", params=list(KERNELS), ids=list(KERNELS.values()))
+def kernel_page(
+    request: pytest.FixtureRequest, lab_server: Any, browser: Any
+) -> Iterator[tuple[Any, Frames, str]]:
+    kernel = request.param
+    frames = Frames()
+
+    def record_frames(page: Any) -> None:
+        page.on("websocket", lambda ws: ws.on("framesent", frames.record))
+
+    page = lab.open_notebook(
+        lab_server,
+        browser,
+        f"never-deaf-{kernel}.ipynb",
+        CELLS,
+        record_frames,
+        kernel=kernel,
+        reset_workspace=True,
+    )
+    try:
+        yield page, frames, KERNELS[kernel]
+    finally:
+        page.close()
+
+
+@pytest.fixture
+def page(kernel_page: tuple[Any, Frames, str]) -> Any:
+    """The page alone, under the name conftest's failure screenshot looks for."""
+    return kernel_page[0]
+
+
+def prompt(page: Any, index: int) -> Any:
+    return lab.cell(page, index).locator(".jp-InputPrompt").first
+
+
+def assert_running(page: Any, index: int) -> None:
+    """The cell's prompt shows ``[*]``: it has not ended (checked at once, no retries)."""
+    text = prompt(page, index).inner_text().strip()
+    assert "*" in text, f"cell {index} is no longer running: its prompt is {text!r}"
+
+
+def edit_at_end(page: Any, index: int) -> None:
+    """Put the cursor at the end of a cell's source, in edit mode."""
+    lab.cell(page, index).locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+
+
+def interrupt_and_wait(page: Any, index: int) -> None:
+    lab.toolbar(page, "interrupt").click()
+    lab.output(lab.cell(page, index), re.compile("KeyboardInterrupt"), timeout=15_000)
+    lab.wait_idle(page, timeout=15_000)
+
+
+def test_completion_and_help_while_a_cell_sleeps(
+    kernel_page: tuple[Any, Frames, str], page: Any, artifacts: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    _, _, backend = kernel_page
+    lab.output(lab.run(page, 0), "defined")
+    lab.wait_idle(page)
+    sleeper = lab.run(page, 1)
+    try:
+        lab.output(sleeper, "sleeping")
+        expect(prompt(page, 1)).to_contain_text("*")
+
+        # Tab: a popup (two names share the prefix, so Lab cannot just insert one).
+        edit_at_end(page, 2)
+        page.keyboard.press("Tab")
+        completer = page.locator(".jp-Completer")
+        for name in ("never_deaf_alpha", "never_deaf_beta", "never_deaf_helper"):
+            expect(completer.locator(f".jp-Completer-item[data-value='{name}']")).to_be_visible()
+        assert_running(page, 1)
+        page.screenshot(path=str(artifacts / f"never-deaf-complete-{backend}.png"))
+        page.keyboard.press("Escape")
+        expect(completer).to_be_hidden()
+
+        # Shift+Tab: the tooltip with the function's docstring.
+        edit_at_end(page, 3)
+        page.keyboard.press("Shift+Tab")
+        tooltip = page.locator(".jp-Tooltip")
+        expect(tooltip).to_contain_text("a docstring only this kernel knows")
+        assert_running(page, 1)
+        page.screenshot(path=str(artifacts / f"never-deaf-inspect-{backend}.png"))
+        page.keyboard.press("Escape")
+        expect(sleeper.locator(".jp-OutputArea-output").filter(has_text="slept")).to_have_count(0)
+    finally:
+        interrupt_and_wait(page, 1)
+
+
+def test_slider_drag_ends_a_blocking_poll_over_a_comm_subshell(
+    kernel_page: tuple[Any, Frames, str], page: Any, lab_server: Any, artifacts: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    # Lab's own default, untouched: comm messages go over one subshell per comm target.
+    settings = lab_server.api(f"/lab/api/settings/{SETTINGS_PLUGIN}")
+    schema_default = settings["schema"]["properties"]["commsOverSubshells"]["default"]
+    assert schema_default == "perCommTarget"
+    assert settings["settings"].get("commsOverSubshells", schema_default) == "perCommTarget"
+
+    _, frames, backend = kernel_page
+    slider_cell = lab.run(page, 4)
+    handle = slider_cell.locator(".widget-slider .noUi-handle").first
+    expect(handle).to_be_visible()
+    lab.wait_idle(page)
+
+    poller = lab.run(page, 5)
+    try:
+        lab.output(poller, "polling")
+        expect(prompt(page, 5)).to_contain_text("*")
+        before = len(frames.of_type("comm_msg"))
+
+        # Drag the handle to the track's right end (value 10).
+        track = slider_cell.locator(".widget-slider .noUi-base").first
+        hbox, tbox = handle.bounding_box(), track.bounding_box()
+        assert hbox is not None and tbox is not None
+        y = hbox["y"] + hbox["height"] / 2
+        page.mouse.move(hbox["x"] + hbox["width"] / 2, y)
+        page.mouse.down()
+        for step in range(1, 11):
+            page.mouse.move(hbox["x"] + (tbox["x"] + tbox["width"] + 20 - hbox["x"]) * step / 10, y)
+        page.mouse.up()
+
+        # The loop ends at the first value >= 5 the drag's updates delivered.
+        lab.output(poller, re.compile(r"slider reached (10|[5-9])\b"))
+        lab.wait_idle(page)
+        poller.scroll_into_view_if_needed()
+        page.screenshot(path=str(artifacts / f"never-deaf-slider-{backend}.png"))
+    except Exception:
+        page.screenshot(path=str(artifacts / f"never-deaf-slider-{backend}-failed.png"))
+        raise
+
+    # The drag's updates went to the kernel as comm_msg over a subshell, as Lab does by default.
+    moved = frames.of_type("comm_msg")[before:]
+    assert moved, "the page sent no comm_msg for the drag"
+    assert all(h.get("subshell_id") for h in moved), f"comm_msg without a subshell_id: {moved}"

@@ -12,7 +12,8 @@ its bytecodes could leave a flag set for ever (a wake-up pending, a flush pendin
 handler raises only where the interrupted code is the user's (or a library's it called), or
 at one of the kernel's *interruption points*: the waits it does on a cell's behalf (``input()``,
 :func:`.process_events`) and the places where it calls back into user code.  Interrupted in
-other kernel code, it is delivered again a moment later (:class:`_Redeliver`).
+other kernel code, it is raised in the frame that code returns to, at its next line (through
+that frame's tracer, as pdb stops in a caller).
 
 Every wait the main thread does on a cell's behalf is a :class:`Latch` wait, in slices: a
 signal that arrives just before a blocking C wait begins is otherwise deferred by CPython
@@ -47,8 +48,6 @@ __all__ = [
 # The longest a kernel wait on a cell's behalf sleeps without letting a pending signal
 # handler run (see the module's docstring).
 WAIT_SLICE = 0.05  # seconds
-# How soon an interrupt that struck kernel code is delivered again.
-REDELIVER_AFTER = 0.002  # seconds
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _LIBRARY_DIRS = tuple(
@@ -133,6 +132,10 @@ def _stack_contains(frame: FrameType | None, code: CodeType) -> bool:
     return False
 
 
+def _is_kernel(code: CodeType) -> bool:
+    return code.co_filename.startswith(_PACKAGE_DIR)
+
+
 def _lands_safely(frame: FrameType | None, cell_codes: Collection[CodeType]) -> bool:
     """Whether a KeyboardInterrupt may be raised in ``frame`` (the interrupted one).
 
@@ -143,36 +146,45 @@ def _lands_safely(frame: FrameType | None, cell_codes: Collection[CodeType]) -> 
         code = frame.f_code
         if code in _points or code in cell_codes:
             return True
-        filename = code.co_filename
-        if filename.startswith(_PACKAGE_DIR):
+        if _is_kernel(code):
             return False
+        filename = code.co_filename
         if not filename.startswith(_LIBRARY_DIRS) and not filename.startswith("<frozen"):
             return True  # the user's own code (a cell, a module of theirs)
         frame = frame.f_back
     return True
 
 
-class _Redeliver:
-    """Sends SIGINT to the main thread again shortly, from a thread of its own.
+def _return_point(frame: FrameType | None, cell_codes: Collection[CodeType]) -> FrameType | None:
+    """The frame control returns to once the kernel code running in ``frame`` is done."""
+    while frame is not None and not _is_kernel(frame.f_code):  # a library kernel code called
+        frame = frame.f_back
+    while (
+        frame is not None
+        and _is_kernel(frame.f_code)
+        and frame.f_code not in _points
+        and frame.f_code not in cell_codes
+    ):
+        frame = frame.f_back
+    return frame
 
-    Asked from the signal handler (a raw lock release is safe there); the thread is started
-    with the handler, so the handler itself never starts one.
-    """
 
-    def __init__(self) -> None:
-        self._asked = Latch()
-        thread = threading.Thread(target=self._run, name="async-kernel-interrupt", daemon=True)
-        with sigint_blocked():
-            thread.start()
+def _raise_on_return(frame: FrameType) -> None:
+    """Raise KeyboardInterrupt in ``frame`` at its next event: once the kernel code it
+    called has returned to it (the way pdb stops in a caller: the frame's own tracer)."""
 
-    def ask(self) -> None:
-        self._asked.set()
+    def no_tracing(frame: FrameType, event: str, arg: object) -> None:
+        return None  # new frames are not traced: the kernel code runs on at full speed
 
-    def _run(self) -> None:
-        while True:
-            self._asked.wait()
-            time.sleep(REDELIVER_AFTER)
-            interrupt_main_thread()
+    def interrupt_here(frame: FrameType, event: str, arg: object) -> None:
+        __tracebackhide__ = True
+        sys.settrace(None)
+        frame.f_trace = None
+        raise KeyboardInterrupt
+
+    frame.f_trace = interrupt_here
+    frame.f_trace_lines = True
+    sys.settrace(no_tracing)
 
 
 def install_sigint_handler(
@@ -184,17 +196,19 @@ def install_sigint_handler(
     ``cancel_awaiting`` is called from the signal handler and must only schedule work in a
     thread-safe, reentrant way (a caller's ``schedule``).
     """
-    redeliver = _Redeliver()
     codes = frozenset(cell_codes)
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         __tracebackhide__ = True
         if not any(_stack_contains(frame, code) for code in codes):
             cancel_awaiting()
-        elif _lands_safely(frame, codes):
+            return
+        if _lands_safely(frame, codes) or sys.gettrace() is not None:
+            raise KeyboardInterrupt  # (under a debugger's tracer: at once, as before)
+        resume = _return_point(frame, codes)
+        if resume is None:
             raise KeyboardInterrupt
-        else:  # kernel code, mid-update: once it is done
-            redeliver.ask()
+        _raise_on_return(resume)  # kernel code, mid-update: once it has returned
 
     signal.signal(signal.SIGINT, on_sigint)
 

@@ -175,20 +175,6 @@ def test_recursion_exhausted(kernel: Pair) -> None:
     _ok(kc)
 
 
-def test_fd_level_output_is_not_captured(kernel: Pair) -> None:
-    """Documented limit (docs/reliability.md): fd 1/2 writes go to the kernel's own stdout."""
-    _, kc = kernel
-    code = (
-        "import os, subprocess, sys\n"
-        "os.write(1, b'fd-level\\n')\n"
-        "subprocess.run([sys.executable, '-c', 'print(\"from-child\")'], check=True)\n"
-        "print('python-level')"
-    )
-    reply, outputs = execute(kc, code)
-    assert reply["content"]["status"] == "ok"
-    assert stream_text(outputs) == "python-level\n"
-
-
 def test_os_exit_is_a_dead_kernel_and_restart_works() -> None:
     with start_kernel() as (km, kc):
         kc.execute("import os\nos._exit(3)")

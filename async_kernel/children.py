@@ -18,19 +18,15 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
 
 import psutil
 
-__all__ = ["bound_stop", "end_children", "exit_soon"]
+__all__ = ["end_children", "exit_soon"]
 
 log = logging.getLogger("async_kernel")
 
 CHILD_GRACE = 0.25  # seconds children get to end after SIGTERM before SIGKILL
 EXIT_GRACE = 0.5  # seconds the interpreter's exit may take before the watchdog ends it
-# Seconds from a stop request to the end of the process at the latest (then children get
-# CHILD_GRACE more): jupyter_client waits about a second before it sends signals.
-STOP_DEADLINE = 0.6
 
 
 def _descendants() -> list[psutil.Process]:
@@ -102,23 +98,7 @@ def end_children(grace: float = CHILD_GRACE) -> list[int]:
     return [child.pid for child in children]
 
 
-def bound_stop(kernel: Any, deadline: float = STOP_DEADLINE) -> None:
-    """Once ``kernel.stop()`` is asked for, the process ends within ``deadline`` seconds.
-
-    The ordinary stop takes tens of milliseconds; this is the safety net for a stop that
-    does not finish (a cell that holds the main loop).  Past the deadline the cells'
-    processes are ended and the process exits.
-    """
-    stop = kernel.stop
-
-    def stop_within_deadline() -> None:
-        exit_soon(deadline, end_children_first=True)
-        stop()
-
-    kernel.stop = stop_within_deadline
-
-
-def exit_soon(after: float = EXIT_GRACE, *, end_children_first: bool = False) -> threading.Thread:
+def exit_soon(after: float = EXIT_GRACE) -> threading.Thread:
     """End the process ``after`` seconds from now unless it has exited by then.
 
     For the interpreter's own exit: it joins every non-daemon thread a cell left running,
@@ -128,8 +108,6 @@ def exit_soon(after: float = EXIT_GRACE, *, end_children_first: bool = False) ->
     def watchdog() -> None:
         time.sleep(after)
         log.warning("the process did not exit within %.1f s of the kernel's stop; ending it", after)
-        if end_children_first:
-            end_children()
         for stream in (sys.__stdout__, sys.__stderr__):
             with contextlib.suppress(Exception):
                 if stream is not None:

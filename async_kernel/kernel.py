@@ -49,7 +49,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Kernel"]
 
-STOP_GRACE = 0.5  # seconds a stopping kernel waits for its main loop, twice (see stop())
+# Seconds a stopping kernel waits for its main loop before it ends the process (see stop()):
+# jupyter_client sends signals about a second after its shutdown_request.
+STOP_DEADLINE = 0.6
 _SEND_QUEUED_TIMEOUT = 0.005  # seconds a heavy handler waits for replies already made
 # Seconds after start-up before the completer and traceback formatter are warmed (on the
 # loop, for ~0.1 s): a new client's first requests come at once and should not wait.
@@ -228,31 +230,32 @@ class Kernel:
         sys.stdout, sys.stderr = self._real_stdout, self._real_stderr
 
     def stop(self) -> None:
-        """End serve() (thread-safe); queued output is still sent."""
-        if not self._stopping:
-            self._stopping = True
-            if self._stopped is not None:  # else serve() has not begun and will not wait
-                self.main.schedule(self._set_stopped)
-                if not self.single_thread:
-                    threading.Thread(
-                        target=self._end_if_stuck, name="async-kernel-stop", daemon=True
-                    ).start()
+        """End serve() (thread-safe); queued output is still sent.
+
+        A cell that holds the main loop is interrupted, so it ends as an interrupted cell
+        does.  If the loop is still held STOP_DEADLINE seconds later (a C call that ignores
+        signals, a cell that swallows KeyboardInterrupt), the process ends anyway: the
+        processes its cells started first, then it, once the queued replies are sent.
+        """
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._stopped is None:  # serve() has not begun and will not wait
+            return
+        self.main.schedule(self._set_stopped)
+        if self.single_thread:
+            return
+        if self.router.main.handling:
+            interrupt_main_thread()
+        threading.Thread(target=self._end_if_stuck, name="async-kernel-stop", daemon=True).start()
 
     def _end_if_stuck(self) -> None:
-        """Make sure a kernel asked to stop ends soon, though a cell blocks the main thread.
+        if self._served.wait(STOP_DEADLINE):
+            return
+        log.warning("the main thread is still held %.1f s after the stop: ending", STOP_DEADLINE)
+        from .children import end_children  # psutil: not in every environment (Pyodide)
 
-        The main loop ends serve(); a cell that blocks it (``time.sleep``, ``input()``, a
-        CPU loop) is interrupted first, so it ends as a cell does; one that still holds the
-        thread after that (a C call that ignores signals) ends with the process, once the
-        queued replies are sent.
-        """
-        if self._served.wait(STOP_GRACE):
-            return
-        log.info("a cell blocks the main thread: interrupting it to stop")
-        interrupt_main_thread()
-        if self._served.wait(STOP_GRACE):
-            return
-        log.warning("the main thread is still blocked: ending the process")
+        end_children()
         self.transport.close()
         os._exit(0)
 

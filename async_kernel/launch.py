@@ -87,9 +87,6 @@ def run_kernel(connection_file: str | None, settings: InterfaceSettings) -> None
     from .kernel import Kernel
 
     kernel = Kernel(settings, make_transport)
-    from .children import bound_stop
-
-    bound_stop(kernel)  # a stop that does not finish still ends the process, promptly
     if orphaned.is_set():  # the parent died while we started: serve() returns at once
         kernel.stop()
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")

@@ -48,6 +48,28 @@ KERNELS: dict[str, KernelDef] = {
 }
 
 
+# Opt-in peers, not run unless named in --kernels.  "async-pypi" is the async-kernel release on
+# PyPI, in a venv of its own (its package is also called async_kernel); make it with
+#   python -m venv bench/results/venv-async-kernel-pypi
+#   bench/results/venv-async-kernel-pypi/bin/pip install async-kernel==0.23.1
+# ``-I`` keeps the repository (cwd, PYTHONPATH) off its sys.path.
+PYPI_VENV = BENCH_DIR / "results" / "venv-async-kernel-pypi"
+OPTIONAL_KERNELS: dict[str, KernelDef] = {
+    "async-pypi": KernelDef(
+        "async-pypi",
+        (
+            str(PYPI_VENV / "bin" / "python"),
+            "-I",
+            "-m",
+            "async_kernel",
+            "start",
+            "--connection_file={connection_file}",
+        ),
+        "asyncio",
+    ),
+}
+
+
 def sleep_code(flavor: Flavor, seconds: float) -> str:
     """A cell that awaits a sleep on the kernel's own event loop."""
     if flavor == "trio":

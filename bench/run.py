@@ -19,8 +19,9 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 from bench import machine, report
 from bench.config import Config
-from bench.kernels import BENCH_DIR, KERNELS, REPO_ROOT, KernelDef
+from bench.kernels import BENCH_DIR, KERNELS, OPTIONAL_KERNELS, REPO_ROOT, KernelDef
 from bench.metrics import (
+    blocked,
     buffers,
     comm_deadlock,
     interrupt,
@@ -54,6 +55,7 @@ METRICS: tuple[tuple[str, Measure, tuple[str, ...], bool], ...] = (
         ),
         True,
     ),
+    ("blocked", blocked.measure, blocked.KEYS, True),
     ("threads", threads.measure, threads.KEYS, True),
     ("interrupt", interrupt.measure, ("interrupt_sync_ms", "interrupt_async_ms"), True),
     ("comm", comm_deadlock.measure, ("comm_release_ms",), True),
@@ -65,12 +67,19 @@ def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def run_once(kdef: KernelDef, cfg: Config, repeat: int) -> dict[str, Value]:
-    """Start one kernel, run every metric on it, stop it. Raises ``KernelFailed``."""
+def run_once(
+    kdef: KernelDef, cfg: Config, repeat: int, only: set[str] | None = None
+) -> dict[str, Value]:
+    """Start one kernel, run every metric (or those in ``only``) on it, stop it.
+
+    Raises ``KernelFailed``.
+    """
     logs = cfg.work_dir / "logs"
     session, results = startup.launch(kdef, cfg, logs / f"{kdef.name}-{repeat}.log")
     try:
         for name, measure, keys, needs_exec in METRICS:
+            if only is not None and name not in only:
+                continue
             if needs_exec and not kdef.executes:
                 results |= dict.fromkeys(keys, "n/a")
                 continue
@@ -107,7 +116,17 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
     parser.add_argument(
         "--kernels",
         default=",".join(KERNELS),
-        help="comma-separated subset of: " + ", ".join(KERNELS),
+        help="comma-separated subset of: "
+        + ", ".join(KERNELS)
+        + "; also the opt-in "
+        + ", ".join(OPTIONAL_KERNELS)
+        + " (see bench/kernels.py)",
+    )
+    parser.add_argument(
+        "--metrics",
+        help="comma-separated subset of: "
+        + ", ".join(m[0] for m in METRICS)
+        + " (default all; start-up is always measured)",
     )
     parser.add_argument("--roundtrip-n", type=int, help="sequential executes (default 300)")
     parser.add_argument("--throughput-n", type=int, help="back-to-back executes (default 1000)")
@@ -116,9 +135,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
     )
     parser.add_argument("--markdown", type=Path, default=BENCH_DIR / "RESULTS.md")
     args = parser.parse_args(argv)
-    unknown = set(args.kernels.split(",")) - set(KERNELS)
+    unknown = set(args.kernels.split(",")) - set(KERNELS) - set(OPTIONAL_KERNELS)
     if unknown:
         parser.error(f"unknown kernels: {', '.join(sorted(unknown))}")
+    unknown = set((args.metrics or "").split(",")) - {m[0] for m in METRICS} - {""}
+    if unknown:
+        parser.error(f"unknown metrics: {', '.join(sorted(unknown))}")
     overrides: dict[str, object] = {"work_dir": args.out}
     for field in ("repeats", "roundtrip_n", "throughput_n"):
         if getattr(args, field) is not None:
@@ -139,7 +161,9 @@ def byte_compile() -> None:
 def main(argv: list[str] | None = None) -> int:
     args, cfg = parse_args(argv)
     byte_compile()
-    names = [k for k in KERNELS if k in args.kernels.split(",")]  # canonical order
+    every = KERNELS | OPTIONAL_KERNELS
+    names = [k for k in every if k in args.kernels.split(",")]  # canonical order
+    only = set(args.metrics.split(",")) if args.metrics else None
     samples: dict[str, list[dict[str, Value]]] = {k: [] for k in names}
     failed: dict[str, list[str]] = {k: [] for k in names}
     for repeat in range(cfg.repeats):
@@ -147,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in order:
             log(f"repeat {repeat + 1}/{cfg.repeats}: {name}")
             try:
-                samples[name].append(run_once(KERNELS[name], cfg, repeat))
+                samples[name].append(run_once(every[name], cfg, repeat, only))
             except KernelFailed as exc:
                 log(f"  {name} failed: {exc}")
                 failed[name].append(str(exc))

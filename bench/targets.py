@@ -83,6 +83,26 @@ TARGETS: tuple[Target, ...] = (
         "self:control_idle_ms",
     ),
     Target("comm_msg releases awaiting cell (no deadlock)", "comm_release_ms", float("inf")),
+    *(
+        Target(f"{probe} while a cell sleeps ≤ {limit:g} ms", f"{probe}_sleep_ms", limit)
+        for probe, limit in (
+            ("kernel_info", 10.0),
+            ("comm_info", 10.0),
+            ("is_complete", 10.0),
+            ("history", 10.0),
+            ("complete", 50.0),
+            ("inspect", 50.0),
+        )
+    ),
+    *(
+        Target(
+            f"{probe} while a cell spins ≤ async-kernel on PyPI",
+            f"{probe}_spin_ms",
+            1.0,
+            "async-pypi",
+        )
+        for probe in ("kernel_info", "comm_info", "is_complete", "history", "complete", "inspect")
+    ),
     Target(
         "Caller.to_thread ≤ 1.5x anyio.to_thread.run_sync",
         "to_thread_us",

@@ -43,6 +43,11 @@ INFO: tuple[MetricInfo, ...] = (
     MetricInfo("inspect_load_ms", "inspect `print`, cell awaiting", "ms"),
     MetricInfo("control_idle_ms", "control kernel_info, idle", "ms"),
     MetricInfo("control_blocked_ms", "control kernel_info, cell in time.sleep", "ms"),
+    *(
+        MetricInfo(f"{probe}_{blocker}_ms", f"shell {probe}, cell {doing}", "ms")
+        for blocker, doing in (("sleep", "in time.sleep"), ("spin", "spinning the CPU"))
+        for probe in ("kernel_info", "comm_info", "is_complete", "history", "complete", "inspect")
+    ),
     MetricInfo("comm_release_ms", "comm_msg to awaiting cell's reply", "ms"),
     MetricInfo(
         "buffer_out_ms", "64 MiB comm buffer, kernel to client", "ms", reference="ipykernel"

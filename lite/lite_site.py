@@ -56,12 +56,14 @@ def run(*argv: str | Path, cwd: Path = REPO) -> None:
 
 
 def lock_constraints() -> Path:
-    """Pin every package Pyodide's lock file names to the lock's version: those are the
-    versions that Pyodide release was tested with (e.g. a newer anyio needs asyncio
-    internals Pyodide's loop lacks)."""
+    """Pin the packages Pyodide's lock file names to the lock's versions (those that Pyodide
+    release was tested with), except the kernel's own dependencies: the kernel needs their
+    current versions (anyio's TaskHandle, for one), as on the desktop."""
     lock = json.loads((PYODIDE_NPM / "pyodide-lock.json").read_text())
+    ours = {name.lower() for name in DEPENDENCIES}
     lines = [f"{name}=={pkg['version']}" for name, pkg in sorted(lock["packages"].items())
-             if pkg["file_name"].endswith("-none-any.whl")]  # pure ones: what we can use
+             if pkg["file_name"].endswith("-none-any.whl")  # pure ones: what we can use
+             and name.lower() not in ours]  # fmt: skip
     path = CACHE / "constraints.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
@@ -104,7 +106,7 @@ def wheels(dest: Path, kernel_ref: str | None) -> dict[str, object]:
     return {"micropip": micropip, "wheels": [n for n in names if n != micropip]}
 
 
-def build(out: Path, kernel_ref: str | None = None) -> None:
+def build(out: Path, kernel_ref: str | None = None, expose_app: bool = False) -> None:
     if not (PYODIDE_NPM / "pyodide.mjs").exists():
         sys.exit(f"no Pyodide in {PYODIDE_NPM}: run `npm ci` in lite/ (scripts/setup.sh does)")
     src = CACHE / "lite-dir"
@@ -119,6 +121,8 @@ def build(out: Path, kernel_ref: str | None = None) -> None:
                 "jupyter-lite-schema-version": 0,
                 "jupyter-config-data": {
                     "appName": "async-kernel in the browser",
+                    # window.jupyterapp, for tests that drive the page from script
+                    **({"exposeAppInBrowser": True} if expose_app else {}),
                     "litePluginSettings": {
                         PLUGIN_ID: {
                             "pyodideUrl": "./static/pyodide/pyodide.mjs",
@@ -200,6 +204,7 @@ def main() -> None:
     b.add_argument("out", type=Path)
     b.add_argument("--kernel-from", metavar="COMMIT", help="build async-kernel's wheel from "
                    "this commit (default: the working tree)")  # fmt: skip
+    b.add_argument("--expose-app", action="store_true", help="set window.jupyterapp (tests)")
     s = sub.add_parser("serve")
     s.add_argument("root", type=Path)
     s.add_argument("--host", default="127.0.0.1")
@@ -207,7 +212,7 @@ def main() -> None:
     s.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     if args.command == "build":
-        build(args.out.resolve(), args.kernel_from)
+        build(args.out.resolve(), args.kernel_from, args.expose_app)
     else:
         serve(args.root.resolve(), args.host, args.port, args.verbose)
 

@@ -4,6 +4,7 @@
 #   scripts/lite.sh                 # build into build/lite, serve on http://127.0.0.1:8000/
 #   scripts/lite.sh --build-only    # build only
 #   scripts/lite.sh --out DIR --port N
+#   scripts/lite.sh --kernel-from HEAD   # async-kernel's wheel from a commit, not the tree
 #
 # Needs scripts/setup.sh first (the venv, node/npm). The build installs what it needs:
 # jupyterlite-core, the extension (lite/, built with npm), Pyodide from npm, the wheels.
@@ -14,12 +15,15 @@ cd "$(dirname "$0")/.."
 OUT=build/lite
 PORT=8000
 BUILD_ONLY=0
+BUILD_ARGS=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --build-only) BUILD_ONLY=1 ;;
         --out) OUT="$2"; shift ;;
         --port) PORT="$2"; shift ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        --kernel-from) BUILD_ARGS+=(--kernel-from "$2"); shift ;;  # a commit, not the tree
+        --expose-app) BUILD_ARGS+=(--expose-app) ;;  # window.jupyterapp, for the e2e test
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -43,7 +47,7 @@ PYODIDE_VERSION=$("$PY" -c "from jupyterlite_pyodide_kernel.constants import PYO
     npm run --silent build >/dev/null
 )
 "$PY" -m pip install -q --no-deps --force-reinstall ./lite
-"$PY" lite/lite_site.py build "$OUT"
+"$PY" lite/lite_site.py build "$OUT" ${BUILD_ARGS[@]+"${BUILD_ARGS[@]}"}
 if [ "$BUILD_ONLY" = "1" ]; then
     exit 0
 fi

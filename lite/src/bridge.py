@@ -23,7 +23,7 @@ import sys
 import types
 from typing import Any
 
-__all__ = ["Bridge", "install_orjson_shim", "patch_webloop"]
+__all__ = ["Bridge", "install_orjson_shim", "patch_webloop", "skip_kernel_threads"]
 
 
 class InputUnavailable(BaseException):  # noqa: N818 - the name reads in a traceback
@@ -86,13 +86,32 @@ def patch_webloop() -> None:
         asyncio.tasks._set_task_name = _set_task_name  # type: ignore[attr-defined]
 
 
+def skip_kernel_threads() -> None:
+    """Pyodide has no threads: the kernel's own helper threads (named ``async-kernel-*``,
+    e.g. the one that re-sends an interrupt that arrived mid-update) are skipped instead of
+    failing the kernel's start.  Threads started by user code still raise as they should."""
+    import threading
+
+    original = threading.Thread.start
+
+    def start(self: threading.Thread) -> None:
+        try:
+            original(self)
+        except RuntimeError:
+            if not self.name.startswith("async-kernel"):
+                raise
+
+    threading.Thread.start = start  # type: ignore[method-assign]
+
+
 class Bridge:
     """Moves messages between the worker's JavaScript and ``CallbackKernel``."""
 
     def __init__(self, host: Any) -> None:
+        patch_webloop()
+        skip_kernel_threads()
         from async_kernel.callback_kernel import CallbackKernel
 
-        patch_webloop()
         self._host = host
         self.kernel = CallbackKernel(self._on_message, backend="asyncio")
         self._task: asyncio.Future[None] | None = None

@@ -1,0 +1,401 @@
+"""A kernel behind Jupyter Kernel Gateway: the protocol through its REST + WebSocket API, and
+JupyterLab started with ``--gateway-url`` running the JupyterLab e2e through it.
+
+The gateway (``jupyter kernelgateway``) serves this interpreter's ``async`` kernel spec on a
+free loopback port with a token and Jupyter state of its own; JupyterLab is a second server
+that owns no kernels and forwards every kernel request and websocket to the gateway.
+
+Issue #21: "through Jupyter Kernel Gateway the kernel status stays unknown" when a second
+websocket with the same session id opens (the server's new ZMQ sockets carry the old identity,
+and a ROUTER without ``ROUTER_HANDOVER`` keeps routing replies to the old connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _processes import stop_process
+
+from .conftest import (
+    SERVER_START_TIMEOUT,
+    LabServer,
+    free_port,
+    isolated_jupyter_env,
+    require,
+)
+
+# The JupyterLab e2e, collected again here so that it runs against the gateway-backed server
+# (this module's ``lab_server`` fixture overrides conftest's).
+from .test_jupyterlab import (  # noqa: F401
+    LAB_SETTINGS,
+    page,
+    test_cell_awaits_a_button_click,
+    test_run_cell_shows_output,
+    test_toolbar_interrupts_a_running_cell,
+    test_toolbar_restarts_the_kernel,
+)
+
+REPLY_TIMEOUT = 30.0  # seconds any one reply through the gateway may take
+
+
+@dataclass
+class Gateway:
+    url: str
+    token: str
+    log: Path
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            f"{self.url}{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw else None
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+def _wait_up(proc: subprocess.Popen[bytes], probe: Any, what: str, tail: Any) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited ({proc.returncode}):\n{tail()}")
+        try:
+            probe()
+            return
+        except (urllib.error.URLError, OSError, ValueError):
+            if time.monotonic() > deadline:
+                pytest.fail(f"{what} not up in {SERVER_START_TIMEOUT}s:\n{tail()}")
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    try:
+        import kernel_gateway  # noqa: F401
+    except ImportError:
+        require(False, "jupyter_kernel_gateway (pip install jupyter_kernel_gateway)")
+    base = tmp_path_factory.mktemp("gateway")
+    env = isolated_jupyter_env(base / "state")
+    port, token = free_port(), secrets.token_hex(16)
+    log = base / "gateway.log"
+    jupyter = Path(sys.executable).with_name("jupyter")
+    argv = [
+        str(jupyter) if jupyter.exists() else "jupyter",
+        "kernelgateway",
+        "--KernelGatewayApp.ip=127.0.0.1",
+        f"--KernelGatewayApp.port={port}",
+        "--KernelGatewayApp.port_retries=0",
+        f"--KernelGatewayApp.auth_token={token}",
+        "--KernelGatewayApp.default_kernel_name=async",
+        "--JupyterWebsocketPersonality.list_kernels=True",
+        "--KernelGatewayApp.log_level=DEBUG",
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, cwd=base, env=env, stdout=out, stderr=subprocess.STDOUT)
+    gw = Gateway(f"http://127.0.0.1:{port}", token, log)
+    try:
+        _wait_up(proc, lambda: gw.request("GET", "/api"), "the kernel gateway", gw.log_tail)
+        specs = gw.request("GET", "/api/kernelspecs")["kernelspecs"]
+        require("async" in specs, "the `async` kernel spec (async-kernel -a async)")
+        yield gw
+    finally:
+        stop_process(proc, grace=15)
+
+
+# -- the protocol through the gateway's REST + WebSocket API ---------------------------------
+
+
+def _message(session: str, msg_type: str, content: dict[str, Any], channel: str) -> dict[str, Any]:
+    return {
+        "header": {
+            "msg_id": uuid.uuid4().hex,
+            "msg_type": msg_type,
+            "session": session,
+            "username": "e2e",
+            "date": datetime.now(UTC).isoformat(),
+            "version": "5.3",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "content": content,
+        "channel": channel,
+        "buffers": [],
+    }
+
+
+class Channels:
+    """One websocket on ``/api/kernels/<id>/channels``; every read bounded."""
+
+    def __init__(self, ws: Any, session: str) -> None:
+        self.ws = ws
+        self.session = session
+        self.seen: list[dict[str, Any]] = []  # every message received, for failure reports
+
+    @classmethod
+    async def open(cls, gw: Gateway, kernel_id: str, session: str) -> Channels:
+        from tornado.httpclient import HTTPRequest
+        from tornado.websocket import websocket_connect
+
+        url = gw.url.replace("http", "ws", 1) + f"/api/kernels/{kernel_id}/channels"
+        req = HTTPRequest(
+            f"{url}?session_id={session}",
+            headers={"Authorization": f"token {gw.token}"},
+            connect_timeout=REPLY_TIMEOUT,
+            request_timeout=REPLY_TIMEOUT,
+        )
+        ws = await asyncio.wait_for(websocket_connect(req), REPLY_TIMEOUT)
+        return cls(ws, session)
+
+    async def send(self, msg_type: str, content: dict[str, Any], channel: str = "shell") -> str:
+        msg = _message(self.session, msg_type, content, channel)
+        await self.ws.write_message(json.dumps(msg))
+        return msg["header"]["msg_id"]
+
+    async def recv(self) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.ws.read_message(), REPLY_TIMEOUT)
+        assert raw is not None, f"websocket closed; seen: {self._summary()}"
+        msg = json.loads(raw)
+        self.seen.append(msg)
+        return msg
+
+    async def until_idle(self, msg_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """(the shell reply to ``msg_id``, its iopub messages up to and including idle)."""
+        reply: dict[str, Any] | None = None
+        outputs: list[dict[str, Any]] = []
+        idle = False
+        while reply is None or not idle:
+            try:
+                msg = await self.recv()
+            except TimeoutError:
+                pytest.fail(f"no reply/idle for {msg_id} in {REPLY_TIMEOUT}s: {self._summary()}")
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["channel"] == "shell":
+                assert reply is None, f"two replies to {msg_id}"
+                reply = msg
+            elif msg["channel"] == "iopub":
+                outputs.append(msg)
+                state = msg["content"].get("execution_state")
+                idle = idle or (msg["msg_type"] == "status" and state == "idle")
+        return reply, outputs
+
+    def _summary(self) -> list[tuple[str, str, str]]:
+        return [
+            (m.get("channel", "?"), m["msg_type"], m["parent_header"].get("msg_id", "")[:8])
+            for m in self.seen[-30:]
+        ]
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def run_async(fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """``asyncio.run(fn())`` in a thread of its own: Playwright's sync API (the Lab tests of
+    this module) keeps an event loop running in the main thread."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, fn()).result(timeout=10 * REPLY_TIMEOUT)
+
+
+def _stdout(outputs: list[dict[str, Any]]) -> str:
+    return "".join(
+        m["content"]["text"]
+        for m in outputs
+        if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"
+    )
+
+
+async def _execute(ch: Channels, code: str) -> tuple[dict[str, Any], str]:
+    msg_id = await ch.send("execute_request", {"code": code, "silent": False})
+    reply, outputs = await ch.until_idle(msg_id)
+    return reply, _stdout(outputs)
+
+
+@pytest.fixture
+def gateway_kernel(gateway: Gateway) -> Iterator[str]:
+    kernel = gateway.request("POST", "/api/kernels", {"name": "async"})
+    try:
+        yield kernel["id"]
+    finally:
+        with contextlib.suppress(urllib.error.HTTPError):
+            gateway.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+def test_gateway_runs_the_kernel(gateway: Gateway, gateway_kernel: str) -> None:
+    async def go() -> None:
+        ch = await Channels.open(gateway, gateway_kernel, uuid.uuid4().hex)
+        try:
+            msg_id = await ch.send("kernel_info_request", {})
+            reply, _ = await ch.until_idle(msg_id)
+            assert reply["msg_type"] == "kernel_info_reply"
+            assert reply["content"]["status"] == "ok"
+            assert reply["content"]["implementation"] == "async_kernel"
+            reply, out = await _execute(ch, "print('through the gateway', 6 * 7)")
+            assert reply["content"]["status"] == "ok", reply["content"]
+            assert out == "through the gateway 42\n"
+            # the control channel is forwarded too
+            msg_id = await ch.send("kernel_info_request", {}, channel="control")
+            while True:
+                msg = await ch.recv()
+                if msg["parent_header"].get("msg_id") == msg_id and msg["channel"] == "control":
+                    break
+            assert msg["content"]["status"] == "ok"
+        finally:
+            ch.close()
+
+    run_async(go)
+    kernels = {k["id"]: k for k in gateway.request("GET", "/api/kernels")}
+    assert kernels[gateway_kernel]["execution_state"] == "idle"
+
+
+def test_second_websocket_with_the_same_session_is_answered(
+    gateway: Gateway, gateway_kernel: str
+) -> None:
+    """The gateway opens new ZMQ sockets for the second websocket with the first one's
+    identity (its session id); the kernel must hand the identity over and answer there."""
+
+    async def go() -> None:
+        session = uuid.uuid4().hex
+        first = await Channels.open(gateway, gateway_kernel, session)
+        second: Channels | None = None
+        try:
+            reply, out = await _execute(first, "state = 'kept'; print('first socket')")
+            assert out == "first socket\n"
+            # A reconnect while the first websocket is still open (Lab's retry after a
+            # failed attempt; a tab reload before the server saw the old socket close).
+            second = await Channels.open(gateway, gateway_kernel, session)
+            msg_id = await second.send("kernel_info_request", {})
+            reply, outputs = await second.until_idle(msg_id)
+            assert reply["content"]["status"] == "ok"
+            assert any(m["msg_type"] == "status" for m in outputs), "no status: state unknown"
+            reply, out = await _execute(second, "print('second socket', state)")
+            assert reply["content"]["status"] == "ok", reply["content"]
+            assert out == "second socket kept\n"
+            # and a third time, after the others are gone
+            first.close()
+            second.close()
+            second = None
+            third = await Channels.open(gateway, gateway_kernel, session)
+            try:
+                reply, out = await _execute(third, "print('third socket')")
+                assert out == "third socket\n"
+            finally:
+                third.close()
+        finally:
+            first.close()
+            if second is not None:
+                second.close()
+
+    run_async(go)
+
+
+def test_interrupt_and_restart_through_the_gateway(gateway: Gateway, gateway_kernel: str) -> None:
+    async def go() -> None:
+        ch = await Channels.open(gateway, gateway_kernel, uuid.uuid4().hex)
+        try:
+            await _execute(ch, "marker = 1")
+            msg_id = await ch.send(
+                "execute_request", {"code": "import time\nprint('sleeping')\ntime.sleep(120)"}
+            )
+            while True:  # the cell is running once it has printed
+                msg = await ch.recv()
+                if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+                    break
+            await asyncio.to_thread(
+                gateway.request, "POST", f"/api/kernels/{gateway_kernel}/interrupt"
+            )
+            reply, _ = await ch.until_idle(msg_id)
+            assert reply["content"]["status"] == "error"
+            assert reply["content"]["ename"] == "KeyboardInterrupt"
+        finally:
+            ch.close()
+        await asyncio.to_thread(gateway.request, "POST", f"/api/kernels/{gateway_kernel}/restart")
+        ch = await Channels.open(gateway, gateway_kernel, uuid.uuid4().hex)
+        try:
+            reply, out = await _execute(ch, "print('marker' in globals())")
+            assert out == "False\n"
+        finally:
+            ch.close()
+
+    run_async(go)
+
+
+# -- JupyterLab with --gateway-url ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lab_server(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    """JupyterLab that runs no kernel itself: kernels and specs come from the gateway."""
+    base = tmp_path_factory.mktemp("lab-gw")
+    root = base / "notebooks"
+    root.mkdir()
+    env = isolated_jupyter_env(base / "state", LAB_SETTINGS)
+    port, token = free_port(), secrets.token_hex(16)
+    log = base / "server.log"
+    argv = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        f"--gateway-url={gateway.url}",
+        f"--GatewayClient.auth_token={gateway.token}",
+        "--GatewayClient.request_timeout=60",
+        "--LabApp.news_url=",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+        "--ServerApp.log_level=INFO",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        argv.append("--allow-root")
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = LabServer(f"http://127.0.0.1:{port}", token, root, log)
+    try:
+        _wait_up(proc, lambda: server.api("/api/status"), "JupyterLab", server.log_tail)
+        specs = server.api("/api/kernelspecs")["kernelspecs"]
+        require("async" in specs, "the `async` kernel spec, served by the gateway")
+        yield server
+    finally:
+        stop_process(proc, grace=15)
+
+
+def test_lab_kernels_live_in_the_gateway(
+    lab_server: LabServer,
+    gateway: Gateway,
+    page: Any,  # noqa: F811 (the fixture imported above)
+) -> None:
+    """Runs after the Lab e2e above (file order): its kernel is the gateway's."""
+    lab_ids = {k["id"] for k in lab_server.api("/api/kernels")}
+    gateway_ids = {k["id"] for k in gateway.request("GET", "/api/kernels")}
+    assert lab_ids, "JupyterLab has no kernel"
+    assert lab_ids <= gateway_ids, (lab_ids, gateway_ids)

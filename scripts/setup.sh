@@ -13,7 +13,7 @@ if [ "${SKIP_APT:-0}" != "1" ] && command -v apt-get >/dev/null; then
     # Debian's npm conflicts with a node installed by other means.
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-        xvfb xauth chromium tmux \
+        xvfb xauth chromium tmux iproute2 \
         libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 \
         libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-xinerama0 >/dev/null
     if ! command -v node >/dev/null; then

@@ -35,7 +35,7 @@ class InputUnavailable(BaseException):  # noqa: N818 - the name reads in a trace
 
 
 def install_orjson_shim() -> None:
-    """Give ``async_kernel.wire`` an ``orjson`` built on ``json`` when the real one is absent.
+    """Give the kernel's wire codec an ``orjson`` built on ``json`` when the real one is absent.
 
     orjson is compiled; the npm package ``pyodide`` ships no package wheels, so an offline
     site has none.  The kernel only needs ``dumps``/``loads`` and the option flags.
@@ -110,7 +110,10 @@ class Bridge:
     def __init__(self, host: Any) -> None:
         patch_webloop()
         skip_kernel_threads()
-        from async_kernel.callback_kernel import CallbackKernel
+        try:  # the package's layout by layers, then the flat one before it
+            from async_kernel.kernel.callback import CallbackKernel
+        except ImportError:
+            from async_kernel.callback_kernel import CallbackKernel  # type: ignore[no-redef]
 
         self._host = host
         self.kernel = CallbackKernel(self._on_message, backend="asyncio")

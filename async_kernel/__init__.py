@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .backends import call_using_backend
-    from .callback_kernel import CallbackKernel
-    from .caller import Caller
-    from .pending import (
+    from .kernel.callback import CallbackKernel
+    from .kernel.router import process_events
+    from .toolkit.backends import call_using_backend
+    from .toolkit.caller import Caller
+    from .toolkit.pending import (
         Pending,
         PendingCancelled,
         PendingGroup,
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
         current_pending,
         wait,
     )
-    from .router import process_events
 
 __all__ = [
     "CallbackKernel",
@@ -44,16 +44,16 @@ __all__ = [
 ]
 
 _HOMES = {
-    "CallbackKernel": ".callback_kernel",
-    "Caller": ".caller",
-    "Pending": ".pending",
-    "PendingCancelled": ".pending",
-    "PendingGroup": ".pending",
-    "as_completed": ".pending",
-    "call_using_backend": ".backends",
-    "current_pending": ".pending",
-    "process_events": ".router",
-    "wait": ".pending",
+    "CallbackKernel": ".kernel.callback",
+    "Caller": ".toolkit.caller",
+    "Pending": ".toolkit.pending",
+    "PendingCancelled": ".toolkit.pending",
+    "PendingGroup": ".toolkit.pending",
+    "as_completed": ".toolkit.pending",
+    "call_using_backend": ".toolkit.backends",
+    "current_pending": ".toolkit.pending",
+    "process_events": ".kernel.router",
+    "wait": ".toolkit.pending",
 }
 
 

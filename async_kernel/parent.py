@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from .wire import Message
+from .transport.wire import Message
 
 __all__ = ["Request", "current_request", "install_thread_inheritance", "request_context"]
 

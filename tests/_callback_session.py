@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from async_kernel.callback_kernel import CallbackKernel
+from async_kernel.kernel.callback import CallbackKernel
 
 STEP_TIMEOUT = 10.0
 

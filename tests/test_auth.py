@@ -28,7 +28,7 @@ from conftest import TIMEOUT, collect_outputs, execute, kernel_argv, shell_reply
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
-from async_kernel.connection import ConnectionInfo, write_connection_file
+from async_kernel.transport.connection import ConnectionInfo, write_connection_file
 
 SILENCE = 0.5  # seconds we listen for a reply that must not come
 

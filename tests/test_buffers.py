@@ -43,7 +43,7 @@ def test_buffers_of_every_size_and_type_arrive_intact(kc: BlockingKernelClient) 
 def test_a_buffer_that_is_not_bytes_is_dropped_whole(kc: BlockingKernelClient) -> None:
     code = (
         "import comm\n"
-        "from async_kernel.wire import new_message\n"
+        "from async_kernel.transport.wire import new_message\n"
         "k = get_ipython().kernel\n"
         "bad = new_message('comm_msg', {'comm_id': 'x', 'data': {}}, k.get_parent())\n"
         "bad['buffers'] = [object()]\n"

@@ -80,7 +80,7 @@ def test_shutdown_ends_run_without_zmq(session: dict[str, Any]) -> None:
 
 def test_importing_the_interface_imports_no_zmq() -> None:
     code = (
-        "import sys, async_kernel, async_kernel.callback_kernel\n"
+        "import sys, async_kernel, async_kernel.kernel.callback\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('zmq', 'jupyter_client', 'psutil', 'debugpy'))\n"
         "assert not bad, bad\n"

@@ -54,7 +54,7 @@ def test_in_loop_only_inside_the_callers_own_loop(caller: Caller) -> None:
 
 def test_a_request_put_inside_the_loop_is_handled_without_scheduling(caller: Caller) -> None:
     """The shell reader puts requests from inside the loop: the consumer is woken directly."""
-    from async_kernel.request_queue import RequestQueue
+    from async_kernel.kernel.queues import RequestQueue
 
     handled: list[object] = []
     scheduled: list[object] = []
@@ -243,7 +243,7 @@ def test_to_thread_reuses_a_bounded_pool(caller: Caller) -> None:
 
 
 def test_to_thread_limit_holds_back_extra_calls(caller: Caller) -> None:
-    from async_kernel import caller as caller_module
+    from async_kernel.toolkit import caller as caller_module
 
     limit, Caller.thread_limit = Caller.thread_limit, caller_module._POOL.workers + 2
     gate = threading.Event()

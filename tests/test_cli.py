@@ -163,7 +163,7 @@ def test_capture_setting_in_spec_and_display_name(tmp_path: Path) -> None:
 
 
 def test_help_all_lists_every_setting_and_docs_have_the_same_table() -> None:
-    from async_kernel.cli import help_all_table
+    from async_kernel.app.cli import help_all_table
     from async_kernel.settings import SETTINGS, InterfaceSettings
 
     shown = run("--help-all")

@@ -205,7 +205,7 @@ def test_without_debugpy_the_kernel_says_what_to_install() -> None:
 
     hide_debugpy = (
         "import sys; sys.modules['debugpy'] = None; "
-        "from async_kernel.cli import main; sys.exit(main())"
+        "from async_kernel.app.cli import main; sys.exit(main())"
     )
     km = KernelManager(kernel_name="async")
     km.kernel_spec.argv = [sys.executable, "-c", hide_debugpy, "-f", "{connection_file}"]

@@ -245,7 +245,7 @@ def test_gui_hosts_capture_in_order(tmp_path: Path, loop: str, backend: str) -> 
 CALLBACK_HOST = """\
 import json, sys, time, uuid
 import anyio
-from async_kernel.callback_kernel import CallbackKernel
+from async_kernel.kernel.callback import CallbackKernel
 
 async def main():
     seen = []

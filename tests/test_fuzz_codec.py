@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from async_kernel.wire import DELIMITER, Codec, ProtocolError, dumps, new_message
+from async_kernel.transport.wire import DELIMITER, Codec, ProtocolError, dumps, new_message
 
 KEY = b"fuzz-key"
 EXAMPLES = 1000

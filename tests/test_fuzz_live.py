@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
-from async_kernel.validation import invalid_content
+from async_kernel.kernel.validation import invalid_content
 
 CASES = int(os.environ.get("ASYNC_KERNEL_FUZZ_CASES", "500"))  # per backend
 # No shrinking: every failing step waits out a reply timeout, so shrinking takes minutes.

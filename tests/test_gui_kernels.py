@@ -347,7 +347,7 @@ def test_no_display_fails_fast_with_a_hint(loop: str, tmp_path: Path) -> None:
 def test_missing_pyside6_names_the_install(tmp_path: Path) -> None:
     code = (
         "import sys\nsys.modules['PySide6'] = None\n"
-        "from async_kernel.cli import main\n"
+        "from async_kernel.app.cli import main\n"
         f"main(['-f', {str(tmp_path / 'k.json')!r}, '--interface.loop=qt'])\n"
     )
     done = subprocess.run(

@@ -1,7 +1,7 @@
 """Progress bars and live output: what ipykernel users see while a cell runs.
 
 Why: ``tqdm.auto`` must pick the widget bar here as under ipykernel (it looks for the module
-``ipykernel.zmqshell``; see async_kernel/notebook_env.py), and a bar, ``update_display`` and
+``ipykernel.zmqshell``; see async_kernel/app/notebook_env.py), and a bar, ``update_display`` and
 ``clear_output(wait=True)`` must reach the frontend *while* the cell runs, also when the cell
 blocks the main thread.  "While" is shown by causality, not time: each cell runs until the
 test, having seen an update, tells it to stop (a file appears); output held back until the

@@ -66,7 +66,7 @@ def run_cli_qt(
 ) -> subprocess.CompletedProcess[str]:
     code = (
         f"{prelude}\n"
-        "from async_kernel.cli import main\n"
+        "from async_kernel.app.cli import main\n"
         f"main(['-f', {str(tmp_path / 'k.json')!r}, '--interface.loop=qt'])\n"
     )
     return subprocess.run(

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from IPython.core.inputtransformer2 import TransformerManager
 
-from async_kernel.transform import PlainPythonTransformerManager
+from async_kernel.shell.transform import PlainPythonTransformerManager
 
 PIECES = [
     *"ab =()[]{}\n\t \r,;/%!?.>:'\"#\\\x0c\x0b\x1c\x85\u2028",

@@ -14,10 +14,10 @@ from typing import cast
 import pytest
 import zmq
 
-from async_kernel.connection import Channel, ConnectionInfo
 from async_kernel.transport import zmq_transport
+from async_kernel.transport.connection import Channel, ConnectionInfo
+from async_kernel.transport.wire import Codec, Message, new_message
 from async_kernel.transport.zmq_transport import ZmqTransport
-from async_kernel.wire import Codec, Message, new_message
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -42,8 +42,8 @@ class _Inbox:
 @pytest.fixture
 def transport() -> Iterator[ZmqTransport]:
     info = ConnectionInfo()
-    t = ZmqTransport(info, Codec(info.key.encode()), _Inbox())
-    t.start()
+    t = ZmqTransport(info, Codec(info.key.encode()))
+    t.start(_Inbox())
     try:
         yield t
     finally:
@@ -207,8 +207,8 @@ def lent() -> Iterator[tuple[ZmqTransport, _ThreadInbox, zmq.Socket[bytes]]]:
     """A transport whose shell channel will be lent, and a client connected to it."""
     info = ConnectionInfo()
     inbox = _ThreadInbox()
-    t = ZmqTransport(info, Codec(info.key.encode()), inbox)
-    t.start()
+    t = ZmqTransport(info, Codec(info.key.encode()))
+    t.start(inbox)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     client = ctx.socket(zmq.DEALER)
     client.connect(info.url("shell"))

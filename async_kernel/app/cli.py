@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from ._version import __version__
-from .settings import SETTINGS, InterfaceSettings, SettingsError
+from .._version import __version__
+from ..settings import SETTINGS, InterfaceSettings, SettingsError
 
 __all__ = ["help_all_table", "main"]
 
@@ -173,9 +171,3 @@ def _manage_specs(
             print(f"No async-kernel specs in {kernelspec.kernel_dirs(**where)}")
         for name, path in specs.items():
             print(f"  {name:<24}{path}")
-
-
-def default_connection_file() -> Path:
-    from jupyter_core.paths import jupyter_runtime_dir
-
-    return Path(jupyter_runtime_dir()) / f"kernel-{os.getpid()}.json"

@@ -13,8 +13,8 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
-from .debugger import debugpy_available
-from .wire import PROTOCOL_VERSION
+from ..debugger import debugpy_available
+from ..transport.wire import PROTOCOL_VERSION
 
 __all__ = ["DEFAULT_NAME", "kernel_dirs", "list_specs", "make_spec", "remove_spec", "write_spec"]
 

@@ -16,16 +16,20 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .connection import Channel, ConnectionInfo, read_connection_file, write_connection_file
+from ..settings import InterfaceSettings
+from ..transport.connection import (
+    ConnectionInfo,
+    default_connection_file,
+    read_connection_file,
+    write_connection_file,
+)
+from ..transport.curve import curve_keys
+from ..transport.wire import Codec
+from ..transport.zmq_transport import ZmqTransport
 from .parent_poller import start_parent_poller
-from .settings import InterfaceSettings
-from .transport.base import Deliver
-from .transport.curve import curve_keys
-from .transport.zmq_transport import ZmqTransport
-from .wire import Codec, Message
 
 if TYPE_CHECKING:
-    from .kernel import Kernel
+    from ..kernel.core import Kernel
 
 __all__ = ["run_kernel"]
 
@@ -36,8 +40,6 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def _load(path: Path | None) -> tuple[Path, ConnectionInfo]:
     if path is None:
-        from .cli import default_connection_file
-
         path = default_connection_file()
     if path.exists():
         return path, read_connection_file(path)
@@ -64,15 +66,9 @@ def run_kernel(connection_file: str | None, settings: InterfaceSettings) -> None
     codec = Codec(info.key.encode(), info.signature_scheme)
     _warn_if_exposed(info)
 
-    def deliver(channel: Channel, identities: list[bytes], msg: Message) -> None:
-        # The transport may be bound before the kernel exists; it reads only once the
-        # kernel has started it.
-        assert kernel is not None
-        kernel.deliver(channel, identities, msg)
-
     def bind() -> ZmqTransport:
-        # On the main thread; handed to the kernel (and its I/O thread) once it runs.
-        transport = ZmqTransport(info, codec, deliver)
+        # On the main thread; the kernel starts it (and its I/O thread) once it runs.
+        transport = ZmqTransport(info, codec)
         if needs_write:
             write_connection_file(path, info)
             print(f"async-kernel: connection file {path}", file=sys.__stderr__)
@@ -81,10 +77,10 @@ def run_kernel(connection_file: str | None, settings: InterfaceSettings) -> None
     # A GUI host is checked first (it may be unavailable: then nothing is half-started).
     early = bind() if settings.loop == "plain" else None
 
-    def make_transport(_: Deliver) -> ZmqTransport:  # ``deliver`` above forwards to it
+    def make_transport() -> ZmqTransport:
         return early if early is not None else bind()
 
-    from .kernel import Kernel
+    from ..kernel.core import Kernel
 
     kernel = Kernel(settings, make_transport)
     if orphaned.is_set():  # the parent died while we started: serve() returns at once
@@ -115,7 +111,7 @@ def _warn_if_exposed(info: ConnectionInfo) -> None:
 
 
 def _run_on_host(kernel: Kernel, settings: InterfaceSettings, connection_file: str) -> None:
-    from .gui_hosts import HostUnavailableError, run_with_host
+    from ..gui_hosts import HostUnavailableError, run_with_host
 
     def ready(kernel: Kernel) -> None:
         # A ZMQ kernel says so where libraries look (tqdm.auto's widget bar).

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .interrupt import block_sigint_in_this_thread
+from ..interrupt import block_sigint_in_this_thread
 
 __all__ = ["start_parent_poller"]
 

@@ -12,7 +12,7 @@ import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..kernel import Kernel
+    from ..kernel.core import Kernel
     from ..parent import Request
 
 MISSING_DEBUGPY = "the debugger needs debugpy: pip install 'async-kernel[debug]'"

@@ -34,7 +34,7 @@ from .cells import HASH_METHOD, HASH_SEED, TMP_SUFFIX, dump_cell, tmp_prefix
 from .client import DapClient, DapMessage, dap_response
 
 if TYPE_CHECKING:
-    from ..kernel import Kernel
+    from ..kernel.core import Kernel
     from ..parent import Request
 
 __all__ = ["DebugHandlers"]

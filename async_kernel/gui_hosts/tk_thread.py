@@ -4,7 +4,7 @@ Why: a plain kernel's main thread runs the async backend, so a ``tkinter.Tk`` ma
 cell is never pumped and its windows freeze.  Tk (unlike Qt) can live on any thread, as
 long as every Tk call happens on the thread that created the interpreter, so this module
 runs ``mainloop()`` on a dedicated thread and ships functions to it: :meth:`TkThread.call`
-returns a :class:`~async_kernel.pending.Pending` that a cell can ``await``.
+returns a :class:`~async_kernel.toolkit.pending.Pending` that a cell can ``await``.
 
 How work reaches the thread: with a threaded Tcl (the norm) a small *waker* thread makes
 the one marshalled ``after 0 <drain>`` call per batch, so ``call()`` itself never blocks
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
 from async_kernel.gui_hosts.base import active_host
 from async_kernel.gui_hosts.tk import POLL_MS, destroy_root, new_root, tcl_is_threaded
 from async_kernel.interrupt import block_sigint_in_this_thread
-from async_kernel.pending import Pending
+from async_kernel.toolkit.pending import Pending
 
 if TYPE_CHECKING:
     import tkinter

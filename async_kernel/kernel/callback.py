@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import logging
 
-from .connection import Channel
-from .kernel import Kernel
-from .settings import Backend, InterfaceSettings
-from .transport.base import Deliver
-from .transport.callback import (
+from ..settings import Backend, InterfaceSettings
+from ..transport.callback import (
     CallbackTransport,
     OnMessage,
-    message_from_host,
     message_to_host,
 )
-from .wire import Message
+from ..transport.wire import Message
+from .core import Kernel
 
 __all__ = ["CallbackKernel", "message_to_host"]
 
@@ -35,27 +32,14 @@ class CallbackKernel:
     """A kernel whose transport is a function call each way."""
 
     def __init__(self, on_message: OnMessage, *, backend: Backend = "asyncio") -> None:
-        self._on_message = on_message
-        self._waiting: list[tuple[Channel, Message]] = []
-        self._deliver: Deliver | None = None  # set once the kernel is ready
-        self._created_deliver: Deliver | None = None
+        self._transport = CallbackTransport(on_message)
         self.kernel = Kernel(
-            InterfaceSettings(backend=backend), self._make_transport, single_thread=True
+            InterfaceSettings(backend=backend), lambda: self._transport, single_thread=True
         )
-
-    def _make_transport(self, deliver: Deliver) -> CallbackTransport:
-        self._created_deliver = deliver
-        return CallbackTransport(self._on_message)
 
     async def run(self) -> None:
         """Serve until a shutdown_request (or :meth:`stop`); await it on the host's loop."""
-        await self.kernel.serve(ready=lambda _: self._deliver_waiting())
-
-    def _deliver_waiting(self) -> None:
-        self._deliver = self._created_deliver
-        waiting, self._waiting = self._waiting, []
-        for channel, msg in waiting:
-            self._hand_in(channel, msg)
+        await self.kernel.serve()
 
     def receive(self, msg: Message | str | bytes, channel: str | None = None) -> None:
         """Accept one message from the frontend: a dict or its JSON text.
@@ -63,18 +47,7 @@ class CallbackKernel:
         ``channel`` defaults to the message's own ``"channel"`` key, then to shell.  Messages
         received before :meth:`run` has started are kept and delivered once it has.
         """
-        chosen, checked = message_from_host(msg, channel)
-        if self._deliver is None:
-            self._waiting.append((chosen, checked))
-        else:
-            self._hand_in(chosen, checked)
-
-    def _hand_in(self, channel: Channel, msg: Message) -> None:
-        assert self._deliver is not None
-        try:
-            self._deliver(channel, [], msg)
-        except Exception:
-            log.exception("delivering %s failed", msg["msg_type"])
+        self._transport.receive(msg, channel)
 
     def interrupt(self) -> None:
         """Cancel every cell that is awaiting (blocking code cannot be interrupted here)."""

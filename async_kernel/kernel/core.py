@@ -6,46 +6,43 @@ responder while a lane is blocked) is decided by :mod:`.router`; see docs/concur
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .caller import Caller
-from .comms import install_comms
-from .connection import Channel
-from .debugger import install_debugger
-from .fdcapture import start_fd_capture
-from .history import batch_history_writes
-from .interrupt import install_sigint_handler, interrupt_main_thread, sigint_blocked
-from .iostream import OutStream
-from .parent import (
+from ..debugger import install_debugger
+from ..interrupt import install_sigint_handler, interrupt_main_thread, sigint_blocked
+from ..parent import (
     Request,
     current_request,
     install_thread_inheritance,
     request_context,
     set_request,
 )
-from .profile import load_profile_config, run_startup_files
-from .requests import RequestHandlers
+from ..settings import InterfaceSettings
+from ..shell.comms import install_comms
+from ..shell.fdcapture import start_fd_capture
+from ..shell.history import batch_history_writes
+from ..shell.interactive import AsyncShell
+from ..shell.iostream import OutStream
+from ..shell.profile import load_profile_config, run_startup_files
+from ..shell.stdin import StdinBridge
+from ..toolkit.caller import Caller
+from ..transport.wire import Channel, Message, error_content, new_message
+from .handlers import RequestHandlers
 from .router import Router, cell_mode
-from .settings import InterfaceSettings
-from .shell import AsyncShell
-from .stdin import StdinBridge
 from .subshells import Subshells
-from .transport.base import ReadableHere
 from .validation import invalid_content
-from .wire import Message, error_content, new_message
 
 if TYPE_CHECKING:
-    from .transport import Deliver, Transport
+    from ..transport import Transport
 
 __all__ = ["Kernel"]
 
@@ -62,22 +59,13 @@ log = logging.getLogger("async_kernel")
 Handler = Callable[[Request], Awaitable[dict[str, Any] | None]]
 
 
-@contextlib.contextmanager
-def _lent_shell(transport: ReadableHere, loop_is_free: Callable[[], bool]) -> Generator[None]:
-    transport.lend("shell", loop_is_free)
-    try:
-        yield
-    finally:
-        transport.lend("shell", None)
-
-
 class Kernel:
     """One kernel process: a shell, its callers, and a transport."""
 
     def __init__(
         self,
         settings: InterfaceSettings,
-        make_transport: Callable[[Deliver], Transport],
+        make_transport: Callable[[], Transport],
         *,
         single_thread: bool = False,
     ) -> None:
@@ -111,15 +99,12 @@ class Kernel:
                 main if self.single_thread else Caller.start_new(self.settings.backend, "control")
             )
             self.router = Router(self, main, self.control)
-            self.transport = self._make_transport(self.deliver)
+            self.transport = self._make_transport()
             with sigint_blocked():  # the threads IPython starts must leave SIGINT to us
                 self._init_shell()
             self.router.start()
-            start = getattr(self.transport, "start", None)
-            if start is not None:
-                start()
-            if isinstance(self.transport, ReadableHere) and not self.single_thread:
-                main.start_soon(self._read_shell_while_free, self.transport)
+            self.transport.start(self.deliver)
+            main.start_soon(self.transport.read_while_free, "shell", self._main_is_free)
             if ready is not None:
                 ready(self)
             try:
@@ -163,42 +148,6 @@ class Kernel:
         install_debugger(self)
         if not self.single_thread:
             self.main.start_soon(self._warm_up_soon)
-
-    async def _read_shell_while_free(self, transport: ReadableHere) -> None:
-        """Read shell requests on this loop whenever it waits for work.
-
-        The transport's I/O thread reads every socket, and waking it and then this loop cost
-        a hand-over per request.  While this loop is free it reads a request itself, and the
-        I/O thread steps aside (the transport's lend()); while a request is in hand, the I/O
-        thread reads on (both under the transport's lock, so order holds).
-        """
-        fd = transport.notice_fd("shell")
-        if self.settings.backend == "trio":
-            import trio
-
-            with _lent_shell(transport, self._main_is_free):
-                while True:
-                    await trio.lowlevel.wait_readable(fd)
-                    try:
-                        transport.read_here("shell")
-                    except Exception:  # as asyncio does for a reader: log it, keep reading
-                        log.exception("reading shell on the main loop failed")
-        else:
-            import asyncio
-
-            loop = asyncio.get_running_loop()
-            # Before the loan: a loop without readers (Windows' proactor) leaves shell to
-            # the I/O thread, as it was, rather than ending the kernel.
-            try:
-                loop.add_reader(fd, transport.read_here, "shell")
-            except NotImplementedError:
-                log.debug("this event loop cannot watch shell; the I/O thread reads it alone")
-                return
-            try:
-                with _lent_shell(transport, self._main_is_free):
-                    await anyio.sleep_forever()
-            finally:
-                loop.remove_reader(fd)
 
     def _main_is_free(self) -> bool:
         """No request in hand on the main loop (asked on the transport's thread).
@@ -253,7 +202,7 @@ class Kernel:
         if self._served.wait(STOP_DEADLINE):
             return
         log.warning("the main thread is still held %.1f s after the stop: ending", STOP_DEADLINE)
-        from .children import end_children  # psutil: not in every environment (Pyodide)
+        from ..app.children import end_children  # psutil: not in every environment (Pyodide)
 
         end_children()
         self.transport.close()
@@ -359,9 +308,7 @@ class Kernel:
         it back only at each switch interval, so a kernel_info answered just before it would
         reach the client several milliseconds late.
         """
-        wait_sent = getattr(self.transport, "wait_sent", None)
-        if wait_sent is not None:
-            wait_sent(_SEND_QUEUED_TIMEOUT)
+        self.transport.wait_sent(_SEND_QUEUED_TIMEOUT)
 
     def flush_streams(self) -> None:
         """Send the kernel's own buffered stdout/stderr now.

@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.completer import provisionalcompleter, rectify_completions
 from IPython.utils.tokenutil import token_at_cursor
 
-from ._version import __version__
-from .debugger import debugpy_missing
-from .history import read_history
-from .interrupt import interrupt_main_thread
-from .wire import PROTOCOL_VERSION, error_content
+from .._version import __version__
+from ..debugger import debugpy_missing
+from ..interrupt import interrupt_main_thread
+from ..shell.history import read_history
+from ..transport.wire import PROTOCOL_VERSION, error_content
 
 log = logging.getLogger("async_kernel")
 
 if TYPE_CHECKING:
-    from .kernel import Kernel
-    from .parent import Request
+    from ..parent import Request
+    from .core import Kernel
 
 __all__ = ["RequestHandlers"]
 
@@ -287,7 +287,7 @@ class RequestHandlers:
 
     # -- process --------------------------------------------------------------------------
     async def connect_request(self, request: Request) -> Reply:
-        info = getattr(self.kernel.transport, "info", None)
+        info = self.kernel.transport.info
         ports = (
             {f"{c}_port": info.port(c) for c in ("shell", "iopub", "stdin", "control", "hb")}
             if info

@@ -22,9 +22,9 @@ import anyio
 log = logging.getLogger("async_kernel")
 
 if TYPE_CHECKING:
-    from .caller import Caller
-    from .interrupt import Latch
-    from .parent import Request
+    from ..interrupt import Latch
+    from ..parent import Request
+    from ..toolkit.caller import Caller
 
 __all__ = ["RequestQueue"]
 
@@ -97,4 +97,3 @@ class RequestQueue:
             if not queue:
                 await self._wakeup.wait()
             self._idle = False
-

@@ -45,15 +45,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from .caller import Caller
-from .interrupt import Latch, interruption_point
-from .namespaces import Namespace, set_namespace
-from .parent import Request
-from .request_queue import RequestQueue
-from .wire import Message, error_content
+from ..interrupt import Latch, interruption_point
+from ..parent import Request
+from ..shell.namespaces import Namespace, set_namespace
+from ..toolkit.caller import Caller
+from ..transport.wire import Message, error_content
+from .queues import RequestQueue
 
 if TYPE_CHECKING:
-    from .kernel import Kernel
+    from .core import Kernel
 
 __all__ = ["ASKS", "COMMS", "CellMode", "Lane", "Router", "cell_mode", "process_events"]
 
@@ -156,9 +156,7 @@ class Lane:
         cell in hand)."""
         if self.router.single_thread:
             return False
-        return (
-            not self.caller.in_loop() or self._cells_in != self._cells_out or self.handling > 0
-        )
+        return not self.caller.in_loop() or self._cells_in != self._cells_out or self.handling > 0
 
     def take_queued(self) -> list[Request]:
         """Remove and return this lane's queued execute requests."""
@@ -169,6 +167,11 @@ class Lane:
         """Handle ``request`` on this lane's loop, in its namespace."""
         set_namespace(self.namespace)
         is_cell = request.msg["msg_type"] == "execute_request"
+        if is_cell and self is self.router.main:
+            # A comm message that came before this cell is handled before it, as a client
+            # expects (a slider moved, then a cell reading its value); the two queues are
+            # otherwise woken in whatever order the loop picks (trio's is random).
+            self.router.run_waiting_comms()
         self.handling += 1
         with anyio.CancelScope() as scope:
             self._running[scope] = request
@@ -337,7 +340,7 @@ class Router:
 
     def process_events(self, timeout: float) -> int:
         """Run the comm messages waiting for the main shell, here (the main thread)."""
-        handled = self._run_waiting_comms()
+        handled = self.run_waiting_comms()
         if handled or timeout <= 0:
             return handled
         latch = Latch()
@@ -345,7 +348,7 @@ class Router:
         try:
             deadline = time.monotonic() + timeout
             while True:
-                handled = self._run_waiting_comms()
+                handled = self.run_waiting_comms()
                 left = deadline - time.monotonic()
                 if handled or left <= 0:
                     return handled
@@ -364,12 +367,13 @@ class Router:
             return
         self.comms.waiter = wakeup
         try:
-            if not self._run_waiting_comms():
+            if not self.run_waiting_comms():
                 wakeup.wait()
         finally:
             self.comms.waiter = None
 
-    def _run_waiting_comms(self) -> int:
+    def run_waiting_comms(self) -> int:
+        """Run the comm messages waiting for the main loop, here and now; how many ran."""
         handled = 0
         while (request := self.comms.take_one()) is not None:
             _run_to_end(contextvars.copy_context(), self._run_comm(request))
@@ -415,4 +419,3 @@ def process_events(timeout: float = 0.0) -> int:
             time.sleep(timeout)
         return 0
     return router.process_events(timeout)
-

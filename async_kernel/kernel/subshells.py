@@ -17,20 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .caller import Caller
-from .interrupt import interrupt_cells_on_other_threads
-from .namespaces import Namespace, new_namespace
-from .parent import current_request
-from .shell import AsyncShell
-from .wire import error_content
+from ..interrupt import interrupt_cells_on_other_threads
+from ..parent import current_request
+from ..shell.interactive import AsyncShell
+from ..shell.namespaces import Namespace, new_namespace
+from ..toolkit.caller import Caller
+from ..transport.wire import error_content
 
 if TYPE_CHECKING:
-    from .kernel import Kernel
+    from .core import Kernel
     from .router import Router
 
 __all__ = ["Subshells"]
 
-log = logging.getLogger("async_kernel.subshells")
+log = logging.getLogger("async_kernel.kernel.subshells")
 
 
 class Subshells:

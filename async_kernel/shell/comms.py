@@ -14,7 +14,7 @@ import comm
 from comm.base_comm import BaseComm, CommManager
 
 if TYPE_CHECKING:
-    from .shell import Publisher
+    from .interactive import Publisher
 
 __all__ = ["KernelComm", "install_comms"]
 

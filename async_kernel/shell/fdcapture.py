@@ -3,7 +3,7 @@
 ``os.system``, ``os.write(1, ...)``, a C library's ``printf`` and child processes that
 inherit the kernel's descriptors write below ``sys.stdout``.  While capture is on, fds 1 and
 2 are pipes; a reader thread reads both (never blocking on one while the other fills) and
-hands the text to the kernel's :class:`~async_kernel.iostream.OutStream` of the same name,
+hands the text to the kernel's :class:`~async_kernel.shell.iostream.OutStream` of the same name,
 stamped with the cell that is running.  What arrives while no cell runs goes where it went
 before: the saved copies of the original descriptors, the kernel's terminal.  The kernel's
 own logs write there too (``sys.__stdout__``/``sys.__stderr__`` and logging's stream
@@ -43,15 +43,15 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .parent import current_request
+from ..parent import current_request
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from IPython.core.events import EventManager
 
+    from ..parent import Request
     from .iostream import OutStream
-    from .parent import Request
 
 __all__ = ["FdCapture", "start_fd_capture"]
 

@@ -4,7 +4,7 @@ Writes are buffered per parent and flushed by the transport's thread after a sho
 or at once when the buffer grows large, so 100,000 ``print`` calls become a few dozen
 messages, in order, with nothing lost.  The kernel flushes before every idle status.
 
-With fd capture on (:mod:`async_kernel.fdcapture`), what is written to fds 1 and 2 joins the
+With fd capture on (:mod:`async_kernel.shell.fdcapture`), what is written to fds 1 and 2 joins the
 same buffer; each write and flush first takes in what the descriptors received before it,
 so Python-level and fd-level output keep the order in which they were written.
 """
@@ -15,15 +15,15 @@ import io
 import threading
 from typing import TYPE_CHECKING, Literal
 
-from .parent import current_request
-from .wire import new_message
+from ..parent import current_request
+from ..transport.wire import new_message
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ..parent import Request
+    from ..transport import Transport
     from .fdcapture import FdCapture
-    from .parent import Request
-    from .transport import Transport
 
 __all__ = ["OutStream"]
 

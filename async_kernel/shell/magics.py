@@ -82,7 +82,7 @@ class AsyncKernelMagics(Magics):
     @line_magic
     def callers(self, line: str = "") -> None:
         """List the running callers: name, backend, thread, work outstanding and queued."""
-        from .caller import _POOL, Caller
+        from ..toolkit.caller import _POOL, Caller
 
         rows = [("name", "backend", "thread", "running", "queued")]
         for caller in Caller.all():
@@ -107,7 +107,7 @@ class AsyncKernelMagics(Magics):
     def task(self, line: str = "") -> None:
         """List the background tasks cells started that are still running
         (``%task cancel ID`` cancels one)."""
-        from .background import running_tasks
+        from ..toolkit.background import running_tasks
 
         words = line.split()
         tasks = running_tasks()
@@ -134,7 +134,7 @@ class AsyncKernelMagics(Magics):
     def thread(self, line: str, cell: str) -> Any:
         """``%%thread [name=NAME] [backend=asyncio|trio]``: run the cell on that caller
         (started if none runs by that name; default name "thread")."""
-        from .caller import Caller
+        from ..toolkit.caller import Caller
 
         options = _options(line, {"name", "backend"})
         backend = options.get("backend")
@@ -158,7 +158,7 @@ class AsyncKernelMagics(Magics):
         return self._on_backend("asyncio", line, cell)
 
     def _on_backend(self, backend: str, line: str, cell: str) -> Any:
-        from .backends import call_using_backend
+        from ..toolkit.backends import call_using_backend
 
         if line.strip():
             raise UsageError(f"%%{backend} takes no options")

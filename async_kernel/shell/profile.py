@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["load_profile_config", "run_startup_files"]
 
-log = logging.getLogger("async_kernel.profile")
+log = logging.getLogger("async_kernel.shell.profile")
 
 
 @functools.cache  # asked twice at start-up (config, then startup files)

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import StdinNotImplementedError
 
-from .interrupt import Latch
-from .parent import current_request
-from .wire import Message, new_message
+from ..interrupt import Latch
+from ..parent import current_request
+from ..transport.wire import Message, new_message
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .transport import Transport
+    from ..transport import Transport
 
 __all__ = ["StdinBridge"]
 

@@ -57,7 +57,7 @@ async def call_using_backend(
 
 
 async def _as_guest(backend: Backend, async_fn: Callable[..., Awaitable[T]], args: Any) -> T:
-    from .guest import GuestRunCancelled, Outcome, start_guest_run
+    from ..guest import GuestRunCancelled, Outcome, start_guest_run
     from .pending import _threadsafe_runner
 
     pending: Pending[T] = Pending()

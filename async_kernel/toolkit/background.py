@@ -16,16 +16,16 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .parent import current_request, request_context
+from ..parent import current_request, request_context
 
 if TYPE_CHECKING:
     import asyncio
 
-    from .parent import Request
+    from ..parent import Request
 
 __all__ = ["BackgroundTask", "guarded", "report_failure", "running_tasks", "watch_asyncio_loop"]
 
-log = logging.getLogger("async_kernel.background")
+log = logging.getLogger("async_kernel.toolkit.background")
 
 
 @dataclass(eq=False)
@@ -154,9 +154,12 @@ def watch_asyncio_loop(loop: asyncio.AbstractEventLoop) -> None:
     without taking its exception, the error is shown under its cell.  The loop keeps any
     factory already set.
     """
-    if loop.get_task_factory() is not None:
-        return
     import asyncio
+
+    # Only a loop of asyncio's own (with a task factory set, Pyodide's WebLoop calls a helper
+    # that Python 3.14 removed), and one without a factory of its own.
+    if not isinstance(loop, asyncio.BaseEventLoop) or loop.get_task_factory() is not None:
+        return
 
     def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
         task = asyncio.Task(coro, loop=loop, **kwargs)

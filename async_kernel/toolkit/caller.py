@@ -18,16 +18,16 @@ from typing import Any, ClassVar, Self, TypeVar, overload
 import anyio
 import sniffio
 
+from ..interrupt import block_sigint_in_this_thread
+from ..settings import Backend
 from .background import guarded, watch_asyncio_loop
-from .interrupt import block_sigint_in_this_thread
 from .pending import Pending, PendingCancelled, _enter_work
-from .settings import Backend
 
 __all__ = ["Backend", "Caller", "Pending", "PendingCancelled"]
 
 T = TypeVar("T")
 
-log = logging.getLogger("async_kernel.caller")
+log = logging.getLogger("async_kernel.toolkit.caller")
 
 
 def _guarded(backend: Backend, fn: Callable[..., object], args: tuple[Any, ...]) -> None:

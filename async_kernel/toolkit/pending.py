@@ -35,7 +35,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-log = logging.getLogger("async_kernel.pending")
+log = logging.getLogger("async_kernel.toolkit.pending")
 
 _current_pending: ContextVar[Pending[Any] | None] = ContextVar(
     "async_kernel_current_pending", default=None

@@ -15,9 +15,10 @@ from typing import Any
 
 import anyio
 
-from ..caller import Caller
-from ..connection import Channel
-from ..wire import Message, ProtocolError, assemble, dumps, loads
+from ..toolkit.caller import Caller
+from .base import Deliver, Transport
+from .connection import ConnectionInfo
+from .wire import Channel, Message, ProtocolError, assemble, dumps, loads
 
 __all__ = ["CallbackTransport", "OnMessage", "message_from_host", "message_to_host"]
 
@@ -75,19 +76,51 @@ def message_from_host(
     return chosen, msg  # type: ignore[return-value]
 
 
-class CallbackTransport:
-    """Implements :class:`~async_kernel.transport.Transport` on the serving loop's thread."""
+class CallbackTransport(Transport):
+    """Implements :class:`~.base.Transport` on the loop of the thread that serves the kernel.
+
+    The host hands incoming messages to :meth:`receive` (those that come before the kernel
+    has started are kept until it has) and gets outgoing ones through its callback.
+    """
+
+    info: ConnectionInfo | None = None  # no connection file: the host moves the messages
 
     def __init__(self, on_message: OnMessage) -> None:
         self._on_message = on_message
-        self._caller = Caller.current()  # created by Kernel.serve, on its loop
+        self._caller: Caller | None = None  # the serving loop's, once started
+        self._deliver: Deliver | None = None
+        self._waiting: list[tuple[Channel, Message]] = []
         self._closed = False
 
+    def start(self, deliver: Deliver) -> None:
+        self._caller = Caller.current()  # start() is called on the serving loop
+        self._deliver = deliver
+        waiting, self._waiting = self._waiting, []
+        for channel, msg in waiting:
+            self._hand_in(channel, msg)
+
+    def receive(self, msg: Message | str | bytes, channel: str | None = None) -> None:
+        """Accept one message from the host: a dict or its JSON text (see
+        :func:`message_from_host`); raises ProtocolError for one that is malformed."""
+        chosen, checked = message_from_host(msg, channel)
+        if self._deliver is None:
+            self._waiting.append((chosen, checked))
+        else:
+            self._hand_in(chosen, checked)
+
+    def _hand_in(self, channel: Channel, msg: Message) -> None:
+        assert self._deliver is not None
+        try:
+            self._deliver(channel, [], msg)
+        except Exception:
+            log.exception("delivering %s failed", msg["msg_type"])
+
     def send(self, channel: Channel, msg: Message, identities: list[bytes] | None = None) -> None:
-        if threading.current_thread() is self._caller.thread:
+        caller = self._caller
+        if caller is None or threading.current_thread() is caller.thread:
             self._hand_over(channel, msg)
         else:
-            self._caller.schedule(self._hand_over, channel, msg)
+            caller.schedule(self._hand_over, channel, msg)
 
     def _hand_over(self, channel: Channel, msg: Message) -> None:
         if self._closed:
@@ -98,12 +131,19 @@ class CallbackTransport:
         except Exception:
             log.exception("the host's callback failed on %s", msg["msg_type"])
 
+    def wait_sent(self, timeout: float) -> bool:
+        return True  # handed to the host as they are sent: nothing waits
+
     def call_later(self, delay: float, callback: Callable[[], object]) -> None:
         async def later() -> None:
             await anyio.sleep(delay)
             callback()
 
+        assert self._caller is not None, "call_later() before start()"
         self._caller.start_soon(later)
+
+    async def read_while_free(self, channel: Channel, loop_is_free: Callable[[], bool]) -> None:
+        return  # the host delivers every message itself
 
     def close(self) -> None:
         self._closed = True

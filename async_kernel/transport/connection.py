@@ -10,10 +10,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["CHANNELS", "ConnectionInfo", "read_connection_file", "write_connection_file"]
+from .wire import Channel
 
-Channel = Literal["shell", "control", "stdin", "iopub", "hb"]
-CHANNELS: tuple[Channel, ...] = ("shell", "control", "stdin", "iopub", "hb")
+__all__ = [
+    "ConnectionInfo",
+    "default_connection_file",
+    "read_connection_file",
+    "write_connection_file",
+]
 
 
 @dataclass
@@ -70,3 +74,10 @@ def write_connection_file(path: str | os.PathLike[str], info: ConnectionInfo) ->
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def default_connection_file() -> Path:
+    """Where a kernel started without ``-f`` writes its connection file (Jupyter's runtime dir)."""
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    return Path(jupyter_runtime_dir()) / f"kernel-{os.getpid()}.json"

@@ -18,13 +18,14 @@ import json
 import uuid
 from collections import deque
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
 
 __all__ = [
     "DELIMITER",
     "PROTOCOL_VERSION",
+    "Channel",
     "Codec",
     "Message",
     "ProtocolError",
@@ -36,6 +37,8 @@ DELIMITER: Final = b"<IDS|MSG>"
 PROTOCOL_VERSION: Final = "5.5"
 
 Message = dict[str, Any]
+Channel = Literal["shell", "control", "stdin", "iopub", "hb"]
+"""The kernel's channels (the heartbeat's carries no messages, only echoes)."""
 """A message as jupyter_client and the ``comm`` package see it: header, parent_header,
 metadata, content and buffers, plus msg_id and msg_type copied from the header."""
 

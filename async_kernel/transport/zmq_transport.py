@@ -36,16 +36,19 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 
+import anyio
+import sniffio
 import zmq
 from zmq.backend import Socket as _BackendSocket
 
-from ..connection import Channel, ConnectionInfo
 from ..interrupt import block_sigint_in_this_thread
-from ..wire import Codec, Message, ProtocolError, new_message
+from .base import Deliver, Transport
+from .connection import ConnectionInfo
 from .curve import ZapHandler, curve_keys, make_curve_server
+from .wire import Channel, Codec, Message, ProtocolError, new_message
 
 __all__ = ["ZmqTransport"]
 
@@ -246,18 +249,18 @@ def _bind(sock: zmq.Socket[bytes], info: ConnectionInfo, channel: Channel) -> No
     sock.bind(info.url(channel))
 
 
-class ZmqTransport:
+def _not_started(channel: Channel, identities: list[bytes], msg: Message) -> None:
+    raise RuntimeError("the transport delivered a message before it was started")
+
+
+class ZmqTransport(Transport):
     """Binds the sockets of a connection file; sends from any thread, reads on one."""
 
-    def __init__(
-        self,
-        info: ConnectionInfo,
-        codec: Codec,
-        deliver: Callable[[Channel, list[bytes], Message], None],
-    ) -> None:
+    def __init__(self, info: ConnectionInfo, codec: Codec) -> None:
         self.info = info
+        self._info = info  # the same, typed as never None
         self.codec = codec
-        self._deliver = deliver
+        self._deliver: Deliver = _not_started
         self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._hb_context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._sockets: dict[Channel, zmq.Socket[bytes]] = {}
@@ -296,7 +299,7 @@ class ZmqTransport:
 
     # -- set-up -----------------------------------------------------------------------------
     def _bind_all(self) -> None:
-        keys = curve_keys(self.info.extra)
+        keys = curve_keys(self._info.extra)
         self._zap = ZapHandler(self._context, keys) if keys else None
         for channel in _IO_CHANNELS:
             sock = self._context.socket(_SOCKET_TYPES[channel])
@@ -317,16 +320,17 @@ class ZmqTransport:
                 # still holds (a server's new websocket for the same session) takes it
                 # over and gets the replies, instead of being ignored.
                 sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-            _bind(sock, self.info, channel)
+            _bind(sock, self._info, channel)
             self._sockets[channel] = sock
         hb = self._hb_context.socket(zmq.ROUTER)
         hb.linger = 0
         if keys:
             make_curve_server(hb, keys)
-        _bind(hb, self.info, "hb")
+        _bind(hb, self._info, "hb")
         self._hb_socket = hb
 
-    def start(self) -> None:
+    def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
         with self._lock:
             self._running = True
             self._io_waiting = False  # until the thread first waits, sends queue for it
@@ -426,6 +430,50 @@ class ZmqTransport:
                 return
             self._lenders.pop(channel, None)
         self._wake()  # the I/O thread may be standing aside for the loop that leaves
+
+    async def read_while_free(self, channel: Channel, loop_is_free: Callable[[], bool]) -> None:
+        """Read ``channel`` on the calling loop whenever it waits for work (see :meth:`lend`).
+
+        The I/O thread reads every socket, and waking it and then the loop costs a hand-over
+        per request.  While the loop is free it reads a request itself and the I/O thread
+        steps aside; while it has a request in hand, the I/O thread reads on (both under the
+        lock, so order holds).
+        """
+        fd = self.notice_fd(channel)
+        if sniffio.current_async_library() == "trio":
+            import trio
+
+            with self._lent(channel, loop_is_free):
+                while True:
+                    await trio.lowlevel.wait_readable(fd)
+                    try:
+                        self.read_here(channel)
+                    except Exception:  # as asyncio does for a reader: log it, keep reading
+                        log.exception("reading %s on the loop failed", channel)
+        else:
+            import asyncio
+
+            loop = asyncio.get_running_loop()
+            # Before the loan: a loop without readers (Windows' proactor) leaves the channel
+            # to the I/O thread, as it was, rather than ending the kernel.
+            try:
+                loop.add_reader(fd, self.read_here, channel)
+            except NotImplementedError:
+                log.debug("this event loop cannot watch %s; the I/O thread reads it", channel)
+                return
+            try:
+                with self._lent(channel, loop_is_free):
+                    await anyio.sleep_forever()
+            finally:
+                loop.remove_reader(fd)
+
+    @contextlib.contextmanager
+    def _lent(self, channel: Channel, loop_is_free: Callable[[], bool]) -> Generator[None]:
+        self.lend(channel, loop_is_free)
+        try:
+            yield
+        finally:
+            self.lend(channel, None)
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> None:
         with self._lock:

@@ -12,7 +12,7 @@ sys.path[:0] = ["/src", "/shims"]
 
 import asyncio  # noqa: E402
 
-from async_kernel.callback_kernel import CallbackKernel  # noqa: E402
+from async_kernel.kernel.callback import CallbackKernel  # noqa: E402
 
 seen = []
 kernel = CallbackKernel(lambda channel, msg: seen.append((channel, msg)))

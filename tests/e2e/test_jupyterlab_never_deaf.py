@@ -9,6 +9,10 @@ left alone, and the test checks it is at that default), dragging an ipywidgets s
 cell that polls the slider's value in a blocking loop with ``async_kernel.process_events``;
 the websocket frames the page sent prove the widget's ``comm_msg`` carried a ``subshell_id``.
 
+A page reloaded while a cell sleeps connects: Lab sends kernel_info on every (re)connect and
+shows the kernel as "Unknown", holding every other request, until the reply comes (with
+ipykernel the status bar stays "Unknown" for the whole sleep: checked by hand).
+
 Both backends: the ``async`` kernel spec (asyncio) and an ``async-trio`` spec beside it.
 Screenshots: ``tests/artifacts/never-deaf-*.png``. Every wait is bounded.
 """
@@ -28,12 +32,14 @@ import pytest
 from . import lab_page as lab
 
 EXTRA_KERNELS = {"async-trio": ["--interface.backend=trio"]}
+SLEPT = "never-deaf-slept"  # written by cell 6 when its sleep ends (it must not, here)
 KERNELS = {"async": "asyncio", "async-trio": "trio"}
 SETTINGS_PLUGIN = "@jupyterlab/apputils-extension:kernels-settings"
 
 CELLS = [
     # 0: names the blocked cell's neighbours will ask about
     (
+        f"SLEPT = {SLEPT!r}\n"
         "never_deaf_alpha = 1\n"
         "never_deaf_beta = 2\n"
         "def never_deaf_helper(x):\n"
@@ -62,6 +68,15 @@ CELLS = [
         "    async_kernel.process_events(timeout=0.05)\n"
         'print("slider reached", slider.value if slider.value >= 5 else "nothing (timed out)")'
     ),
+    # 6: blocks the main thread across a page reload; a file marks its end
+    (
+        "import pathlib, time\n"
+        'print("sleeping", flush=True)\n'
+        "time.sleep(30)\n"
+        "pathlib.Path(SLEPT).touch()"
+    ),
+    # 7: proves the kernel is free again
+    'print("free again")',
 ]
 
 
@@ -233,3 +248,34 @@ def test_slider_drag_ends_a_blocking_poll_over_a_comm_subshell(
     moved = frames.of_type("comm_msg")[before:]
     assert moved, "the page sent no comm_msg for the drag"
     assert all(h.get("subshell_id") for h in moved), f"comm_msg without a subshell_id: {moved}"
+
+
+def test_a_reloaded_page_connects_while_a_cell_sleeps(
+    kernel_page: tuple[Any, Frames, str], page: Any, lab_server: Any, artifacts: Path
+) -> None:
+    """Lab sends kernel_info on every (re)connect and holds everything else, with the kernel
+    status "Unknown", until the reply: a deaf kernel leaves a reloaded tab unusable."""
+    from playwright.sync_api import expect
+
+    _, _, backend = kernel_page
+    slept = lab_server.root / SLEPT
+    slept.unlink(missing_ok=True)
+    sleeper = lab.run(page, 6)
+    lab.output(sleeper, "sleeping")
+    expect(prompt(page, 6)).to_contain_text("*")
+
+    page.once("dialog", lambda dialog: dialog.accept())  # "leave with unsaved changes?"
+    page.reload(timeout=lab.LOAD)
+    expect(lab.cell(page, len(CELLS) - 1)).to_be_visible(timeout=lab.LOAD)
+    # The status bar's kernel item: "Python 3 (async) | Unknown" until kernel_info's reply.
+    status = page.get_by_role("contentinfo").get_by_role(
+        "button", name=re.compile(r"\| (Idle|Busy)$")
+    )
+    expect(status).to_be_visible(timeout=15_000)
+    assert not slept.exists(), "the sleeping cell ended before the page reconnected"
+    page.screenshot(path=str(artifacts / f"never-deaf-reloaded-{backend}.png"))
+
+    lab.toolbar(page, "interrupt").click()
+    lab.output(lab.run(page, 7), "free again", timeout=15_000)
+    assert not slept.exists(), "the interrupt did not end the sleep"
+    lab.wait_idle(page)

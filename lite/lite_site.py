@@ -11,6 +11,7 @@ PyPI at build time, async-kernel's own wheel built from this checkout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import http.server
 import json
@@ -163,7 +164,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     and Pyodide reads SIGINT from it to interrupt a busy cell.
     """
 
-    extensions_map = {  # noqa: RUF012
+    extensions_map = {
         **http.server.SimpleHTTPRequestHandler.extensions_map,
         ".mjs": "text/javascript",
         ".js": "text/javascript",
@@ -180,7 +181,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         super().end_headers()
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         if self.server.verbose:  # type: ignore[attr-defined]
             super().log_message(format, *args)
 
@@ -191,10 +192,8 @@ def serve(root: Path, host: str, port: int, verbose: bool) -> None:
         server.verbose = verbose  # type: ignore[attr-defined]
         url = f"http://{host}:{server.server_address[1]}/lab/index.html"
         print(f"serving {root} at {url}", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
-        except KeyboardInterrupt:
-            pass
 
 
 def main() -> None:

@@ -29,3 +29,9 @@ fi
 EXTRAS="${EXTRAS:-test,trio,qt,matplotlib,debug,e2e}"
 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
 .venv/bin/jupyter kernelspec list
+
+# JupyterLite (issue 20): the extension's npm packages (incl. Pyodide) for scripts/lite.sh and
+# tests/e2e/test_lite.py. Only when npm exists; lite.sh itself installs the Python side.
+if command -v npm >/dev/null; then
+    (cd lite && npm ci --no-audit --no-fund --loglevel=error)
+fi

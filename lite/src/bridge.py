@@ -26,7 +26,7 @@ from typing import Any
 __all__ = ["Bridge", "install_orjson_shim", "patch_webloop", "skip_kernel_threads"]
 
 
-class InputUnavailable(BaseException):  # noqa: N818 - the name reads in a traceback
+class InputUnavailable(BaseException):
     """input() cannot wait in this page: shown to the user as the cell's error.
 
     A BaseException so that the transport's guard around the host callback (which logs and

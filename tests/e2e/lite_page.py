@@ -74,7 +74,7 @@ KERNEL = "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
 def wait_kernel_ready(page: Any, timeout: int = KERNEL_START) -> dict[str, Any]:
     """Wait until the notebook's kernel has answered kernel_info; return the reply content."""
     page.wait_for_function(
-        f"() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel",
+        "() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel",
         timeout=timeout,
     )
     return page.evaluate(
@@ -82,7 +82,8 @@ def wait_kernel_ready(page: Any, timeout: int = KERNEL_START) -> dict[str, Any]:
             const kernel = {KERNEL};
             const info = await Promise.race([
                 kernel.info,
-                new Promise((_, reject) => setTimeout(() => reject(new Error('no kernel_info')), timeout)),
+                new Promise((_, reject) =>
+                    setTimeout(() => reject(new Error('no kernel_info')), timeout)),
             ]);
             return {{ name: kernel.name, info }};
         }}""",
@@ -144,10 +145,12 @@ def wait_prompt_done(page: Any, index: int, timeout: int = STEP) -> None:
 
 
 def wait_running(page: Any, index: int, timeout: int = STEP) -> None:
+    """Wait until cell ``index`` shows ``[*]``."""
     page.wait_for_function(
         """(index) => {
             const cells = document.querySelectorAll('.jp-Notebook .jp-Cell');
-            return cells[index]?.querySelector('.jp-InputPrompt')?.textContent.includes('*');
+            const prompt = cells[index]?.querySelector('.jp-InputPrompt');
+            return (prompt?.textContent ?? '').includes('*');
         }""",
         arg=index,
         timeout=timeout,

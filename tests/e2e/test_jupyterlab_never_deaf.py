@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,33 +83,58 @@ CELLS = [
 
 @dataclass
 class Frames:
-    """Headers of the kernel messages the page sent over its websockets."""
+    """The kernel messages the page sent and received over its websockets: the headers
+    of those it sent, and a one-line log of both ways (written out when a test fails)."""
 
     sent: list[dict[str, Any]] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+    codes: dict[str, str] = field(default_factory=dict)  # execute_request msg_id -> code
+    idle: set[str] = field(default_factory=set)  # parents of the idle statuses received
 
-    def record(self, payload: str | bytes) -> None:
-        header = message_header(payload)
-        if header is not None:
+    def record(self, payload: str | bytes, way: str = "sent") -> None:
+        message = decode(payload)
+        if message is None:
+            return
+        channel, header, parent, content = message
+        if way == "sent":
             self.sent.append(header)
+            if header.get("msg_type") == "execute_request" and isinstance(content, dict):
+                self.codes[str(header.get("msg_id"))] = str(content.get("code"))
+        elif header.get("msg_type") == "status" and content == {"execution_state": "idle"}:
+            self.idle.add(str(parent.get("msg_id")))
+        self.log.append(
+            f"{time.monotonic():.3f} {way} {channel} {header.get('msg_type')} "
+            f"id={str(header.get('msg_id'))[-12:]} parent={str(parent.get('msg_id'))[-12:]} "
+            f"subshell={header.get('subshell_id')} {json.dumps(content)[:160]}"
+        )
+
+    def received(self, payload: str | bytes) -> None:
+        self.record(payload, "recv")
 
     def of_type(self, msg_type: str) -> list[dict[str, Any]]:
         return [h for h in self.sent if h.get("msg_type") == msg_type]
 
 
-def message_header(payload: str | bytes) -> dict[str, Any] | None:
-    """The header of a kernel message frame: JSON (the legacy protocol) or
-    ``v1.kernel.websocket.jupyter.org`` (a count of offsets, the offsets, then channel,
-    header, parent header, metadata, content and buffers)."""
+def decode(payload: str | bytes) -> tuple[str, dict[str, Any], dict[str, Any], Any] | None:
+    """(channel, header, parent header, content) of a kernel message frame: JSON (the
+    legacy protocol) or ``v1.kernel.websocket.jupyter.org`` (a count of offsets, the
+    offsets, then channel, header, parent header, metadata, content and buffers)."""
     try:
         if isinstance(payload, str):
-            header = json.loads(payload).get("header")
+            msg = json.loads(payload)
+            channel, header = msg.get("channel", ""), msg.get("header")
+            parent, content = msg.get("parent_header") or {}, msg.get("content")
         else:
             (count,) = struct.unpack_from("<Q", payload, 0)
             offsets = struct.unpack_from(f"<{count}Q", payload, 8)
-            header = json.loads(payload[offsets[1] : offsets[2]])
-    except (ValueError, struct.error, IndexError, AttributeError):
+            part = [payload[offsets[i] : offsets[i + 1]] for i in range(min(count - 1, 5))]
+            channel = part[0].decode()
+            header, parent, content = (json.loads(p) for p in (part[1], part[2], part[4]))
+    except (ValueError, struct.error, IndexError, AttributeError, UnicodeDecodeError):
         return None
-    return header if isinstance(header, dict) else None
+    if not isinstance(header, dict) or not isinstance(parent, dict):
+        return None
+    return channel, header, parent, content
 
 
 @pytest.fixture(scope="module", params=list(KERNELS), ids=list(KERNELS.values()))
@@ -119,7 +145,11 @@ def kernel_page(
     frames = Frames()
 
     def record_frames(page: Any) -> None:
-        page.on("websocket", lambda ws: ws.on("framesent", frames.record))
+        def watch(ws: Any) -> None:
+            ws.on("framesent", frames.record)
+            ws.on("framereceived", frames.received)
+
+        page.on("websocket", watch)
 
     page = lab.open_notebook(
         lab_server,
@@ -255,11 +285,25 @@ def test_a_reloaded_page_connects_while_a_cell_sleeps(
 ) -> None:
     """Lab sends kernel_info on every (re)connect and holds everything else, with the kernel
     status "Unknown", until the reply: a deaf kernel leaves a reloaded tab unusable."""
+
+    _, frames, backend = kernel_page
+    (lab_server.root / SLEPT).unlink(missing_ok=True)
+    first = len(frames.log)
+    try:
+        reload_while_sleeping(page, frames, lab_server, artifacts, backend)
+    except Exception:
+        (artifacts / f"never-deaf-reload-{backend}-frames.txt").write_text(
+            "\n".join(frames.log[first:])
+        )
+        raise
+
+
+def reload_while_sleeping(
+    page: Any, frames: Frames, lab_server: Any, artifacts: Path, backend: str
+) -> None:
     from playwright.sync_api import expect
 
-    _, _, backend = kernel_page
     slept = lab_server.root / SLEPT
-    slept.unlink(missing_ok=True)
     sleeper = lab.run(page, 6)
     lab.output(sleeper, "sleeping")
     expect(prompt(page, 6)).to_contain_text("*")
@@ -275,7 +319,14 @@ def test_a_reloaded_page_connects_while_a_cell_sleeps(
     assert not slept.exists(), "the sleeping cell ended before the page reconnected"
     page.screenshot(path=str(artifacts / f"never-deaf-reloaded-{backend}.png"))
 
+    # The reloaded page shows none of the old cell's messages: wait for its idle on the wire
+    # (a cell sent before the interrupt lands would be aborted, as stop_on_error asks).
+    (sleeper_id,) = [i for i, code in frames.codes.items() if code == CELLS[6]][-1:]
     lab.toolbar(page, "interrupt").click()
+    deadline = time.monotonic() + 15
+    while sleeper_id not in frames.idle:
+        assert time.monotonic() < deadline, "the interrupted cell never went idle"
+        page.wait_for_timeout(100)
     lab.output(lab.run(page, 7), "free again", timeout=15_000)
     assert not slept.exists(), "the interrupt did not end the sleep"
     lab.wait_idle(page)

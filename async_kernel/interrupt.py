@@ -35,12 +35,15 @@ from contextlib import contextmanager
 from types import CodeType, FrameType
 from typing import TypeVar
 
+import anyio
+
 __all__ = [
     "Latch",
     "block_sigint_in_this_thread",
     "install_sigint_handler",
     "interrupt_cells_on_other_threads",
     "interrupt_main_thread",
+    "interrupt_main_thread_surely",
     "interruption_point",
     "sigint_blocked",
 ]
@@ -48,6 +51,9 @@ __all__ = [
 # The longest a kernel wait on a cell's behalf sleeps without letting a pending signal
 # handler run (see the module's docstring).
 WAIT_SLICE = 0.05  # seconds
+# How long an interrupt deferred out of kernel code waits for that code to return before it
+# is delivered again (see _Deferred).
+REDELIVER_AFTER = 0.05  # seconds
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _LIBRARY_DIRS = tuple(
@@ -169,37 +175,66 @@ def _return_point(frame: FrameType | None, cell_codes: Collection[CodeType]) -> 
     return frame
 
 
-def _raise_on_return(frame: FrameType) -> None:
-    """Raise KeyboardInterrupt in ``frame`` at its next event: once the kernel code it
-    called has returned to it (the way pdb stops in a caller: the frame's own tracer)."""
+def _no_tracing(frame: FrameType, event: str, arg: object) -> None:
+    return None  # new frames are not traced: the kernel code runs on at full speed
 
-    def no_tracing(frame: FrameType, event: str, arg: object) -> None:
-        return None  # new frames are not traced: the kernel code runs on at full speed
 
-    def interrupt_here(frame: FrameType, event: str, arg: object) -> None:
+class _Deferred:
+    """An interrupt that struck kernel code, waiting for that code to return.
+
+    It is raised in the frame the kernel code returns to, at that frame's next event (the
+    frame's own tracer, as pdb stops in a caller).  Should that frame not run again soon
+    (a coroutine that suspends there), the signal is delivered again after REDELIVER_AFTER,
+    and judged afresh: by then the cell may be awaiting (and is cancelled) or blocking in
+    user code (and gets it there).
+    """
+
+    def __init__(self, redeliver_later: Callable[[Callable[[], object]], object]) -> None:
+        self._frame: FrameType | None = None
+        self._redeliver_later = redeliver_later
+
+    def arm(self, frame: FrameType) -> None:
+        self._frame = frame
+        frame.f_trace = self._fire
+        frame.f_trace_lines = True
+        sys.settrace(_no_tracing)
+        self._redeliver_later(self._redeliver)
+
+    def disarm(self) -> None:
+        frame, self._frame = self._frame, None
+        if frame is not None:
+            frame.f_trace = None
+            sys.settrace(None)
+
+    def _fire(self, frame: FrameType, event: str, arg: object) -> None:
         __tracebackhide__ = True
-        sys.settrace(None)
-        frame.f_trace = None
+        self.disarm()
         raise KeyboardInterrupt
 
-    frame.f_trace = interrupt_here
-    frame.f_trace_lines = True
-    sys.settrace(no_tracing)
+    def _redeliver(self) -> None:  # on another thread
+        if self._frame is not None:
+            interrupt_main_thread()
 
 
 def install_sigint_handler(
-    cell_codes: Collection[CodeType], cancel_awaiting: Callable[[], object]
+    cell_codes: Collection[CodeType],
+    cancel_awaiting: Callable[[], object],
+    redeliver_later: Callable[[Callable[[], object]], object],
 ) -> None:
     """On SIGINT: raise in running cell code (one of ``cell_codes`` on the stack), at a safe
     point; else cancel the awaiting cells.
 
     ``cancel_awaiting`` is called from the signal handler and must only schedule work in a
-    thread-safe, reentrant way (a caller's ``schedule``).
+    thread-safe, reentrant way (a caller's ``schedule``); so must ``redeliver_later``, which
+    runs its argument on another thread about REDELIVER_AFTER seconds later.
     """
     codes = frozenset(cell_codes)
+    deferred = _Deferred(redeliver_later)
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         __tracebackhide__ = True
+        _handled[0] += 1
+        deferred.disarm()  # judged afresh: where is the main thread now?
         if not any(_stack_contains(frame, code) for code in codes):
             cancel_awaiting()
             return
@@ -208,9 +243,30 @@ def install_sigint_handler(
         resume = _return_point(frame, codes)
         if resume is None:
             raise KeyboardInterrupt
-        _raise_on_return(resume)  # kernel code, mid-update: once it has returned
+        deferred.arm(resume)  # kernel code, mid-update: once it has returned
 
     signal.signal(signal.SIGINT, on_sigint)
+
+
+_handled = [0]  # how often the SIGINT handler has run (see interrupt_main_thread_surely)
+
+
+async def interrupt_main_thread_surely(attempts: int = 40) -> None:
+    """Send SIGINT to the main thread, and again each WAIT_SLICE until its handler has run.
+
+    CPython runs a signal's handler at its next check between bytecodes.  A signal that
+    lands after the last check before a blocking C call (``time.sleep`` right after a
+    ``print``) waits for that call to end: seen under load, a 10 s sleep went uninterrupted.
+    Sent again, it interrupts the call.  Gives up after ``attempts`` (a handler that never
+    runs: a C call that holds the GIL).
+    """
+    seen = _handled[0]
+    interrupt_main_thread()
+    for _ in range(attempts):
+        await anyio.sleep(WAIT_SLICE)
+        if _handled[0] != seen:
+            return
+        interrupt_main_thread()
 
 
 def interrupt_main_thread() -> None:

@@ -218,8 +218,9 @@ def test_interrupt(gk: Kernel, code: str) -> None:
     started = time.monotonic()
     km.interrupt_kernel()
     reply = shell_reply(kc, msg_id)
-    assert time.monotonic() - started < 5
-    assert reply["content"]["status"] == "error"
+    took = time.monotonic() - started
+    assert reply["content"]["status"] == "error", (took, reply["content"])
+    assert took < 5, f"the interrupt took {took:.1f} s"
     assert reply["content"]["ename"] == "KeyboardInterrupt"
     collect_outputs(kc, msg_id)
     assert run_ok(kc, "print('alive')") == "alive\n"

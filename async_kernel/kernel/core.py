@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..debugger import install_debugger
-from ..interrupt import install_sigint_handler, interrupt_main_thread, sigint_blocked
+from ..interrupt import (
+    REDELIVER_AFTER,
+    install_sigint_handler,
+    interrupt_main_thread,
+    sigint_blocked,
+)
 from ..parent import (
     Request,
     current_request,
@@ -142,6 +147,9 @@ class Kernel:
             install_sigint_handler(
                 (AsyncShell.run_code.__code__, AsyncShell._await_interruptibly.__code__),
                 lambda: self.main.schedule(self.shell.cancel_awaiting_cells),
+                lambda redeliver: self.control.schedule(
+                    self.control.start_soon, _after, REDELIVER_AFTER, redeliver
+                ),
             )
         if not self.single_thread:
             self.shell.magics_manager.register_function(self.subshells.magic, "line", "subshell")
@@ -327,3 +335,8 @@ class Kernel:
     @property
     def is_main_thread(self) -> bool:
         return threading.current_thread() is threading.main_thread()
+
+
+async def _after(delay: float, fn: Callable[[], object]) -> None:
+    await anyio.sleep(delay)
+    fn()

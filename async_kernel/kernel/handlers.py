@@ -21,7 +21,7 @@ from IPython.utils.tokenutil import token_at_cursor
 
 from .._version import __version__
 from ..debugger import debugpy_missing
-from ..interrupt import interrupt_main_thread
+from ..interrupt import interrupt_main_thread_surely
 from ..shell.history import read_history
 from ..transport.wire import PROTOCOL_VERSION, error_content
 
@@ -326,7 +326,7 @@ class RequestHandlers:
             # interrupted in this mode, as in Pyodide).
             self.kernel.shell.cancel_awaiting_cells()
         else:
-            interrupt_main_thread()
+            self.kernel.control.start_soon(interrupt_main_thread_surely)
             self.kernel.subshells.interrupt_all()
         return {"status": "ok"}
 

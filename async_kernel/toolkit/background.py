@@ -176,11 +176,16 @@ def watch_asyncio_loop(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _anyio_task_code() -> object:
+    """The code of the coroutine anyio wraps its tasks in (anyio 4.14+; an older anyio
+    hands the task's own coroutine to the loop, whose errors its task group takes anyway)."""
     global _anyio_code
     if _anyio_code is None:
-        from anyio._core._tasks import TaskHandle
-
-        _anyio_code = TaskHandle._run_coro.__code__
+        try:
+            from anyio._core._tasks import TaskHandle
+        except ImportError:
+            _anyio_code = False
+        else:
+            _anyio_code = TaskHandle._run_coro.__code__
     return _anyio_code
 
 

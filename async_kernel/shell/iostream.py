@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import threading
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from ..parent import current_request
 from ..transport.wire import new_message
@@ -23,7 +23,18 @@ if TYPE_CHECKING:
 
     from ..parent import Request
     from ..transport import Transport
-    from .fdcapture import FdCapture
+
+
+class FdSource(Protocol):
+    """What a stream needs from the fd capture feeding it (``fdcapture.FdCapture``)."""
+
+    in_flight: bool  # the reader holds data it has not handed on yet
+    # The pipes' readiness now, (timeout, max events) -> a poll result, empty if none waits.
+    peek: Callable[[float, int], list[tuple[int, int]]]
+
+    def sync(self, *, force: bool = False) -> None:
+        """Hand on what the pipes hold now, before the caller's own output."""
+        ...
 
 __all__ = ["OutStream"]
 
@@ -51,10 +62,10 @@ class OutStream(io.TextIOBase):
         self._flush_pending = False
         self._urgent_pending = False
         self._sending = False  # a flush has taken the buffer and is sending it
-        self._capture: FdCapture | None = None
+        self._capture: FdSource | None = None
         self._peek: Callable[[float, int], list[tuple[int, int]]] | None = None
 
-    def attach_capture(self, capture: FdCapture | None) -> None:
+    def attach_capture(self, capture: FdSource | None) -> None:
         """Take fd-level output in before each write and flush (None: stop doing so)."""
         self._capture = capture
         self._peek = None if capture is None else capture.peek

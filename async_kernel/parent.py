@@ -15,9 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .transport.wire import Message
+if TYPE_CHECKING:
+    from .transport.wire import Message
 
 __all__ = ["Request", "current_request", "install_thread_inheritance", "request_context"]
 

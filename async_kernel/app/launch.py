@@ -82,7 +82,7 @@ def run_kernel(connection_file: str | None, settings: InterfaceSettings) -> None
 
     from ..kernel.core import Kernel
 
-    kernel = Kernel(settings, make_transport)
+    kernel = Kernel(settings, make_transport, before_forced_exit=_end_children)
     if orphaned.is_set():  # the parent died while we started: serve() returns at once
         kernel.stop()
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
@@ -90,10 +90,16 @@ def run_kernel(connection_file: str | None, settings: InterfaceSettings) -> None
     # A transport never taken (the kernel stopped first) is not closed: it never started,
     # and the process is about to exit.  What the cells started ends with the kernel, and
     # the exit itself is bounded (a cell's non-daemon thread would otherwise hold it).
-    from .children import end_children, exit_soon
+    from .children import exit_soon
+
+    _end_children()
+    exit_soon()
+
+
+def _end_children() -> None:
+    from .children import end_children  # psutil: imported when a kernel ends, not at start
 
     end_children()
-    exit_soon()
 
 
 def _warn_if_exposed(info: ConnectionInfo) -> None:

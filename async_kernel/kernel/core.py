@@ -73,8 +73,12 @@ class Kernel:
         make_transport: Callable[[], Transport],
         *,
         single_thread: bool = False,
+        before_forced_exit: Callable[[], object] | None = None,
     ) -> None:
         self.settings = settings
+        # Called before the process is ended because a cell held the main loop past the
+        # stop (launch passes: end the processes the cells started).
+        self._before_forced_exit = before_forced_exit
         # Single-thread mode (callback interface, Pyodide): control runs on the main loop
         # and the kernel starts no thread of its own.
         self.single_thread = single_thread
@@ -210,9 +214,8 @@ class Kernel:
         if self._served.wait(STOP_DEADLINE):
             return
         log.warning("the main thread is still held %.1f s after the stop: ending", STOP_DEADLINE)
-        from ..app.children import end_children  # psutil: not in every environment (Pyodide)
-
-        end_children()
+        if self._before_forced_exit is not None:
+            self._before_forced_exit()
         self.transport.close()
         os._exit(0)
 

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from ..transport import Transport
 
 
+__all__ = ["FdSource", "OutStream"]
+
+
 class FdSource(Protocol):
     """What a stream needs from the fd capture feeding it (``fdcapture.FdCapture``)."""
 
@@ -36,7 +39,6 @@ class FdSource(Protocol):
         """Hand on what the pipes hold now, before the caller's own output."""
         ...
 
-__all__ = ["OutStream"]
 
 FLUSH_INTERVAL = 0.05  # seconds a write may wait before it is sent
 FLUSH_SIZE = 256 * 1024  # characters buffered before a flush is asked for at once

@@ -12,12 +12,14 @@ answered on another thread while a cell blocks the main one.
 from __future__ import annotations
 
 import fnmatch
+import os
+import sqlite3
 import threading
 import time
 from typing import Any
 
 import anyio
-from IPython.core.history import HistoryAccessor, HistoryManager
+from IPython.core.history import HistoryManager
 
 __all__ = ["batch_history_writes", "read_history"]
 
@@ -41,14 +43,34 @@ async def batch_history_writes(history: HistoryManager | None, last_activity: li
 _readers = threading.local()  # each thread's own connection to the history file
 
 
-def _reader(history: HistoryManager) -> HistoryAccessor:
-    """This thread's read-only view of ``history``'s file (sqlite connections stay on the
-    thread that opened them; the manager's own belongs to the main thread)."""
-    reader: HistoryAccessor | None = getattr(_readers, "accessor", None)
-    if reader is None or reader.hist_file != history.hist_file:
-        reader = HistoryAccessor(hist_file=str(history.hist_file))
-        _readers.accessor = reader
-    return reader
+def _earlier(
+    history: HistoryManager, where: str, params: tuple[Any, ...], raw: bool, output: bool
+) -> list[tuple[Any, ...]]:
+    """Rows of sessions before the running one: ``where`` over history ``h``, in file order.
+
+    One query on this thread's own read-only connection (sqlite connections stay on the
+    thread that opened them; the manager's belongs to the main thread).  Plain sqlite, not
+    IPython's HistoryAccessor: made on a thread that competes for the GIL with a cell
+    spinning the CPU, its set-up alone took over a second.
+    """
+    path = str(history.hist_file)
+    if path == ":memory:" or not os.path.exists(path):
+        return []
+    connection: sqlite3.Connection | None = getattr(_readers, "connection", None)
+    if connection is None or getattr(_readers, "path", None) != path:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        _readers.connection, _readers.path = connection, path
+    source = "h.source_raw" if raw else "h.source"
+    columns = f"h.session, h.line, {source}" + (", o.output" if output else "")
+    joined = (
+        " LEFT JOIN output_history o ON o.session = h.session AND o.line = h.line" if output else ""
+    )
+    query = f"SELECT {columns} FROM history h{joined} WHERE h.session < ? AND {where}"
+    try:
+        rows = connection.execute(query, (history.session_number, *params)).fetchall()
+    except sqlite3.Error:
+        return []  # a file being written for the first time, or of another layout
+    return [(row[0], row[1], (row[2], row[3]) if output else row[2]) for row in rows]
 
 
 def read_history(history: HistoryManager, content: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -65,11 +87,12 @@ def read_history(history: HistoryManager, content: dict[str, Any]) -> list[tuple
     if kind == "tail":
         n = int(content.get("n", 10) or 10)
         entries = _current_session(history, raw, output)[-n:] if n > 0 else []
-        session = current - 1
-        while len(entries) < n and session > 0:
-            earlier = list(_reader(history).get_range(session, 1, None, raw, output))
-            entries = earlier[len(earlier) - (n - len(entries)) :] + entries
-            session -= 1
+        missing = n - len(entries)
+        if missing > 0:
+            newest = _earlier(
+                history, "1 ORDER BY h.session DESC, h.line DESC LIMIT ?", (missing,), raw, output
+            )
+            entries = newest[::-1] + entries
         return entries
     if kind == "range":
         session = int(content.get("session", 0))
@@ -81,15 +104,21 @@ def read_history(history: HistoryManager, content: dict[str, Any]) -> list[tuple
                 (current, line, entry)
                 for _, line, entry in history.get_range(0, start, stop, raw, output)
             ]
-        return list(_reader(history).get_range(session, start, stop, raw, output))
+        end = int(stop) if isinstance(stop, int) else 2**62
+        return _earlier(
+            history,
+            "h.session = ? AND h.line >= ? AND h.line < ? ORDER BY h.line",
+            (session, start, end),
+            raw,
+            output,
+        )
     if kind == "search":
         pattern = str(content.get("pattern", "*"))
         unique = bool(content.get("unique", False))
-        earlier = [
-            entry
-            for entry in _reader(history).search(pattern, raw, output=output)
-            if entry[0] != current
-        ]
+        column = "h.source_raw" if raw else "h.source"
+        earlier = _earlier(
+            history, f"{column} GLOB ? ORDER BY h.session, h.line", (pattern,), raw, output
+        )
         now = [
             entry
             for entry in _current_session(history, raw, output)

@@ -35,6 +35,7 @@ class Request:
     msg: Message
     channel: str = "shell"
     identities: list[bytes] = field(default_factory=list)
+    seq: int = 0  # arrival order among the kernel's requests (the router numbers them)
     _claim: _thread.LockType = field(
         default_factory=_thread.allocate_lock, compare=False, repr=False
     )

@@ -30,6 +30,9 @@ def test_comm_message_resolves_an_awaiting_cell(kc: BlockingKernelClient, backen
     reply, _ = execute(kc, setup)
     assert reply["content"]["status"] == "ok"
     waiter = kc.execute("box['event'] = anyio.Event()\nawait box['event'].wait()\nbox['value'] * 2")
+    # A cell queued behind the waiting one, before the comm messages: they must not wait for
+    # it to start (it waits for the first cell, which waits for them).
+    queued = kc.execute("'after'")
     time.sleep(0.2)
     comm_id = "c0ffee" + backend
     open_msg = kc.session.msg(
@@ -43,6 +46,7 @@ def test_comm_message_resolves_an_awaiting_cell(kc: BlockingKernelClient, backen
     outputs = collect_outputs(kc, waiter)
     result = next(m for m in outputs if m["msg_type"] == "execute_result")
     assert result["content"]["data"]["text/plain"] == "42"
+    assert shell_reply(kc, queued)["content"]["status"] == "ok"
 
 
 def test_shell_requests_answered_while_a_cell_awaits(

@@ -365,12 +365,6 @@ def test_a_comm_behind_a_blocking_cell_runs_before_the_next_cell(backend_name: s
     run(backend_name, scenario)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Lane.run() runs every waiting comm message before a main-shell cell, also those "
-    "that arrived after that cell: a comm_open sent right after the cell that registers its "
-    "target is handled first and finds no target",
-)
 def test_a_comm_that_came_after_a_queued_cell_is_handled_after_it(backend_name: str) -> None:
     async def scenario(host: Host) -> None:
         host.ns["box"], host.ns["arrived"] = {}, anyio.Event()

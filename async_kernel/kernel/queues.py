@@ -67,9 +67,17 @@ class RequestQueue:
                 taken.append(request)
         return taken
 
-    def take_one(self) -> Request | None:
-        """Remove and return (claimed) the first request nobody has taken, if any."""
+    def first_seq(self) -> int | None:
+        """The arrival number of the first request waiting, if any."""
+        queue = self._queue
+        return queue[0].seq if queue else None
+
+    def take_one(self, before: int | None = None) -> Request | None:
+        """Remove and return (claimed) the first request nobody has taken, if any (and if
+        it arrived before request number ``before``)."""
         while self._queue:
+            if before is not None and self._queue[0].seq >= before:
+                return None
             request = self._queue.popleft()
             if request.claim():
                 return request

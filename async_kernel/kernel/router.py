@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import itertools
 import logging
 import threading
 import time
@@ -125,6 +126,7 @@ class Lane:
         self._cells_out = 0  # by this lane's thread
         self.handling = 0  # requests in hand on this loop (this lane's thread only)
         self._running: dict[anyio.CancelScope, Request] = {}
+        self._cell_started: anyio.Event | None = None
 
     def start(self) -> None:
         self.executes.start()
@@ -162,16 +164,31 @@ class Lane:
         """Remove and return this lane's queued execute requests."""
         return self.executes.take_all()
 
+    async def let_earlier_cells_start(self, seq: int) -> None:
+        """Wait (on this lane's loop) while a cell that arrived before request ``seq`` waits
+        to start on a free loop.  Not while a cell is in hand: it may await what the later
+        request brings (a widget's value), and waiting would deadlock."""
+        while self.handling == 0 and (first := self.executes.first_seq()) is not None:
+            if first >= seq:
+                return
+            if self._cell_started is None:
+                self._cell_started = anyio.Event()
+            await self._cell_started.wait()
+
     # -- this lane's thread ----------------------------------------------------------------
     async def run(self, request: Request) -> None:
         """Handle ``request`` on this lane's loop, in its namespace."""
         set_namespace(self.namespace)
         is_cell = request.msg["msg_type"] == "execute_request"
         if is_cell and self is self.router.main:
-            # A comm message that came before this cell is handled before it, as a client
-            # expects (a slider moved, then a cell reading its value); the two queues are
-            # otherwise woken in whatever order the loop picks (trio's is random).
-            self.router.run_waiting_comms()
+            # The comm messages that came before this cell are handled before it, as a
+            # client expects (a slider moved, then a cell reading its value), and those that
+            # came after it, after (a cell registering a comm target, then its comm_open):
+            # the two queues are otherwise woken in whatever order the loop picks.
+            self.router.run_waiting_comms(before=request.seq)
+            started, self._cell_started = self._cell_started, None
+            if started is not None:
+                started.set()
         self.handling += 1
         with anyio.CancelScope() as scope:
             self._running[scope] = request
@@ -212,6 +229,7 @@ class Router:
         self.comms = RequestQueue(main, self._run_comm)
         self.control = RequestQueue(control, kernel.handle)
         self._subshells: dict[str, Lane] = {}
+        self._arrivals = itertools.count(1)  # deliver() runs on one thread at a time
         self._responder: Caller | None = None
         self._responder_lock = threading.Lock()
 
@@ -271,7 +289,7 @@ class Router:
             else:
                 log.warning("ignored %s on stdin", msg["msg_type"])
             return
-        request = Request(msg, channel, identities)
+        request = Request(msg, channel, identities, next(self._arrivals))
         if channel == "control":
             self.control.put(request)
             return
@@ -335,6 +353,11 @@ class Router:
 
     # -- comms on the main thread ------------------------------------------------------------
     async def _run_comm(self, request: Request) -> None:
+        """The comm queue's handler: in arrival order with the main shell's cells too."""
+        await self.main.let_earlier_cells_start(request.seq)
+        await self._handle_comm(request)
+
+    async def _handle_comm(self, request: Request) -> None:
         set_namespace(None)
         await self.kernel.handle(request)
 
@@ -372,11 +395,12 @@ class Router:
         finally:
             self.comms.waiter = None
 
-    def run_waiting_comms(self) -> int:
-        """Run the comm messages waiting for the main loop, here and now; how many ran."""
+    def run_waiting_comms(self, before: int | None = None) -> int:
+        """Run the comm messages waiting for the main loop, here and now (those that arrived
+        before request number ``before``, if given); how many ran."""
         handled = 0
-        while (request := self.comms.take_one()) is not None:
-            _run_to_end(contextvars.copy_context(), self._run_comm(request))
+        while (request := self.comms.take_one(before)) is not None:
+            _run_to_end(contextvars.copy_context(), self._handle_comm(request))
             handled += 1
         return handled
 

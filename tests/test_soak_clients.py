@@ -44,7 +44,6 @@ from typing import Any
 
 import orjson
 import psutil
-import pytest
 import zmq
 from _raw import RawPeers, parse, raw_peers
 from conftest import TIMEOUT, execute_ok, start_kernel
@@ -583,11 +582,6 @@ def _wait_for(sock: zmq.Socket[Any], msg_type: str, parent: str, timeout: float)
     return None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel bug: StdinBridge.on_reply gives an input_reply whose parent matches no "
-    "waiting input() to the oldest waiting one, which may be another client's",
-)
 def test_late_input_reply_answers_only_its_own_input() -> None:
     """Found by the soak: client A's input() is interrupted just after A answered it; A's
     input_reply, now late, must not answer client B's input() (B would get A's text)."""

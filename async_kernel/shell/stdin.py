@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import getpass
+import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from ..transport import Transport
 
 __all__ = ["StdinBridge"]
+
+log = logging.getLogger("async_kernel")
 
 
 class _Pending:
@@ -96,8 +99,15 @@ class StdinBridge:
         with self._lock:
             if not self._pending:
                 return
-            match = next((p for p in self._pending if p.parent_id == parent_id), None)
-            pending = match or self._pending[0]  # clients may leave parent_header empty
+            if parent_id:
+                # A reply to an input() that has ended (interrupted just as it was answered)
+                # must not answer another client's: ignore it.
+                pending = next((p for p in self._pending if p.parent_id == parent_id), None)
+                if pending is None:
+                    log.info("ignored an input_reply for an input() that has ended")
+                    return
+            else:  # clients may leave parent_header empty: the oldest question
+                pending = self._pending[0]
             self._pending.remove(pending)
         pending.value = value if isinstance(value, str) else str(value)
         pending.answered = True

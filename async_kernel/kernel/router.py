@@ -39,6 +39,7 @@ import contextvars
 import functools
 import itertools
 import logging
+import sys
 import threading
 import time
 from collections.abc import Coroutine
@@ -48,6 +49,7 @@ import anyio
 
 from ..interrupt import Latch, interruption_point
 from ..parent import Request
+from ..shell.interactive import AsyncShell
 from ..shell.namespaces import Namespace, set_namespace
 from ..toolkit.caller import Caller
 from ..transport.wire import Message, error_content
@@ -336,7 +338,14 @@ class Router:
 
     # -- answering while a lane is blocked ---------------------------------------------------
     def answer_elsewhere_if_late(self, lane: Lane, request: Request) -> None:
-        """Let the responder answer ``request`` if ``lane`` has not taken it up in time."""
+        """Let the responder answer ``request`` if ``lane`` has not taken it up in time.
+
+        At once if the lane's thread is running a cell's code right now (it blocks, or
+        computes): the loop cannot take the request up before that code returns.
+        """
+        if _runs_cell_code(lane.caller.thread.ident):
+            self._answer_if_unclaimed(lane, request)
+            return
         self.kernel.transport.call_later(
             ANSWER_ELSEWHERE_AFTER, functools.partial(self._answer_if_unclaimed, lane, request)
         )
@@ -403,6 +412,19 @@ class Router:
             _run_to_end(contextvars.copy_context(), self._handle_comm(request))
             handled += 1
         return handled
+
+
+_CELL_RUNNER = AsyncShell.run_code.__code__
+
+
+def _runs_cell_code(ident: int | None) -> bool:
+    """Whether the thread ``ident`` is inside a cell's code now (not waiting in its loop)."""
+    frame = sys._current_frames().get(ident) if ident is not None else None  # pyright: ignore[reportPrivateUsage]
+    while frame is not None:
+        if frame.f_code is _CELL_RUNNER:
+            return True
+        frame = frame.f_back
+    return False
 
 
 async def _handle_in(kernel: Kernel, request: Request, namespace: Namespace | None) -> None:

@@ -78,6 +78,9 @@ ASKS = frozenset(
 )
 """Shell requests that only read: answered elsewhere when their lane's loop is blocked."""
 
+INSTANT = frozenset({"kernel_info_request", "comm_info_request", "connect_request"})
+"""Of ASKS, those quick enough (well under a millisecond) to answer on the delivering thread."""
+
 COMMS = frozenset({"comm_open", "comm_msg", "comm_close"})
 """Comm messages: always on the main loop, in order."""
 
@@ -344,6 +347,11 @@ class Router:
         computes): the loop cannot take the request up before that code returns.
         """
         if _runs_cell_code(lane.caller.thread.ident):
+            if request.msg["msg_type"] in INSTANT and request.claim():
+                # Answered right here, on the delivering thread: no hand-over, which costs a
+                # switch interval (5 ms) per step while the cell holds the GIL in a CPU loop.
+                _run_to_end(contextvars.copy_context(), _handle_in(self.kernel, request, None))
+                return
             self._answer_if_unclaimed(lane, request)
             return
         self.kernel.transport.call_later(

@@ -44,7 +44,7 @@ import sniffio
 import zmq
 from zmq.backend import Socket as _BackendSocket
 
-from ..interrupt import block_sigint_in_this_thread
+from ..interrupt import Latch, block_sigint_in_this_thread
 from .base import Deliver, Transport
 from .connection import ConnectionInfo
 from .curve import ZapHandler, curve_keys, make_curve_server
@@ -278,6 +278,7 @@ class ZmqTransport(Transport):
         self._sent_count = 0
         self._sent = threading.Condition(self._lock)
         self._send_waiters = 0
+        self._room = Latch()  # set when the I/O thread has drained part of a full queue
         self._wake_pending = False
         # A socket pair, not a pipe: select() takes only sockets on Windows.
         self._wake_r, self._wake_w = socket.socketpair()
@@ -346,33 +347,33 @@ class ZmqTransport(Transport):
         if channel == "iopub" and identities is None:
             identities = [b"kernel." + msg["msg_type"].encode()]
         frames = self.codec.encode(msg, identities)
-        with self._lock:
-            if self._closed:
-                log.debug("dropped %s on %s: the transport is closed", msg["msg_type"], channel)
-                return
-            if not self._io_waiting or self._outbox:
-                if len(self._outbox) >= _OUTBOX_LIMIT:
-                    self._wait_for_room()
-                self._outbox.append((channel, frames))
-                self._queued_count += 1
-                return
-            sock = self._sockets[channel]
-            held = self._put(channel, frames)
-            # The send may have read the notice of an incoming message: pass it on.
-            missed = _has_input(sock)
+        while True:
+            with self._lock:
+                if self._closed:
+                    log.debug("dropped %s on %s: the transport is closed", msg["msg_type"], channel)
+                    return
+                if not self._io_waiting or self._outbox:
+                    if len(self._outbox) < _OUTBOX_LIMIT or not self._may_wait_for_room():
+                        self._outbox.append((channel, frames))
+                        self._queued_count += 1
+                        return
+                else:
+                    sock = self._sockets[channel]
+                    held = self._put(channel, frames)
+                    # The send may have read the notice of an incoming message: pass it on.
+                    missed = _has_input(sock)
+                    break
+            # The queue is full: wait for the I/O thread to drain it, outside the lock and
+            # on a raw lock (a Latch), so that an interrupt striking this wait (a subshell
+            # cell's, raised asynchronously) leaves no lock or condition half updated.
+            self._room.wait(0.1)
         if missed or held:  # a held message is retried by the I/O thread
             self._wake()
 
-    def _wait_for_room(self) -> None:
-        """Wait (lock held) until the queue is below its limit, unless only we could drain it."""
-        if threading.current_thread() is self._io_thread:
-            return
-        self._send_waiters += 1
-        try:
-            while self._running and len(self._outbox) >= _OUTBOX_LIMIT:
-                self._sent.wait(0.1)
-        finally:
-            self._send_waiters -= 1
+    def _may_wait_for_room(self) -> bool:
+        """Whether a sender finding the queue full waits (lock held): not the I/O thread
+        itself (only it drains the queue), nor once the transport is stopping."""
+        return self._running and threading.current_thread() is not self._io_thread
 
     def wait_sent(self, timeout: float) -> bool:
         """Block until what is queued now has been sent, for at most ``timeout`` seconds.
@@ -659,6 +660,8 @@ class ZmqTransport(Transport):
             self._sent_count += len(batch)
             if self._send_waiters:
                 self._sent.notify_all()
+            if len(self._outbox) < _OUTBOX_LIMIT:
+                self._room.set()
         return {channel for channel, _ in batch}
 
     # -- iopub's bound (lock held) ----------------------------------------------------------

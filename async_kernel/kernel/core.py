@@ -256,8 +256,13 @@ class Kernel:
                 self.publish_status("idle")
 
     # -- answering ----------------------------------------------------------------------
-    async def handle(self, request: Request) -> None:
-        """Answer one request in its own context: busy, reply, idle."""
+    async def handle(self, request: Request, *, flush: bool = True) -> None:
+        """Answer one request in its own context: busy, reply, idle.
+
+        ``flush=False`` for a request that prints nothing, answered on the transport's own
+        thread: a flush may wait for another thread's flush, which may wait for room in the
+        transport's queue, which only that thread makes.
+        """
         set_request(request)
         msg_type = request.msg["msg_type"]
         self.publish_status("busy")
@@ -282,7 +287,8 @@ class Kernel:
             if content is not None:
                 self.reply(request, content)
         finally:
-            self.flush_streams()
+            if flush:
+                self.flush_streams()
             self.publish_status("idle")
 
     def reply(

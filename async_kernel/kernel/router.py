@@ -348,15 +348,23 @@ class Router:
         """
         if _runs_cell_code(lane.caller.thread.ident):
             if request.msg["msg_type"] in INSTANT and request.claim():
-                # Answered right here, on the delivering thread: no hand-over, which costs a
-                # switch interval (5 ms) per step while the cell holds the GIL in a CPU loop.
-                _run_to_end(contextvars.copy_context(), _handle_in(self.kernel, request, None))
-                return
-            self._answer_if_unclaimed(lane, request)
+                # Answered on the transport's thread, with no hand-over (each costs a switch
+                # interval while the cell holds the GIL in a CPU loop), but as a timer: not
+                # inside deliver(), which runs under the transport's lock (answering takes the
+                # output streams' locks, which a printing cell holds while it asks for that
+                # one: the two threads would wait for each other).
+                self.kernel.transport.call_later(0.0, functools.partial(self._answer_here, request))
+            else:  # to the responder, from a timer too (starting it waits for its thread)
+                answer = functools.partial(self._answer_if_unclaimed, lane, request)
+                self.kernel.transport.call_later(0.0, answer)
             return
         self.kernel.transport.call_later(
             ANSWER_ELSEWHERE_AFTER, functools.partial(self._answer_if_unclaimed, lane, request)
         )
+
+    def _answer_here(self, request: Request) -> None:
+        """Answer a claimed request of INSTANT on this thread (its handler never suspends)."""
+        _run_to_end(contextvars.copy_context(), self.kernel.handle(request, flush=False))
 
     def _answer_if_unclaimed(self, lane: Lane, request: Request) -> None:
         if request.claim():

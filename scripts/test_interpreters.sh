@@ -18,7 +18,7 @@ CORE=(
 main_version="$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 declare -A found=()
 candidates=()
-for exe in /root/.pyenv/versions/*/bin/python3 /usr/bin/python3.* /usr/local/bin/python3.*; do
+for exe in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/*/bin/python3 /usr/bin/python3.* /usr/local/bin/python3.*; do
     [[ -x "$exe" && "$exe" =~ python3(\.[0-9]+)?$ ]] && candidates+=("$exe")
 done
 for name in python3.11 python3.12 python3.13 python3.14 python3; do

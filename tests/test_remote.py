@@ -316,11 +316,6 @@ print(json.dumps({"plain": got}))
 
 
 @pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel change needed: a plain-text peer fails the CURVE greeting before ZAP is "
-    "asked, so only a socket monitor (EVENT_HANDSHAKE_FAILED_*) can log it",
-)
 def test_plain_text_client_is_logged(tmp_path: Path) -> None:
     with two_hosts() as hosts:
         conn = tmp_path / "kernel.json"
@@ -331,4 +326,4 @@ def test_plain_text_client_is_logged(tmp_path: Path) -> None:
             refused = _in_client_ns(hosts, PLAIN_CLIENT, str(conn), str(SILENCE))
             assert refused == {"plain": []}
         text = log.read_text(errors="replace")
-    assert "handshake" in text.lower(), text[-3000:]
+    assert "encryption handshake failed" in text, text[-3000:]

@@ -14,13 +14,14 @@ lives in its own context without ZAP, so any CURVE client may ping it (it only e
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import zmq
 from zmq.utils import z85
 
-__all__ = ["CurveKeys", "ZapHandler", "curve_keys", "make_curve_server"]
+__all__ = ["CurveKeys", "HandshakeMonitor", "ZapHandler", "curve_keys", "make_curve_server"]
 
 log = logging.getLogger("async_kernel.transport")
 
@@ -92,3 +93,48 @@ class ZapHandler:
 
     def close(self) -> None:
         self.socket.close(linger=0)
+
+
+_HANDSHAKE_FAILED = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+
+
+class HandshakeMonitor:
+    """Logs the peers that fail a socket's CURVE handshake (a plain-text client, say).
+
+    Such a peer never reaches the ZAP handler: the greeting itself fails.  Only a socket
+    monitor sees it.  Its sockets are read by the transport's I/O thread, like ZAP's.
+    """
+
+    def __init__(self, sockets: Iterable[tuple[str, zmq.Socket[bytes]]]) -> None:
+        named = list(sockets)
+        self._watched = [sock for _, sock in named]
+        self.sockets: dict[zmq.Socket[bytes], str] = {
+            sock.get_monitor_socket(_HANDSHAKE_FAILED): channel for channel, sock in named
+        }
+
+    def handle(self, monitor: zmq.Socket[bytes]) -> None:
+        """Log every event waiting on ``monitor`` (I/O thread)."""
+        from zmq.utils.monitor import recv_monitor_message
+
+        while True:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            log.warning(
+                "refused a peer on %s (%s): its encryption handshake failed (%s); a client "
+                "needs the connection file's keys",
+                self.sockets[monitor],
+                event.get("endpoint", b"").decode("utf-8", "replace"),
+                zmq.Event(event["event"]).name,
+            )
+
+    def close(self) -> None:
+        for sock in self._watched:
+            sock.disable_monitor()
+        for monitor in self.sockets:
+            monitor.close(linger=0)

@@ -47,7 +47,7 @@ from zmq.backend import Socket as _BackendSocket
 from ..interrupt import Latch, block_sigint_in_this_thread
 from .base import Deliver, Transport
 from .connection import ConnectionInfo
-from .curve import ZapHandler, curve_keys, make_curve_server
+from .curve import HandshakeMonitor, ZapHandler, curve_keys, make_curve_server
 from .wire import Channel, Codec, Message, ProtocolError, new_message
 
 __all__ = ["ZmqTransport"]
@@ -323,6 +323,7 @@ class ZmqTransport(Transport):
                 sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
             _bind(sock, self._info, channel)
             self._sockets[channel] = sock
+        self._handshakes = HandshakeMonitor(self._sockets.items()) if keys else None
         hb = self._hb_context.socket(zmq.ROUTER)
         hb.linger = 0
         if keys:
@@ -517,6 +518,8 @@ class ZmqTransport(Transport):
         ]
         if self._zap is not None:
             readers.append((self._zap.socket, self._read_zap))
+        if self._handshakes is not None:
+            readers.extend((monitor, self._read_handshakes) for monitor in self._handshakes.sockets)
         selector = selectors.DefaultSelector()
         selector.register(self._wake_r, selectors.EVENT_READ)
         for index, (sock, _) in enumerate(readers):
@@ -574,6 +577,8 @@ class ZmqTransport(Transport):
             self._closed = True
             for sock in self._sockets.values():
                 sock.close(linger=1000)
+            if self._handshakes is not None:
+                self._handshakes.close()
             if self._zap is not None:
                 self._zap.close()
         self._context.term()
@@ -624,6 +629,11 @@ class ZmqTransport(Transport):
                 welcome = new_message("iopub_welcome", {"subscription": topic})
                 self.send("iopub", welcome, [b"kernel.iopub_welcome"])
         return more
+
+    def _read_handshakes(self, sock: zmq.Socket[bytes]) -> bool:
+        assert self._handshakes is not None
+        self._handshakes.handle(sock)
+        return False
 
     def _read_zap(self, sock: zmq.Socket[bytes]) -> bool:
         assert self._zap is not None

@@ -21,7 +21,7 @@ from ..debugger import install_debugger
 from ..interrupt import (
     REDELIVER_AFTER,
     install_sigint_handler,
-    interrupt_main_thread,
+    interrupt_main_thread_surely,
     sigint_blocked,
 )
 from ..parent import (
@@ -152,7 +152,7 @@ class Kernel:
                 (AsyncShell.run_code.__code__, AsyncShell._await_interruptibly.__code__),
                 lambda: self.main.schedule(self.shell.cancel_awaiting_cells),
                 lambda redeliver: self.control.schedule(
-                    self.control.start_soon, _after, REDELIVER_AFTER, redeliver
+                    self.control.call_later, REDELIVER_AFTER, redeliver
                 ),
             )
         if not self.single_thread:
@@ -207,7 +207,7 @@ class Kernel:
         if self.single_thread:
             return
         if self.router.main.handling:
-            interrupt_main_thread()
+            self.control.start_soon(interrupt_main_thread_surely)
         threading.Thread(target=self._end_if_stuck, name="async-kernel-stop", daemon=True).start()
 
     def _end_if_stuck(self) -> None:
@@ -344,8 +344,3 @@ class Kernel:
     @property
     def is_main_thread(self) -> bool:
         return threading.current_thread() is threading.main_thread()
-
-
-async def _after(delay: float, fn: Callable[[], object]) -> None:
-    await anyio.sleep(delay)
-    fn()

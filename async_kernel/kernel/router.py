@@ -387,22 +387,14 @@ class Router:
         await self.kernel.handle(request)
 
     def process_events(self, timeout: float) -> int:
-        """Run the comm messages waiting for the main shell, here (the main thread)."""
-        handled = self.run_waiting_comms()
-        if handled or timeout <= 0:
-            return handled
+        """Run the comm messages waiting for the main shell, here (the main thread); with
+        none waiting, wait up to ``timeout`` seconds for one."""
+        deadline = time.monotonic() + timeout
         latch = Latch()
-        self.comms.waiter = latch  # before the next look: a message put after it wakes us
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                handled = self.run_waiting_comms()
-                left = deadline - time.monotonic()
-                if handled or left <= 0:
-                    return handled
-                latch.wait(left)
-        finally:
-            self.comms.waiter = None
+        while True:
+            handled = self._comms_or_wakeup(latch, deadline - time.monotonic())
+            if handled or time.monotonic() >= deadline:
+                return handled
 
     def wait_letting_comms_through(self, wakeup: Latch) -> None:
         """One wait of a blocking kernel call (``input()``) until ``wakeup`` is set.
@@ -412,11 +404,18 @@ class Router:
         """
         if threading.current_thread() is not self.main.caller.thread:
             wakeup.wait()
-            return
-        self.comms.waiter = wakeup
+        else:
+            self._comms_or_wakeup(wakeup, None)
+
+    def _comms_or_wakeup(self, wakeup: Latch, timeout: float | None) -> int:
+        """Run the waiting comm messages; with none, wait for ``wakeup`` (which a comm
+        message's arrival sets too) at most ``timeout`` seconds.  How many ran."""
+        self.comms.waiter = wakeup  # before the look: a message put after it wakes us
         try:
-            if not self.run_waiting_comms():
-                wakeup.wait()
+            handled = self.run_waiting_comms()
+            if not handled and (timeout is None or timeout > 0):
+                wakeup.wait(timeout)
+            return handled
         finally:
             self.comms.waiter = None
 

@@ -64,9 +64,9 @@ class Subshells:
             raise ValueError(f"user_ns must be 'main', 'own' or a subshell id, not {choice!r}")
         return lane.namespace
 
-    def create(self, choice: object = "main") -> str:
-        """Start a subshell (any thread but a loop's: it waits for the new thread)."""
-        namespace = self.namespace_for(choice)
+    def create(self, namespace: Namespace | None) -> str:
+        """Start a subshell with ``namespace`` (None: the main one's); any thread but a
+        loop's: it waits for the new thread."""
         subshell_id = str(uuid.uuid4())
         self._router.add_subshell(subshell_id, namespace)
         return subshell_id
@@ -74,8 +74,8 @@ class Subshells:
     # -- control requests (control thread) -----------------------------------------------
     async def create_subshell_request(self, request: Any) -> dict[str, Any]:
         choice = request.msg["content"].get("user_ns", "main")
-        self.namespace_for(choice)  # a bad choice fails here, before a thread starts
-        subshell_id = await anyio.to_thread.run_sync(self.create, choice)
+        namespace = self.namespace_for(choice)  # a bad choice fails before a thread starts
+        subshell_id = await anyio.to_thread.run_sync(self.create, namespace)
         return {"status": "ok", "subshell_id": subshell_id}
 
     async def delete_subshell_request(self, request: Any) -> dict[str, Any]:
@@ -112,7 +112,7 @@ class Subshells:
         """
         args = line.split()
         if "--new" in args:
-            print(self.create("own" if "--own" in args else "main"))
+            print(self.create(self.namespace_for("own" if "--own" in args else "main")))
             return
         request = current_request()
         here = request.msg["header"].get("subshell_id") if request is not None else None

@@ -608,7 +608,8 @@ def test_claim_is_exactly_once_across_threads() -> None:
         thread.join(STEP)
     assert not any(thread.is_alive() for thread in threads)
     assert all(len(won) == 1 for won in wins), [won for won in wins if len(won) != 1]
-    assert len({won[0] for won in wins}) > 1  # contended for real, not one thread first
+    # Every thread tried every request (the barrier starts each round together); which
+    # one wins is the scheduler's choice: on a loaded machine one thread may win them all.
     # Claimed stays claimed, also for the winner.
     assert not any(request.claim() for request in requests)
 

@@ -34,9 +34,9 @@ import selectors
 import signal
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sized
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, TypeVarTuple, Unpack, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, TypeVarTuple, Unpack, cast
 
 from async_kernel.guest._outcome import GuestRunCancelled, Outcome, error, value
 
@@ -58,17 +58,42 @@ _MAX_SELECT_FAILURES = 3
 _BASE: Any = asyncio.SelectorEventLoop
 
 
-class _LoopInternals(Protocol):
-    """The private ``BaseEventLoop`` state the driver reads (untyped in typeshed)."""
+class _LoopInternals:
+    """Typed access to the private ``BaseEventLoop`` state the driver uses.
 
-    _ready: Sized
-    _scheduled: list[asyncio.TimerHandle]
-    _stopping: bool
-    _thread_id: int | None
+    Why: ``_run_once``, ``_ready``, ``_scheduled``, ``_stopping``, ``_thread_id``
+    and the async generator hooks are CPython's (``base_events.py``), not in
+    typeshed; they are read through one ``Any`` here so the driver stays typed.
+    """
 
-    def _run_once(self) -> None: ...
-    def _asyncgen_firstiter_hook(self, agen: Any) -> None: ...
-    def _asyncgen_finalizer_hook(self, agen: Any) -> None: ...
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop: Any = loop
+
+    def set_thread(self, ident: int | None) -> None:
+        """Mark the loop as running on thread ``ident`` (``None``: on none)."""
+        self._loop._thread_id = ident
+
+    def asyncgen_hooks(self) -> tuple[Callable[[Any], None], Callable[[Any], None]]:
+        """The loop's ``(firstiter, finalizer)`` hooks, as ``run_forever`` installs them."""
+        loop = self._loop
+        return loop._asyncgen_firstiter_hook, loop._asyncgen_finalizer_hook
+
+    def run_once(self) -> None:
+        """One loop iteration: select (fed by the handoff), then run what is ready."""
+        try:
+            self._loop._run_once()
+        finally:
+            self._loop._stopping = False  # ``stop()`` inside the guest is ignored
+
+    def has_ready(self) -> bool:
+        """True when callbacks are ready or ``stop()`` was asked for."""
+        loop = self._loop
+        return bool(loop._ready) or bool(loop._stopping)
+
+    def next_deadline(self) -> float | None:
+        """The loop time of the earliest timer, ``None`` when there is none."""
+        scheduled: list[asyncio.TimerHandle] = self._loop._scheduled
+        return scheduled[0].when() if scheduled else None
 
 
 class _HandoffSelector(selectors.BaseSelector):
@@ -228,7 +253,7 @@ class AsyncioGuestRun(Generic[T]):
         done_callback: Callable[[Outcome[T]], object],
     ) -> None:
         self.loop = GuestEventLoop()
-        self._internals = cast("_LoopInternals", self.loop)
+        self._internals = _LoopInternals(self.loop)
         self._post_local = run_sync_soon_not_threadsafe
         self._done_callback = done_callback
         self._selector_thread = _SelectThread(
@@ -244,6 +269,7 @@ class AsyncioGuestRun(Generic[T]):
         self._main = self.loop.create_task(main)
         self._main.add_done_callback(self._on_main_done)
         self._wakeup_fd_taken = _wake_on_signals(self.loop)
+        run_sync_soon_threadsafe(self._tick)  # the first iteration
 
     @property
     def done(self) -> bool:
@@ -272,7 +298,7 @@ class AsyncioGuestRun(Generic[T]):
         self._in_tick = True
         try:
             self.loop.select_pending = False
-            self._internals._thread_id = threading.get_ident()
+            self._internals.set_thread(threading.get_ident())
             try:
                 self._iterate(events)
             except BaseException as exc:
@@ -297,26 +323,21 @@ class AsyncioGuestRun(Generic[T]):
         self.loop.handoff.feed(events)
         previous_loop = asyncio.events._get_running_loop()
         previous_hooks = sys.get_asyncgen_hooks()
-        sys.set_asyncgen_hooks(
-            firstiter=self._internals._asyncgen_firstiter_hook,
-            finalizer=self._internals._asyncgen_finalizer_hook,
-        )
+        firstiter, finalizer = self._internals.asyncgen_hooks()
+        sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=finalizer)
         asyncio.events._set_running_loop(self.loop)
         try:
-            self._internals._run_once()
+            self._internals.run_once()
         finally:
             asyncio.events._set_running_loop(previous_loop)
             sys.set_asyncgen_hooks(*previous_hooks)
-            self._internals._stopping = False
 
     def _schedule_next(self) -> None:
-        internals = self._internals
         timeout: float | None = None
-        if internals._ready or internals._stopping:
+        if self._internals.has_ready():
             timeout = 0.0
-        elif internals._scheduled:
-            delay = internals._scheduled[0].when() - self.loop.time()
-            timeout = min(max(0.0, delay), _MAX_SELECT_TIMEOUT)
+        elif (deadline := self._internals.next_deadline()) is not None:
+            timeout = min(max(0.0, deadline - self.loop.time()), _MAX_SELECT_TIMEOUT)
         if timeout == 0.0:
             self._post_local(self._tick)  # ready work: poll on the host, skip the thread hop
         else:
@@ -377,7 +398,7 @@ class AsyncioGuestRun(Generic[T]):
 
     def _close(self) -> None:
         self._closed = True
-        self._internals._thread_id = None
+        self._internals.set_thread(None)
         if self._wakeup_fd_taken:
             signal.set_wakeup_fd(-1)
         self._selector_thread.stop()  # idle: no select is pending between iterations
@@ -423,11 +444,9 @@ def start_guest_run(
     async def main() -> T:
         return await async_fn(*args)
 
-    run = AsyncioGuestRun(
+    return AsyncioGuestRun(
         main(),
         run_sync_soon_threadsafe=run_sync_soon_threadsafe,
         run_sync_soon_not_threadsafe=run_sync_soon_not_threadsafe or run_sync_soon_threadsafe,
         done_callback=done_callback,
     )
-    run_sync_soon_threadsafe(run._tick)
-    return run

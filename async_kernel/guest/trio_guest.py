@@ -24,14 +24,39 @@ RunSoon = Callable[[Callable[[], object]], object]
 
 
 class TrioGuestRun(Generic[T]):
-    """Handle on one trio guest run; ``cancel()`` cancels a scope around ``async_fn``."""
+    """Handle on one trio guest run; ``cancel()`` cancels a scope around ``async_fn``.
 
-    def __init__(self) -> None:
+    Made by ``start_guest_run``: the constructor starts the run.
+    """
+
+    def __init__(
+        self,
+        async_fn: Callable[[Unpack[Ts]], Awaitable[T]],
+        *args: *Ts,
+        run_sync_soon_threadsafe: RunSoon,
+        done_callback: Callable[[Outcome[T]], object],
+        run_sync_soon_not_threadsafe: RunSoon | None = None,
+    ) -> None:
+        import trio
+
         self._lock = threading.Lock()
         self._token: trio.lowlevel.TrioToken | None = None
         self._scope: trio.CancelScope | None = None
         self._cancel_requested = False
         self.done = False
+
+        def on_done(result: Outcome[T]) -> None:
+            self.done = True
+            done_callback(result)
+
+        trio.lowlevel.start_guest_run(
+            self._run,
+            async_fn,
+            *args,
+            run_sync_soon_threadsafe=run_sync_soon_threadsafe,
+            run_sync_soon_not_threadsafe=run_sync_soon_not_threadsafe,
+            done_callback=on_done,
+        )
 
     def cancel(self) -> None:
         """Cancel the run. Thread-safe; a no-op once the run has finished."""
@@ -64,20 +89,10 @@ def start_guest_run(
     run_sync_soon_not_threadsafe: RunSoon | None = None,
 ) -> TrioGuestRun[T]:
     """Start ``async_fn(*args)`` as a trio guest run; see ``trio.lowlevel.start_guest_run``."""
-    import trio
-
-    run: TrioGuestRun[T] = TrioGuestRun()
-
-    def on_done(result: Outcome[T]) -> None:
-        run.done = True
-        done_callback(result)
-
-    trio.lowlevel.start_guest_run(
-        run._run,
+    return TrioGuestRun(
         async_fn,
         *args,
         run_sync_soon_threadsafe=run_sync_soon_threadsafe,
+        done_callback=done_callback,
         run_sync_soon_not_threadsafe=run_sync_soon_not_threadsafe,
-        done_callback=on_done,
     )
-    return run

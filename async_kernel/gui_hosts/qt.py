@@ -133,12 +133,13 @@ def _make_waker(drain: Callable[[], None]) -> tuple[Any, Callable[[], None]]:
 
     wake_type = QEvent.Type(QEvent.registerEventType())
 
-    class Waker(QObject):  # type: ignore[misc,valid-type]
+    class Waker(QObject):
         def event(self, event: Any) -> bool:
             if event.type() == wake_type:
                 drain()
                 return True
-            return super().event(event)
+            handled: bool = QObject.event(self, event)  # the binding's base class is Any
+            return handled
 
     waker = Waker()
     return waker, lambda: QCoreApplication.postEvent(waker, QEvent(wake_type))

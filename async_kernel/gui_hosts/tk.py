@@ -23,7 +23,7 @@ import importlib
 import os
 import sys
 import threading
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from async_kernel.gui_hosts.base import CallQueue, HostUnavailableError
 
@@ -81,11 +81,20 @@ def destroy_root(root: tkinter.Tk) -> None:
         # into a dead root and print a Tcl error: run them now.  Pending ``after`` scripts
         # (ours or user timers) are cancelled instead.
         root.update_idletasks()
-        for script in root.tk.splitlist(root.tk.call("after", "info")):
+        for script in _after_ids(root):
             root.after_cancel(script)
         root.destroy()
     except tkinter.TclError:
         pass  # already destroyed by user code
+
+
+def _after_ids(root: tkinter.Tk) -> list[str]:
+    """The ids of the ``after`` scripts pending on ``root``'s interpreter.
+
+    Why: typeshed leaves ``splitlist``'s argument untyped; Tcl gives back strings.
+    """
+    tcl: Any = root.tk
+    return [str(script) for script in tcl.splitlist(tcl.call("after", "info"))]
 
 
 def check() -> None:

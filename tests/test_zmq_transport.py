@@ -14,7 +14,7 @@ from typing import cast
 import pytest
 import zmq
 
-from async_kernel.transport import zmq_transport
+from async_kernel.transport import io_thread, iopub, outbox
 from async_kernel.transport.connection import Channel, ConnectionInfo
 from async_kernel.transport.wire import Codec, Message, new_message
 from async_kernel.transport.zmq_transport import ZmqTransport
@@ -201,7 +201,7 @@ def test_a_send_that_reads_the_notice_of_a_request_wakes_the_reader(
     White-box: the I/O thread is parked in a timer and marked as waiting, the state in which
     another thread sends directly; the request then arrives and a send reads its notice.
     """
-    inbox = transport._deliver  # pyright: ignore[reportPrivateUsage]
+    inbox = transport._reader.deliver  # pyright: ignore[reportPrivateUsage]
     assert isinstance(inbox, _Inbox)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     client = ctx.socket(zmq.DEALER)
@@ -213,18 +213,17 @@ def test_a_send_that_reads_the_notice_of_a_request_wakes_the_reader(
         identities = inbox.messages[0][0]
         transport.call_later(0, lambda: (parked.set(), release.wait(10)))
         assert parked.wait(10)
-        with transport._lock:  # pyright: ignore[reportPrivateUsage]
-            transport._io_waiting = True  # pyright: ignore[reportPrivateUsage]
+        transport._outbox.io_waits()  # pyright: ignore[reportPrivateUsage]
         client.send_multipart(transport.codec.encode(new_message("kernel_info_request", {})))
         time.sleep(0.2)  # the request is in the socket, its notice on the descriptor
-        shell = transport._sockets["shell"]  # pyright: ignore[reportPrivateUsage]
+        shell = transport._sockets.by_channel["shell"]  # pyright: ignore[reportPrivateUsage]
         notice = cast(int, shell.getsockopt(zmq.FD))
         assert select.select([notice], [], [], 0)[0], "no notice of the request"
         transport.send("shell", new_message("kernel_info_reply", {}), identities)
         # The send read the notice (the descriptor may be re-armed a moment later by the
         # reply's own traffic, but nothing promises that): only a wake-up tells the I/O
         # thread now.
-        assert transport._wake_pending  # pyright: ignore[reportPrivateUsage]
+        assert transport._waker.pending  # pyright: ignore[reportPrivateUsage]
         release.set()
         assert inbox.wait_for(2, timeout=5), "the request whose notice a send read was lost"
     finally:
@@ -273,7 +272,7 @@ def test_a_free_loop_reads_its_lent_channel_alone(
     """Woken by a request for a free loop, the I/O thread steps aside: every request is
     delivered by the loop (without the loan the two threads race, and each wins some)."""
     transport, inbox, client = lent
-    monkeypatch.setattr(zmq_transport, "_LOAN_GRACE", 5.0)  # a slow machine's loop still wins
+    monkeypatch.setattr(io_thread, "LOAN_GRACE", 5.0)  # a slow machine's loop still wins
     stop = threading.Event()
 
     def loop() -> None:  # stands in for the kernel's main loop and its shell reader
@@ -303,7 +302,7 @@ def test_a_request_for_a_blocked_loop_is_read_after_the_grace(
     """A loop that says it is free but never reads (blocked outside any request) delays
     its requests by the grace period only."""
     transport, inbox, client = lent
-    monkeypatch.setattr(zmq_transport, "_LOAN_GRACE", 0.05)
+    monkeypatch.setattr(io_thread, "LOAN_GRACE", 0.05)
     transport.lend("shell", lambda: True)
     for count in range(1, 4):
         _request(transport, client)
@@ -316,7 +315,7 @@ def test_a_busy_loop_leaves_its_lent_channel_to_the_io_thread(
 ) -> None:
     """With a request in hand the loop may block at any moment: no grace then."""
     transport, inbox, client = lent
-    monkeypatch.setattr(zmq_transport, "_LOAN_GRACE", 60.0)  # a grace would outlast the test
+    monkeypatch.setattr(io_thread, "LOAN_GRACE", 60.0)  # a grace would outlast the test
     transport.lend("shell", lambda: False)
     _request(transport, client)
     assert inbox.wait_for(1, timeout=10)
@@ -335,7 +334,7 @@ def test_waiting_for_sent_replies_yields_the_cpu(
     """Before heavy work, libzmq's I/O thread (woken on this CPU by our sends) runs first."""
     transport, _, _ = lent
     yields: list[int] = []
-    monkeypatch.setattr(zmq_transport.os, "sched_yield", lambda: yields.append(1))
+    monkeypatch.setattr(outbox.os, "sched_yield", lambda: yields.append(1))
     transport.send("iopub", new_message("status", {"execution_state": "idle"}))
     assert transport.wait_sent(timeout=5)
     assert yields == [1]
@@ -347,7 +346,7 @@ def test_a_reconnect_with_the_same_identity_gets_the_replies(
 ) -> None:
     """ROUTER_HANDOVER: a server's new connection for the same session (JupyterLab's second
     websocket) takes the identity over from the old one, which the kernel still holds."""
-    inbox = transport._deliver  # pyright: ignore[reportPrivateUsage]
+    inbox = transport._reader.deliver  # pyright: ignore[reportPrivateUsage]
     assert isinstance(inbox, _Inbox)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     old, new = ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)
@@ -394,8 +393,8 @@ def test_output_for_a_client_that_does_not_read_is_bounded_and_counted(
     once the stalled one has caught up it gets new messages again."""
     # The production stall: a reader on a loaded machine can pause for a fifth of a second
     # and would then count as stalled (seen in CI: it lost 11 messages).
-    monkeypatch.setattr(zmq_transport, "IOPUB_STALL", 1.0)
-    monkeypatch.setattr(zmq_transport, "IOPUB_BACKLOG", 2 * 1024 * 1024)
+    monkeypatch.setattr(iopub, "IOPUB_STALL", 1.0)
+    monkeypatch.setattr(iopub, "IOPUB_BACKLOG", 2 * 1024 * 1024)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     stalled = _subscribe(ctx, transport.info.url("iopub"), small=True)
     reader = _subscribe(ctx, transport.info.url("iopub"))
@@ -414,8 +413,8 @@ def test_output_for_a_client_that_does_not_read_is_bounded_and_counted(
             transport.send(
                 "iopub", new_message("stream", {"name": "stdout", "text": f"{i:08}{chunk}"})
             )
-            with transport._lock:  # pyright: ignore[reportPrivateUsage]
-                peak = max(peak, transport._iopub_backlog_bytes)  # pyright: ignore[reportPrivateUsage]
+            with transport._sockets.lock:  # pyright: ignore[reportPrivateUsage]
+                peak = max(peak, transport._outbox.iopub.backlog_bytes)  # pyright: ignore[reportPrivateUsage]
             if i == 100:
                 time.sleep(1.5)  # past the stall: from here the stalled client loses messages
         thread.join(timeout=30)

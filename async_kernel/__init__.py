@@ -20,14 +20,8 @@ if TYPE_CHECKING:
     from .kernel.router import process_events
     from .toolkit.backends import call_using_backend
     from .toolkit.caller import Caller
-    from .toolkit.pending import (
-        Pending,
-        PendingCancelled,
-        PendingGroup,
-        as_completed,
-        current_pending,
-        wait,
-    )
+    from .toolkit.groups import PendingGroup, as_completed, wait
+    from .toolkit.pending import Pending, PendingCancelled, current_pending
 
 __all__ = [
     "CallbackKernel",
@@ -48,12 +42,12 @@ _HOMES = {
     "Caller": ".toolkit.caller",
     "Pending": ".toolkit.pending",
     "PendingCancelled": ".toolkit.pending",
-    "PendingGroup": ".toolkit.pending",
-    "as_completed": ".toolkit.pending",
+    "PendingGroup": ".toolkit.groups",
+    "as_completed": ".toolkit.groups",
     "call_using_backend": ".toolkit.backends",
     "current_pending": ".toolkit.pending",
     "process_events": ".kernel.router",
-    "wait": ".toolkit.pending",
+    "wait": ".toolkit.groups",
 }
 
 

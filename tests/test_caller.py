@@ -243,9 +243,9 @@ def test_to_thread_reuses_a_bounded_pool(caller: Caller) -> None:
 
 
 def test_to_thread_limit_holds_back_extra_calls(caller: Caller) -> None:
-    from async_kernel.toolkit import caller as caller_module
+    from async_kernel.toolkit.workers import POOL
 
-    limit, Caller.thread_limit = Caller.thread_limit, caller_module._POOL.workers + 2
+    limit, Caller.thread_limit = Caller.thread_limit, POOL.workers + 2
     gate = threading.Event()
     active: list[int] = []
     peak: list[int] = [0]
@@ -260,12 +260,12 @@ def test_to_thread_limit_holds_back_extra_calls(caller: Caller) -> None:
             active.pop()
 
     try:
-        busy_before = caller_module._POOL.workers - caller_module._POOL.idle
+        busy_before = POOL.workers - POOL.idle
         pendings = [caller.to_thread(work) for _ in range(6)]
         deadline = time.monotonic() + WAIT
         while len(active) < 2 - busy_before and time.monotonic() < deadline:
             time.sleep(0.005)
-        assert caller_module._POOL.backlog >= 6 - Caller.thread_limit
+        assert POOL.backlog >= 6 - Caller.thread_limit
         gate.set()
         for pending in pendings:
             pending.result(WAIT)

@@ -82,7 +82,8 @@ class AsyncKernelMagics(Magics):
     @line_magic
     def callers(self, line: str = "") -> None:
         """List the running callers: name, backend, thread, work outstanding and queued."""
-        from ..toolkit.caller import _POOL, Caller
+        from ..toolkit.caller import Caller
+        from ..toolkit.workers import POOL
 
         rows = [("name", "backend", "thread", "running", "queued")]
         for caller in Caller.all():
@@ -97,9 +98,9 @@ class AsyncKernelMagics(Magics):
                     cell.ljust(width) for cell, width in zip(row, widths, strict=True)
                 ).rstrip()
             )
-        busy = _POOL.workers - _POOL.idle
+        busy = POOL.workers - POOL.idle
         print(
-            f"to_thread workers: {_POOL.workers} ({busy} busy, {_POOL.backlog} waiting; "
+            f"to_thread workers: {POOL.workers} ({busy} busy, {POOL.backlog} waiting; "
             f"limit {Caller.thread_limit})"
         )
 

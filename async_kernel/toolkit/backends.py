@@ -58,10 +58,10 @@ async def call_using_backend(
 
 async def _as_guest(backend: Backend, async_fn: Callable[..., Awaitable[T]], args: Any) -> T:
     from ..guest import GuestRunCancelled, Outcome, start_guest_run
-    from .pending import _threadsafe_runner
+    from .loops import threadsafe_runner
 
     pending: Pending[T] = Pending()
-    run_soon = _threadsafe_runner()
+    run_soon = threadsafe_runner()
 
     def soon(step: Callable[[], object]) -> object:
         return run_soon(lambda: _as_step_of(step))

@@ -131,9 +131,9 @@ async def guarded(async_fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any)
 
 
 def _scope_canceller(scope: Any) -> Callable[[], object]:
-    from .pending import _threadsafe_runner
+    from .loops import threadsafe_runner
 
-    run_soon = _threadsafe_runner()
+    run_soon = threadsafe_runner()
     thread = threading.current_thread()
 
     def cancel() -> None:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import inspect
 import logging
-import queue
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar, Self, TypeVar, overload
@@ -21,29 +19,17 @@ import sniffio
 from ..interrupt import block_sigint_in_this_thread
 from ..settings import Backend
 from .background import guarded, watch_asyncio_loop
-from .pending import Pending, PendingCancelled, _enter_work
+from .call_queues import CallQueues
+from .loops import loop_handles, run_fresh
+from .pending import Pending, PendingCancelled, enter_work, to_await
+from .registry import Registry
+from .workers import POOL
 
 __all__ = ["Backend", "Caller", "Pending", "PendingCancelled"]
 
 T = TypeVar("T")
 
 log = logging.getLogger("async_kernel.toolkit.caller")
-
-
-def _guarded(backend: Backend, fn: Callable[..., object], args: tuple[Any, ...]) -> None:
-    """Run a scheduled callback; a failure is logged, never allowed to break the loop.
-
-    Callbacks run outside any task, where sniffio (and so anyio) cannot tell the backend;
-    naming it in sniffio's thread-local lets a callback start anyio tasks.
-    """
-    previous = sniffio.thread_local.name
-    sniffio.thread_local.name = backend
-    try:
-        fn(*args)
-    except Exception:
-        log.exception("callback %r failed", fn)
-    finally:
-        sniffio.thread_local.name = previous
 
 
 class Caller:
@@ -55,10 +41,7 @@ class Caller:
     thread and any backend, and returns a :class:`Pending`.
     """
 
-    _by_thread: ClassVar[dict[int, Caller]] = {}
-    _by_name: ClassVar[dict[str, Caller]] = {}
-    _registry_lock: ClassVar[threading.RLock] = threading.RLock()
-    _create_lock: ClassVar[threading.Lock] = threading.Lock()  # one get() creates at a time
+    _registry: ClassVar[Registry[Caller]] = Registry()
     #: The most worker threads :meth:`to_thread` runs at once (more calls wait in line).
     thread_limit: ClassVar[int] = 40
 
@@ -70,31 +53,12 @@ class Caller:
         self._stopped = anyio.Event()
         self._closed = False
         self._outstanding: set[Pending[Any]] = set()
-        self._queues: dict[Callable[..., Any], Pending[None]] = {}  # fn -> its last turn
-        self._queue_lock = threading.Lock()
+        self._queues = CallQueues(self.call_soon)
+        self._end_lock = threading.Lock()
         self._ended = threading.Event()
         self._end_pending: Pending[None] | None = None
         self._own_thread = False
-        if backend == "trio":
-            import trio
-
-            token = trio.lowlevel.current_trio_token()
-
-            def schedule(fn: Callable[..., object], *args: Any) -> None:
-                token.run_sync_soon(_guarded, "trio", fn, args)
-
-            self._schedule = schedule
-            self._in_loop = trio.lowlevel.in_trio_run
-        else:
-            import asyncio
-
-            loop = asyncio.get_running_loop()
-
-            def schedule(fn: Callable[..., object], *args: Any) -> None:
-                loop.call_soon_threadsafe(_guarded, "asyncio", fn, args)
-
-            self._schedule = schedule
-            self._in_loop = lambda: asyncio._get_running_loop() is loop  # pyright: ignore[reportPrivateUsage]
+        self._schedule, self._in_loop = loop_handles(backend)
 
     # -- creation and lookup -----------------------------------------------------------------
     @classmethod
@@ -153,8 +117,8 @@ class Caller:
         if name is None:
             caller = cls.current()
         else:
-            with cls._create_lock:
-                found = cls._by_name.get(name)
+            with cls._registry.create_lock:
+                found = cls._registry.named(name)
                 if found is None or found.stopped:
                     if not create:
                         raise LookupError(f"no caller named {name!r} is running")
@@ -167,24 +131,20 @@ class Caller:
     @classmethod
     def all(cls) -> list[Caller]:
         """Every running caller (the kernel's own ones included), oldest first."""
-        with cls._registry_lock:
-            callers = list(dict.fromkeys(cls._by_thread.values()))
-        return [caller for caller in callers if not caller.stopped]
+        return [caller for caller in cls._registry.all() if not caller.stopped]
 
     @classmethod
     def current(cls) -> Caller:
         """The caller of the current thread; raises LookupError if it has none."""
-        try:
-            return cls._by_thread[threading.get_ident()]
-        except KeyError:
-            raise LookupError(
-                f"no caller runs on thread {threading.current_thread().name}"
-            ) from None
+        caller = cls._registry.of_thread(threading.get_ident())
+        if caller is None:
+            raise LookupError(f"no caller runs on thread {threading.current_thread().name}")
+        return caller
 
     @classmethod
     def of_thread(cls, ident: int) -> Caller | None:
         """The caller running on the thread ``ident``, if any."""
-        return cls._by_thread.get(ident)
+        return cls._registry.of_thread(ident)
 
     @classmethod
     def spawn(
@@ -214,7 +174,7 @@ class Caller:
         def run() -> None:
             block_sigint_in_this_thread()
             try:
-                context.run(_run_fresh, main, backend)
+                context.run(run_fresh, main, backend)
             except BaseException as err:
                 pending.set_exception(err)
 
@@ -268,7 +228,7 @@ class Caller:
         async def later() -> Any:
             await anyio.sleep(delay)
             result = fn(*args)
-            if _to_await(result):
+            if to_await(result):
                 result = await result
             return result
 
@@ -279,28 +239,7 @@ class Caller:
         time, in the order they were queued (each waits for the one before it to end,
         however it ended).  Cancelling a queued call drops it; the rest run on.
         """
-        # Each call has a turn, over once the call has ended *and* the turn before it is
-        # over: a call cancelled while it waits does not let the next one overtake.
-        turn: Pending[None] = Pending()
-        with self._queue_lock:
-            previous = self._queues.get(fn)
-            pending = self.call_soon(_after, previous, fn, args)
-            self._queues[fn] = turn
-
-        def release(_: Pending[Any]) -> None:
-            if previous is None:
-                turn.set_result(None)
-            else:
-                previous.add_done_callback(lambda _: turn.set_result(None))
-
-        turn.add_done_callback(lambda done: self._queue_done(fn, done))
-        pending.add_done_callback(release)
-        return pending
-
-    def _queue_done(self, fn: Callable[..., Any], done: Pending[None]) -> None:
-        with self._queue_lock:
-            if self._queues.get(fn) is done:
-                del self._queues[fn]
+        return self._queues.queue(fn, args)
 
     def to_thread(self, fn: Callable[..., Any], *args: Any) -> Pending[Any]:
         """Run ``fn(*args)`` on a worker thread of a shared, bounded pool (reused threads,
@@ -312,13 +251,14 @@ class Caller:
         It runs in a copy of the calling context (its prints go to the calling cell).
         """
         pending: Pending[Any] = Pending()
-        _POOL.submit((pending, fn, args, contextvars.copy_context(), self.backend))
+        job = (pending, fn, args, contextvars.copy_context(), self.backend)
+        POOL.submit(job, Caller.thread_limit)
         return pending
 
     def _run(self, pending: Pending[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         # The copied context may come from a loop of the other backend: forget its name.
         sniffio.current_async_library_cvar.set(None)
-        _enter_work(pending)
+        enter_work(pending)
         if pending.done() or pending.cancel_requested:
             self._outstanding.discard(pending)
             pending.set_cancelled()
@@ -332,7 +272,7 @@ class Caller:
                 raise
             log.debug("call_soon(%r) failed", fn, exc_info=True)
             return
-        if _to_await(result):
+        if to_await(result):
             self._task_group.start_soon(self._await_into, pending, result)
         else:
             self._outstanding.discard(pending)
@@ -398,7 +338,7 @@ class Caller:
         return ended
 
     def _ended_pending(self) -> Pending[None]:
-        with self._queue_lock:
+        with self._end_lock:
             if self._end_pending is None:
                 self._end_pending = Pending()
             pending = self._end_pending
@@ -411,7 +351,7 @@ class Caller:
     def _mark_ended(self) -> None:
         """The loop has ended (called on its thread, last thing)."""
         self._ended.set()
-        with self._queue_lock:
+        with self._end_lock:
             pending = self._end_pending
         if pending is None:
             return
@@ -451,20 +391,10 @@ class Caller:
 
     def queued(self) -> dict[str, int]:
         """Per function name, whether a :meth:`queue_call` line is active (1) on this caller."""
-        with self._queue_lock:
-            return {_name_of(fn): 1 for fn in self._queues}
+        return dict.fromkeys(self._queues.names(), 1)
 
     def __repr__(self) -> str:
         return f"<Caller {self.name} {self.backend} on {self.thread.name}>"
-
-
-def _to_await(result: object) -> bool:
-    """Whether a function's result is work to await (a Pending returned is a value)."""
-    return inspect.isawaitable(result) and not isinstance(result, Pending)
-
-
-def _name_of(fn: Callable[..., Any]) -> str:
-    return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or fn)
 
 
 def _backend_here() -> Backend:
@@ -476,164 +406,6 @@ def _backend_here() -> Backend:
         return "trio" if sniffio.current_async_library() == "trio" else "asyncio"
     except sniffio.AsyncLibraryNotFoundError:
         return "asyncio"
-
-
-async def _after(
-    previous: Pending[Any] | None, fn: Callable[..., Any], args: tuple[Any, ...]
-) -> Any:
-    """A queue_call: wait for the turn before it to be over, then call."""
-    if previous is not None and not previous.done():
-        await previous.wait(shield=True, result=False)
-    result = fn(*args)
-    if _to_await(result):
-        result = await result
-    return result
-
-
-# -- the worker pool behind to_thread ----------------------------------------------------------
-_Job = tuple[Pending[Any], Callable[..., Any], tuple[Any, ...], contextvars.Context, Backend]
-_IDLE_SECONDS = 30.0  # an idle worker thread ends after this long
-
-
-class _WorkerPool:
-    """Threads that run to_thread jobs, started on demand, reused, and ended when idle.
-
-    Counts under one lock: a job is handed to an idle worker (which waits on the queue), to
-    a new worker (as its first job), or left in the backlog for the next worker to finish.
-    """
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self.workers = 0
-        self.idle = 0
-        self.backlog = 0
-
-    def submit(self, job: _Job) -> None:
-        with self._lock:
-            start = False
-            if self.idle:
-                self.idle -= 1
-            elif self.workers < max(1, Caller.thread_limit):
-                self.workers += 1
-                start = True
-            else:
-                self.backlog += 1
-        if start:
-            threading.Thread(
-                target=self._work, args=(job,), name="async-kernel-worker", daemon=True
-            ).start()
-        else:
-            self._jobs.put(job)
-
-    def _work(self, job: _Job | None) -> None:
-        block_sigint_in_this_thread()
-        setattr(threading.current_thread(), _THREAD_REQUEST_ATTR, None)  # jobs carry their own
-        loops = _WorkerLoops()
-        try:
-            while True:
-                if job is not None:
-                    _run_job(job, loops)
-                    job = None
-                with self._lock:
-                    if self.backlog:
-                        self.backlog -= 1
-                        take_now = True
-                    else:
-                        self.idle += 1
-                        take_now = False
-                if take_now:
-                    job = self._jobs.get()
-                    continue
-                try:
-                    job = self._jobs.get(timeout=_IDLE_SECONDS)
-                except queue.Empty:
-                    with self._lock:
-                        if self.idle:
-                            self.idle -= 1
-                            self.workers -= 1
-                            return
-                    job = self._jobs.get()  # a job was handed to this worker meanwhile
-        finally:
-            loops.close()
-
-
-_THREAD_REQUEST_ATTR = "_async_kernel_request"  # parent.py's inherited-request attribute
-_POOL = _WorkerPool()
-
-
-class _WorkerLoops:
-    """A worker thread's event loops for async jobs: asyncio's kept, trio's per job."""
-
-    def __init__(self) -> None:
-        self._runner: Any = None
-
-    def run(self, backend: Backend, pending: Pending[Any], awaitable: Awaitable[Any]) -> Any:
-        if backend == "trio":
-            import trio
-
-            return trio.run(_cancellable, pending, awaitable)
-        import asyncio
-
-        if self._runner is None:
-            self._runner = asyncio.Runner()
-        return self._runner.run(
-            _cancellable(pending, awaitable), context=contextvars.copy_context()
-        )
-
-    def close(self) -> None:
-        if self._runner is not None:
-            self._runner.close()
-
-
-async def _cancellable(pending: Pending[Any], awaitable: Awaitable[Any]) -> Any:
-    from .pending import _threadsafe_runner
-
-    run_soon = _threadsafe_runner()
-
-    def cancel() -> None:
-        with contextlib.suppress(Exception):  # the run has ended
-            run_soon(scope.cancel)
-
-    with anyio.CancelScope() as scope:
-        pending.set_canceller(cancel)
-        try:
-            return await awaitable
-        finally:
-            pending.set_canceller(None)
-    raise PendingCancelled("cancelled")
-
-
-def _run_job(job: _Job, loops: _WorkerLoops) -> None:
-    pending, fn, args, context, backend = job
-    if pending.done():  # cancelled while it waited
-        return
-    context.run(_job_in_context, pending, fn, args, backend, loops)
-
-
-def _job_in_context(
-    pending: Pending[Any],
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    backend: Backend,
-    loops: _WorkerLoops,
-) -> None:
-    sniffio.current_async_library_cvar.set(None)
-    _enter_work(pending)
-    try:
-        result = fn(*args)
-        if _to_await(result):
-            result = loops.run(backend, pending, result)
-    except BaseException as err:
-        pending.set_exception(err)
-    else:
-        pending.set_result(result)
-
-
-def _run_fresh(async_fn: Callable[[], Awaitable[None]], backend: Backend) -> None:
-    """anyio.run in a copied context, without the copied backend name sniffio would see."""
-    sniffio.current_async_library_cvar.set(None)
-    anyio.run(async_fn, backend=backend)
 
 
 class _CallerContext:
@@ -651,20 +423,14 @@ class _CallerContext:
             import asyncio
 
             watch_asyncio_loop(asyncio.get_running_loop())
-        with Caller._registry_lock:
-            Caller._by_thread[threading.get_ident()] = caller
-            Caller._by_name[self._name] = caller
+        Caller._registry.add(caller, self._name)
         self._caller = caller
         return caller
 
     async def __aexit__(self, *exc: object) -> bool | None:
         assert self._task_group is not None and self._caller is not None
         caller = self._caller
-        with Caller._registry_lock:
-            if Caller._by_thread.get(threading.get_ident()) is caller:
-                del Caller._by_thread[threading.get_ident()]
-            if Caller._by_name.get(self._name) is caller:
-                del Caller._by_name[self._name]
+        Caller._registry.remove(caller, self._name)
         caller._closed = True
         self._task_group.cancel_scope.cancel()
         try:

@@ -72,7 +72,7 @@ def start_fd_capture(kernel: Any) -> FdCapture | None:
     if os.name != "posix":  # select.poll on pipes is POSIX-only
         log.info("fd output capture is not available on this platform")
         return None
-    capture = FdCapture(kernel._streams, kernel.shell.events)  # pyright: ignore[reportPrivateUsage]
+    capture = FdCapture(kernel._streams, kernel.shell.events)
     try:
         capture.start()
     except OSError:

@@ -16,13 +16,17 @@ import inspect
 import re
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
+
+    from ..settings import Backend
+    from .namespaces import NamespaceShell
 
 __all__ = ["AsyncKernelMagics", "register"]
 
@@ -39,8 +43,10 @@ def _await_our_cell_magics(lines: list[str]) -> list[str]:
 def register(shell: InteractiveShell) -> None:
     """Add the magics and their input transform to ``shell``."""
     shell.register_magics(AsyncKernelMagics)
-    if _await_our_cell_magics not in shell.input_transformers_post:
-        shell.input_transformers_post.append(_await_our_cell_magics)
+    traits: Any = shell  # the transforms are an untyped traitlets List on IPython's shell
+    transforms: list[Callable[[list[str]], list[str]]] = traits.input_transformers_post
+    if _await_our_cell_magics not in transforms:
+        transforms.append(_await_our_cell_magics)
 
 
 async def run_cell_body(code: str, namespace: dict[str, Any]) -> Any:
@@ -141,7 +147,7 @@ class AsyncKernelMagics(Magics):
         backend = options.get("backend")
         if backend not in (None, "asyncio", "trio"):
             raise UsageError(f"unknown backend {backend!r}: expected asyncio or trio")
-        caller = Caller.get(options.get("name", "thread"), backend)  # type: ignore[arg-type]
+        caller = Caller.get(options.get("name", "thread"), backend)
         if caller.thread is threading.current_thread():
             return run_cell_body(cell, self._namespace())
         return caller.call_soon(run_cell_body, cell, self._namespace())
@@ -158,14 +164,14 @@ class AsyncKernelMagics(Magics):
         runs trio)."""
         return self._on_backend("asyncio", line, cell)
 
-    def _on_backend(self, backend: str, line: str, cell: str) -> Any:
+    def _on_backend(self, backend: Backend, line: str, cell: str) -> Any:
         from ..toolkit.backends import call_using_backend
 
         if line.strip():
             raise UsageError(f"%%{backend} takes no options")
-        return call_using_backend(backend, run_cell_body, cell, self._namespace())  # type: ignore[arg-type]
+        return call_using_backend(backend, run_cell_body, cell, self._namespace())
 
     def _namespace(self) -> dict[str, Any]:
-        shell = self.shell
+        shell = cast("NamespaceShell | None", self.shell)  # IPython's user_ns is untyped
         assert shell is not None
         return shell.user_ns

@@ -8,14 +8,26 @@ different threads (or tasks) therefore each see their own namespace at the same 
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from IPython.core.interactiveshell import InteractiveShell
-
-__all__ = ["active_namespace", "new_namespace", "set_namespace"]
+__all__ = ["NamespaceShell", "active_namespace", "main_namespace", "new_namespace", "set_namespace"]
 
 Namespace = dict[str, Any]
+
+
+class NamespaceShell(Protocol):
+    """The shell as far as namespaces go (IPython leaves both attributes untyped)."""
+
+    @property
+    def user_ns(self) -> Namespace:
+        """The namespace code sees: the active one, else the main one."""
+        ...
+
+    @property
+    def user_ns_hidden(self) -> Namespace:
+        """IPython's own names in the main namespace (``In``, ``Out``, ``get_ipython``, ...)."""
+        ...
+
 
 _active: ContextVar[Namespace | None] = ContextVar("async_kernel_user_ns", default=None)
 
@@ -30,9 +42,18 @@ def set_namespace(namespace: Namespace | None) -> None:
     _active.set(namespace)
 
 
-def new_namespace(shell: InteractiveShell) -> Namespace:
+def main_namespace(shell: NamespaceShell) -> Namespace:
+    """The main shell's namespace, whatever this task has chosen."""
+    token = _active.set(None)
+    try:
+        return shell.user_ns
+    finally:
+        _active.reset(token)
+
+
+def new_namespace(shell: NamespaceShell) -> Namespace:
     """A fresh namespace that still has IPython's own names (In, Out, get_ipython, ...)."""
-    main = shell._user_ns  # the main namespace, whatever this task has chosen
+    main = main_namespace(shell)
     namespace: Namespace = {name: main[name] for name in shell.user_ns_hidden if name in main}
     namespace.update(dict.fromkeys(("_", "__", "___", "_i", "_ii", "_iii"), ""))
     namespace["__name__"] = "__main__"

@@ -8,7 +8,7 @@ gets its own list through a ContextVar, which tasks it starts inherit.
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, cast
 
 from IPython.core.payload import PayloadManager
 
@@ -27,22 +27,24 @@ class RequestPayloads(PayloadManager):
         _payloads.set([])
 
     def _list(self) -> list[dict[str, Any]]:
-        found = _payloads.get()
+        found: list[dict[str, Any]] | None = _payloads.get()
         if found is None:  # code outside any request: fall back to a list of our own
             found = []
             _payloads.set(found)
         return found
 
-    def write_payload(self, data: dict[str, Any], single: bool = True) -> None:
-        if not isinstance(data, dict):  # pyright: ignore[reportUnnecessaryIsInstance]
+    def write_payload(self, data: object, single: bool = True) -> None:
+        # ``object``: IPython's callers and user code pass anything; a dict is checked for.
+        if not isinstance(data, dict):
             raise TypeError(f"each payload must be a dict, got {data!r}")
+        payload = cast("dict[str, Any]", data)
         payloads = self._list()
-        if single and "source" in data:
+        if single and "source" in payload:
             for index, existing in enumerate(payloads):
-                if existing.get("source") == data["source"]:
-                    payloads[index] = data
+                if existing.get("source") == payload["source"]:
+                    payloads[index] = payload
                     return
-        payloads.append(data)
+        payloads.append(payload)
 
     def read_payload(self) -> list[dict[str, Any]]:
         return list(self._list())

@@ -9,16 +9,12 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from IPython.core.profiledir import ProfileDir, ProfileDirError
-from IPython.paths import get_ipython_dir
+from IPython.paths import locate_profile
 from traitlets.config import Config
 
-if TYPE_CHECKING:
-    from IPython.core.interactiveshell import InteractiveShell
-
-__all__ = ["load_profile_config", "run_startup_files"]
+__all__ = ["StartupShell", "load_profile_config", "run_startup_files"]
 
 log = logging.getLogger("async_kernel.shell.profile")
 
@@ -26,8 +22,8 @@ log = logging.getLogger("async_kernel.shell.profile")
 @functools.cache  # asked twice at start-up (config, then startup files)
 def _profile_dir() -> Path | None:
     try:
-        return Path(ProfileDir.find_profile_dir_by_name(get_ipython_dir(), "default").location)
-    except (ProfileDirError, OSError):
+        return Path(locate_profile("default"))
+    except OSError:  # none (IPython's ProfileDirError becomes an OSError here)
         return None
 
 
@@ -51,7 +47,24 @@ def load_profile_config() -> Config:
     return config
 
 
-def run_startup_files(shell: InteractiveShell) -> None:
+class StartupShell(Protocol):
+    """What running startup files needs from the shell (IPython leaves these untyped)."""
+
+    @property
+    def user_ns(self) -> dict[str, Any]:
+        """The namespace the files run in."""
+        ...
+
+    def safe_execfile(self, fname: str, *where: dict[str, Any]) -> None:
+        """Run a Python file in ``where``, reporting (not raising) its errors."""
+        ...
+
+    def safe_execfile_ipy(self, fname: str) -> None:
+        """Run an IPython script (magics allowed), reporting its errors."""
+        ...
+
+
+def run_startup_files(shell: StartupShell) -> None:
     """Run the profile's ``startup/*.py`` and ``*.ipy`` files, in name order."""
     profile = _profile_dir()
     if profile is None:

@@ -59,7 +59,7 @@ class StdinBridge:
 
     def install(self) -> None:
         builtins.input = self.input
-        getpass.getpass = self.getpass  # type: ignore[assignment]
+        getpass.getpass = self.getpass
 
     def input(self, prompt: object = "") -> str:
         return self.ask(str(prompt), password=False)

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
+from IPython.core import inputtransformer2
 from IPython.core.inputtransformer2 import (
     EscapedCommand,
     HelpEnd,
     MagicAssign,
     SystemAssign,
+    TokenTransformBase,
     TransformerManager,
-    cell_magic,
-    classic_prompt,
-    ipython_prompt,
-    leading_empty_lines,
-    leading_indent,
 )
 
 __all__ = ["PlainPythonTransformerManager"]
@@ -27,9 +26,20 @@ _IPYTHON_SYNTAX = re.compile(
     r"[%!?\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]|>>>|\.\.\.:|In \[|^[^\S\n]*[,;/]|^[^\S\n]+$",
     re.MULTILINE,
 )
-_CLEANUP = [leading_empty_lines, leading_indent, classic_prompt, ipython_prompt]
-_LINE = [cell_magic]
-_TOKEN = [MagicAssign, SystemAssign, EscapedCommand, HelpEnd]
+
+LinesTransform = Callable[[list[str]], list[str]]
+
+# The transforms the pattern above was written for.  IPython leaves its transform functions
+# unannotated: they are read through ``Any`` here, typed by the lists.
+_transforms: Any = inputtransformer2
+_CLEANUP: list[LinesTransform] = [
+    _transforms.leading_empty_lines,
+    _transforms.leading_indent,
+    _transforms.classic_prompt,
+    _transforms.ipython_prompt,
+]
+_LINE: list[LinesTransform] = [_transforms.cell_magic]
+_TOKEN: list[type[TokenTransformBase]] = [MagicAssign, SystemAssign, EscapedCommand, HelpEnd]
 
 
 class PlainPythonTransformerManager(TransformerManager):
@@ -42,6 +52,11 @@ class PlainPythonTransformerManager(TransformerManager):
     defaults: one an extension adds may react to anything.
     """
 
+    # IPython's lists, typed (its ``__init__`` fills them, unannotated).
+    cleanup_transforms: list[LinesTransform]
+    line_transforms: list[LinesTransform]
+    token_transformers: list[type[TokenTransformBase]]
+
     def transform_cell(self, cell: str) -> str:
         if (
             cell
@@ -52,4 +67,4 @@ class PlainPythonTransformerManager(TransformerManager):
             and self.cleanup_transforms == _CLEANUP
         ):
             return cell if cell.endswith("\n") else cell + "\n"
-        return super().transform_cell(cell)  # type: ignore[no-any-return]
+        return super().transform_cell(cell)

@@ -46,6 +46,7 @@ __all__ = [
     "interrupt_main_thread_surely",
     "interruption_point",
     "sigint_blocked",
+    "thread_frames",
 ]
 
 # The longest a kernel wait on a cell's behalf sleeps without letting a pending signal
@@ -68,7 +69,7 @@ F = TypeVar("F", bound=Callable[..., object])
 def interruption_point(fn: F) -> F:
     """Mark a kernel function where a KeyboardInterrupt may land (a wait on a cell's behalf,
     a call back into user code): the interrupt handler raises there instead of deferring."""
-    _points.add(fn.__code__)  # type: ignore[attr-defined]
+    _points.add(fn.__code__)
     return fn
 
 
@@ -282,6 +283,14 @@ def interrupt_main_thread() -> None:
         _thread.interrupt_main(signal.SIGINT)
 
 
+def thread_frames() -> dict[int, FrameType]:
+    """The frame each thread is running now, by thread ident.
+
+    Through ``sys._current_frames``: CPython's only view of other threads' stacks.
+    """
+    return sys._current_frames()  # pyright: ignore[reportPrivateUsage]  # no public equivalent
+
+
 def interrupt_cells_on_other_threads(cell_code: CodeType) -> int:
     """Raise KeyboardInterrupt in every thread but the main one that runs a cell right now.
 
@@ -292,7 +301,7 @@ def interrupt_cells_on_other_threads(cell_code: CodeType) -> int:
     """
     main = threading.main_thread().ident
     asked = 0
-    for ident, frame in sys._current_frames().items():  # pyright: ignore[reportPrivateUsage]
+    for ident, frame in thread_frames().items():
         if ident != main and _stack_contains(frame, cell_code):
             import ctypes  # here, not at start-up: most kernels never need it (~0.3 MiB)
 

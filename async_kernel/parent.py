@@ -15,12 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .transport.wire import Message
+from typing import Any
 
 __all__ = ["Request", "current_request", "install_thread_inheritance", "request_context"]
+
+
+def _no_identities() -> list[bytes]:
+    return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +33,9 @@ class Request:
     blocked) may be claimed by the router's responder thread instead (see :mod:`.router`).
     """
 
-    msg: Message
+    msg: dict[str, Any]  # a transport.wire.Message (this module sits below the transport)
     channel: str = "shell"
-    identities: list[bytes] = field(default_factory=list)
+    identities: list[bytes] = field(default_factory=_no_identities)
     seq: int = 0  # arrival order among the kernel's requests (the router numbers them)
     _claim: _thread.LockType = field(
         default_factory=_thread.allocate_lock, compare=False, repr=False
@@ -90,7 +91,7 @@ def install_thread_inheritance() -> None:
         setattr(self, _THREAD_ATTR, current_request())
         original_start(self)
 
-    threading.Thread.start = start  # type: ignore[method-assign]
+    threading.Thread.start = start
 
     # A pool's worker thread outlives the cell that started it: each submitted call must
     # carry the request of the code that submitted it instead.
@@ -99,4 +100,4 @@ def install_thread_inheritance() -> None:
     def submit(self: ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         return original_submit(self, contextvars.copy_context().run, fn, *args, **kwargs)
 
-    ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
+    ThreadPoolExecutor.submit = submit

@@ -12,6 +12,10 @@ else (``setBreakpoints``, ``stackTrace``, ``scopes``, ``variables``, ``evaluate`
 debugpy is started lazily by the first ``initialize``, on the main thread (where cells run),
 after the kernel's own threads are marked so pydevd never traces or suspends them: the
 control thread must keep answering while a breakpoint holds the main thread.
+
+Everything here runs on the control thread, but debugpy's start (on the main loop) and the
+DAP client's reading of events (a task of the control loop).  What it uses of the kernel is
+given to it as :class:`.parts.DebuggerParts`.
 """
 
 from __future__ import annotations
@@ -30,12 +34,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..parent import set_request
+from ..shell.namespaces import main_namespace
 from .cells import HASH_METHOD, HASH_SEED, TMP_SUFFIX, dump_cell, tmp_prefix
 from .client import DapClient, DapMessage, dap_response
 
 if TYPE_CHECKING:
-    from ..kernel.core import Kernel
     from ..parent import Request
+    from .parts import DebuggerParts
 
 __all__ = ["DebugHandlers"]
 
@@ -50,22 +55,6 @@ _RESUMING = ("continue", "next", "stepIn", "stepOut", "stepBack", "reverseContin
 _PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
 
 
-_UNKNOWN: Any = object()
-
-
-def _subshell_namespace(kernel: Any, subshell_id: object) -> Any:
-    """A subshell's own namespace, None if it shares the main one, ``_UNKNOWN`` if there is
-    no such subshell (asked of the router's lanes, else of the subshells' table)."""
-    router = getattr(kernel, "router", None)
-    find = getattr(router, "subshell", None)
-    lane: Any
-    if callable(find):
-        lane = find(subshell_id)
-    else:
-        lane = getattr(kernel.subshells, "_by_id", {}).get(subshell_id)
-    return _UNKNOWN if lane is None else lane.namespace
-
-
 def _skip_in_debugger(thread: threading.Thread) -> None:
     """pydevd's documented per-thread opt-out: never trace, never suspend this thread."""
     thread.pydev_do_not_trace = True  # type: ignore[attr-defined]
@@ -75,8 +64,8 @@ def _skip_in_debugger(thread: threading.Thread) -> None:
 class DebugHandlers:
     """The kernel's side of a debug session; runs on the control thread."""
 
-    def __init__(self, kernel: Kernel) -> None:
-        self.kernel = kernel
+    def __init__(self, parts: DebuggerParts) -> None:
+        self._parts = parts
         self.client = DapClient(self._on_event)
         self._endpoint: tuple[str, int] | None = None
         self._started = False  # debugInfo's isStarted: from initialize to disconnect
@@ -98,7 +87,7 @@ class DebugHandlers:
 
     def install(self) -> None:
         """Answer debug_request (the shell's cells are already named by CellCompiler)."""
-        self.kernel.handlers.register("debug_request", self.debug_request)
+        self._parts.replies.register("debug_request", self.debug_request)
 
     # -- dispatch -----------------------------------------------------------------------
     async def debug_request(self, request: Request) -> dict[str, Any]:
@@ -150,14 +139,14 @@ class DebugHandlers:
                 self._stopped_threads.clear()
             else:
                 self._stopped_threads.discard(body.get("threadId", -1))
-        self.kernel.publish("debug_event", event)
+        self._parts.replies.publish("debug_event", event)
 
     # -- session ------------------------------------------------------------------------
     async def _initialize(self, message: DapMessage) -> DapMessage:
         if not self.client.connected:
             host, port = await self._listen()
             await self.client.connect(host, port)
-            self.kernel.control.start_soon(self._read_events)
+            self._parts.control.start_soon(self._read_events)
         response = await self.client.request(message)
         # Started as soon as initialize succeeds, as ipykernel reports it: JupyterLab asks
         # debugInfo while its attach is in flight and takes isStarted=false as "stopped".
@@ -173,7 +162,7 @@ class DebugHandlers:
         """Start debugpy once, on the main thread, with the kernel's own threads left alone."""
         if self._endpoint is not None:
             return self._endpoint
-        _skip_in_debugger(self.kernel.control.thread)
+        _skip_in_debugger(self._parts.control.thread)
         for thread in threading.enumerate():
             if thread.name in _UNTRACED_THREADS:
                 _skip_in_debugger(thread)
@@ -189,7 +178,7 @@ class DebugHandlers:
             except BaseException as err:
                 result.set_exception(err)
 
-        self.kernel.main.call_soon(listen)
+        self._parts.main.call_soon(listen)
         deadline = time.monotonic() + START_TIMEOUT
         while not result.done():
             if time.monotonic() > deadline:
@@ -268,18 +257,13 @@ class DebugHandlers:
 
     def _namespace(self) -> dict[str, Any]:
         """The user namespace of the shell the request names (see the module's docs)."""
-        shell: Any = self.kernel.shell
-        main: dict[str, Any] = shell._user_ns  # the main one, whatever this task has chosen
-        subshell_id = self._subshell_id
-        if not subshell_id:
-            return main
-        namespace = _subshell_namespace(self.kernel, subshell_id)
-        if namespace is _UNKNOWN:
-            raise LookupError(f"no subshell {subshell_id!r}")
-        return main if namespace is None else namespace
+        namespace = self._parts.namespace_of(self._subshell_id)  # LookupError: unknown
+        if namespace is not None:
+            return namespace
+        return main_namespace(self._parts.shell)
 
     def _user_variables(self) -> list[tuple[str, Any]]:
-        hidden = self.kernel.shell.user_ns_hidden
+        hidden = self._parts.shell.user_ns_hidden
         return [
             (name, value)
             for name, value in list(self._namespace().items())
@@ -366,7 +350,7 @@ class DebugHandlers:
         namespace = dict(self._user_variables())
         if name not in namespace:
             return dap_response(message, undefined)
-        formatter: Any = self.kernel.shell.display_formatter
+        formatter: Any = self._parts.shell.display_formatter
         data, metadata = formatter.format(namespace[name])
         return dap_response(message, {"data": data, "metadata": metadata})
 

@@ -1,7 +1,9 @@
 """One handler per request type: each takes a request and returns its reply content.
 
 A handler returns ``None`` for messages that have no reply (comm_open, comm_msg, comm_close).
-Everything about *where* and *when* a handler runs lives in :mod:`.kernel`.
+Everything about *where* and *when* a handler runs lives in :mod:`.router`; how it is
+answered (busy, reply, idle) in :mod:`.replies`.  A handler runs on the thread of the lane
+that answers it: a lane's loop, control's, or the responder's (see docs/concurrency.md).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.completer import provisionalcompleter, rectify_completions
@@ -21,19 +23,22 @@ from IPython.utils.tokenutil import token_at_cursor
 
 from .._version import __version__
 from ..debugger import debugpy_missing
-from ..interrupt import interrupt_main_thread_surely
 from ..shell.history import read_history
 from ..transport.wire import PROTOCOL_VERSION, error_content
+from .replies import Handler, Replies, Reply
 
 log = logging.getLogger("async_kernel")
 
 if TYPE_CHECKING:
+    from comm.base_comm import CommManager
+
     from ..parent import Request
-    from .core import Kernel
+    from ..shell.interactive import AsyncShell
+    from ..toolkit.caller import Caller
+    from ..transport import Transport
+    from .router import Router
 
 __all__ = ["RequestHandlers"]
-
-Reply = dict[str, Any]
 
 # Held while the shell's completer or inspector works (they are one object each, shared by
 # every lane and the responder).
@@ -57,10 +62,41 @@ HELP_LINKS = [
 
 
 class RequestHandlers:
-    def __init__(self, kernel: Kernel) -> None:
-        self.kernel = kernel
+    """The handlers of the kernel's own request types, with what they use.
+
+    Each part is given by the kernel that composes them (:mod:`.core`): the shell, the
+    router (queued executes a failed cell aborts), the comm manager, the transport (its
+    connection info), the control loop, and the kernel's ``stop`` and ``interrupt``.
+    """
+
+    def __init__(
+        self,
+        replies: Replies,
+        router: Router,
+        shell: AsyncShell,
+        *,
+        comm_manager: CommManager,
+        transport: Transport,
+        control: Caller,
+        stop: Callable[[], None],
+        interrupt: Callable[[], None],
+        last_activity: list[float],
+    ) -> None:
+        self._replies = replies
+        self._router = router
+        self._shell = shell
+        self._comm_manager = comm_manager
+        self._transport = transport
+        self._control = control
+        self._stop = stop
+        self._interrupt = interrupt
+        # When the last cell started (history writes wait for a quiet moment).
+        self._last_activity = last_activity
         self._process: Any = None  # psutil, imported on first use (Pyodide lacks it)
-        self._table: dict[str, Callable[[Request], Awaitable[Reply | None]]] = {
+
+    def install(self) -> None:
+        """Register every handler with :class:`.Replies`."""
+        table: dict[str, Handler] = {
             "execute_request": self.execute_request,
             "kernel_info_request": self.kernel_info_request,
             "complete_request": self.complete_request,
@@ -76,15 +112,8 @@ class RequestHandlers:
             "shutdown_request": self.shutdown_request,
             "interrupt_request": self.interrupt_request,
         }
-
-    def for_type(self, msg_type: str) -> Callable[[Request], Awaitable[Reply | None]] | None:
-        return self._table.get(msg_type)
-
-    def register(
-        self, msg_type: str, handler: Callable[[Request], Awaitable[Reply | None]]
-    ) -> None:
-        """Add or replace a handler (subshells and the debugger plug in here)."""
-        self._table[msg_type] = handler
+        for msg_type, handler in table.items():
+            self._replies.register(msg_type, handler)
 
     def warm_up(self) -> None:
         """Import what a first completion and a first traceback need (jedi; stack_data and
@@ -109,15 +138,13 @@ class RequestHandlers:
             try:
                 raise ValueError("warm-up")
             except ValueError as err:
-                self.kernel.shell.InteractiveTB.structured_traceback(
-                    ValueError, err, err.__traceback__
-                )
+                self._shell.InteractiveTB.structured_traceback(ValueError, err, err.__traceback__)
         except Exception:
             log.debug("warming the traceback formatter failed", exc_info=True)
 
     # -- execution --------------------------------------------------------------------------
     async def execute_request(self, request: Request) -> Reply | None:
-        kernel, shell = self.kernel, self.kernel.shell
+        replies, shell = self._replies, self._shell
         content = request.msg["content"]
         code = str(content.get("code", ""))
         silent = bool(content.get("silent", False))
@@ -128,7 +155,7 @@ class RequestHandlers:
         payloads = shell.payloads
         payloads.begin()
         if not silent:
-            kernel.publish("execute_input", {"code": code, "execution_count": count})
+            replies.publish("execute_input", {"code": code, "execution_count": count})
         shell.last_error = None
         cell_id = request.msg["metadata"].get("cellId")
         try:
@@ -140,7 +167,7 @@ class RequestHandlers:
                     preprocessing_error = None
                 except Exception:
                     transformed, preprocessing_error = None, sys.exc_info()
-                kernel.last_activity[0] = time.monotonic()
+                self._last_activity[0] = time.monotonic()
                 result = await shell.run_cell_async(
                     code,
                     store_history=store_history,
@@ -155,7 +182,7 @@ class RequestHandlers:
             shell.events.trigger("post_execute")
         if not silent:
             shell.events.trigger("post_run_cell", result)
-        kernel.flush_streams()
+        replies.flush_streams()
         reply: Reply = {"execution_count": count if store_history else count - 1}
         if result.success:
             reply["status"] = "ok"
@@ -178,18 +205,21 @@ class RequestHandlers:
         if not result.success and stop_on_error:
             # Take the queue before replying: a client may answer the reply with a new
             # request at once, and that one must run.
-            queued = kernel.take_queued_executes()
-            kernel.reply(request, reply)
-            kernel.abort(queued)
+            queued = self._router.take_queued_executes()
+            replies.reply(request, reply)
+            for later in queued:  # answered 'aborted': the cell before them failed
+                aborted = {"status": "aborted", "execution_count": shell.execution_count}
+                replies.answer_unrun(later, aborted)
             return None
         return reply
 
     # -- introspection -------------------------------------------------------------------
     async def kernel_info_request(self, request: Request) -> Reply:
         # Advertised only when debugpy is there (not merely the handler that says it is not).
-        debugger = self._table.get("debug_request") not in (None, debugpy_missing)
+        handler_for = self._replies.handler_for
+        debugger = handler_for("debug_request") not in (None, debugpy_missing)
         features = ["debugger"] if debugger else []
-        if "create_subshell_request" in self._table:
+        if handler_for("create_subshell_request") is not None:
             features.append("kernel subshells")
         return {
             "status": "ok",
@@ -197,7 +227,7 @@ class RequestHandlers:
             "implementation": "async_kernel",
             "implementation_version": __version__,
             "language_info": LANGUAGE_INFO,
-            "banner": self.kernel.shell.banner,
+            "banner": self._shell.banner,
             "help_links": HELP_LINKS,
             "debugger": debugger,
             "supported_features": features,
@@ -206,8 +236,8 @@ class RequestHandlers:
     async def complete_request(self, request: Request) -> Reply:
         content = request.msg["content"]
         code, cursor_pos = _code_and_cursor(content)
-        self.kernel.send_queued_first()
-        completer = self.kernel.shell.Completer
+        self._replies.send_queued_first()
+        completer = self._shell.Completer
         # The completer keeps state while it works: one completion at a time, whichever
         # thread answers (a lane's loop, or the responder while that loop is blocked).
         with _introspecting, provisionalcompleter():
@@ -237,19 +267,19 @@ class RequestHandlers:
         code, cursor_pos = _code_and_cursor(content)
         detail = 1 if content.get("detail_level") == 1 else 0
         name = token_at_cursor(code, cursor_pos)
-        self.kernel.send_queued_first()
+        self._replies.send_queued_first()
         reply: Reply = {"status": "ok", "found": False, "data": {}, "metadata": {}}
         try:
             with _introspecting:
-                reply["data"] = self.kernel.shell.object_inspect_mime(name, detail_level=detail)
+                reply["data"] = self._shell.object_inspect_mime(name, detail_level=detail)
             reply["found"] = True
         except KeyError:
             pass
         return reply
 
     async def history_request(self, request: Request) -> Reply:
-        self.kernel.send_queued_first()
-        history = self.kernel.shell.history_manager
+        self._replies.send_queued_first()
+        history = self._shell.history_manager
         if history is None or not history.enabled:
             return {"status": "ok", "history": []}
         try:
@@ -260,7 +290,7 @@ class RequestHandlers:
 
     async def is_complete_request(self, request: Request) -> Reply:
         code = str(request.msg["content"].get("code", ""))
-        status, indent = self.kernel.shell.input_transformer_manager.check_complete(code)
+        status, indent = self._shell.input_transformer_manager.check_complete(code)
         reply: Reply = {"status": status}
         if status == "incomplete":
             reply["indent"] = " " * (indent or 0)
@@ -271,23 +301,23 @@ class RequestHandlers:
         target = request.msg["content"].get("target_name")
         comms = {
             comm_id: {"target_name": comm.target_name}
-            for comm_id, comm in list(self.kernel.comm_manager.comms.items())
+            for comm_id, comm in list(self._comm_manager.comms.items())
             if target is None or comm.target_name == target
         }
         return {"status": "ok", "comms": comms}
 
     async def comm_open(self, request: Request) -> None:
-        self.kernel.comm_manager.comm_open(None, None, request.msg)  # type: ignore[arg-type]
+        self._comm_manager.comm_open(None, None, request.msg)  # type: ignore[arg-type]
 
     async def comm_msg(self, request: Request) -> None:
-        self.kernel.comm_manager.comm_msg(None, None, request.msg)  # type: ignore[arg-type]
+        self._comm_manager.comm_msg(None, None, request.msg)  # type: ignore[arg-type]
 
     async def comm_close(self, request: Request) -> None:
-        self.kernel.comm_manager.comm_close(None, None, request.msg)  # type: ignore[arg-type]
+        self._comm_manager.comm_close(None, None, request.msg)  # type: ignore[arg-type]
 
     # -- process --------------------------------------------------------------------------
     async def connect_request(self, request: Request) -> Reply:
-        info = self.kernel.transport.info
+        info = self._transport.info
         ports = (
             {f"{c}_port": info.port(c) for c in ("shell", "iopub", "stdin", "control", "hb")}
             if info
@@ -317,17 +347,11 @@ class RequestHandlers:
     async def shutdown_request(self, request: Request) -> Reply:
         restart = bool(request.msg["content"].get("restart", False))
         # Stop only after this handler's reply and idle status are queued for sending.
-        self.kernel.control.schedule(self.kernel.stop)
+        self._control.schedule(self._stop)
         return {"status": "ok", "restart": restart}
 
     async def interrupt_request(self, request: Request) -> Reply:
-        if self.kernel.single_thread:
-            # No signals between threads here: cancel what awaits (blocking code cannot be
-            # interrupted in this mode, as in Pyodide).
-            self.kernel.shell.cancel_awaiting_cells()
-        else:
-            self.kernel.control.start_soon(interrupt_main_thread_surely)
-            self.kernel.subshells.interrupt_all()
+        self._interrupt()
         return {"status": "ok"}
 
 

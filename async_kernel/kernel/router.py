@@ -16,77 +16,58 @@ shell ``execute_request``                  the lane's execute queue, one at a ti
 shell, anything else                       the lane's queue of other requests, in order
 =========================================  ==============================================
 
-**Never deaf.**  The requests that only read (:data:`ASKS`: kernel_info, comm_info,
-is_complete, history, complete, inspect, connect, usage) are handled on their lane's loop,
-as everything else, while that loop is free.  But a cell may block the loop (``time.sleep``,
-a long numpy call, ``input()``, a CPU loop).  So when such a request arrives while its lane
-may be blocked, the router also arms a timer (on the transport's thread): if the lane has
-not taken the request up within :data:`ANSWER_ELSEWHERE_AFTER`, the *responder* (a thread
-with a loop of its own that owns no user state) claims it and answers it, in the lane's
-namespace.  Each request is claimed once (:meth:`.Request.claim`), so it is never answered
-twice.  Nothing those handlers do mutates what the blocked cell owns (see
-docs/concurrency.md).
+**Never deaf.**  The requests that only read (:data:`.responder.ASKS`: kernel_info,
+comm_info, history, complete, ...) are handled on their lane's loop while that loop is free;
+while it may be blocked by a cell, the router also hands them to the :class:`.Responder`,
+which answers them elsewhere if the lane has not taken them up in time (see
+:mod:`.responder`).
 
 **Comms stay on the main loop.**  Comm callbacks touch the main shell's objects (a widget,
 an asyncio future a cell awaits), so they run on the main loop, in order, also when
 JupyterLab sends them over a subshell.  A blocked cell lets them through explicitly with
 :func:`process_events`; so does ``input()`` while it waits.
+
+**Threads.**  :meth:`Router.deliver` and :meth:`Lane.put` run on the delivering thread (the
+transport's, or a loop reading its own channel); :meth:`Lane.run` on the lane's thread;
+the control queue on the control thread; :func:`process_events` and ``input()``'s wait on
+the main thread, inside a cell.
 """
 
 from __future__ import annotations
 
 import contextvars
-import functools
 import itertools
 import logging
-import sys
 import threading
 import time
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 
-from ..interrupt import Latch, interruption_point
-from ..parent import Request
-from ..shell.interactive import AsyncShell
+from ..interrupt import Latch
+from ..parent import Request, current_request
 from ..shell.namespaces import Namespace, set_namespace
+from ..shell.stdin import StdinBridge
 from ..toolkit.caller import Caller
 from ..transport.wire import Message, error_content
 from .queues import RequestQueue
+from .responder import ASKS, Responder, answer_in, run_to_end
 
 if TYPE_CHECKING:
-    from .core import Kernel
+    from ..settings import Backend
+    from ..shell.interactive import AsyncShell
+    from ..transport import Transport
+    from .replies import Replies
 
-__all__ = ["ASKS", "COMMS", "CellMode", "Lane", "Router", "cell_mode", "process_events"]
+__all__ = ["COMMS", "CellMode", "Lane", "Router", "cell_mode", "process_events"]
 
 log = logging.getLogger("async_kernel")
 
 CellMode = Literal["queue", "task", "thread"]
 
-ASKS = frozenset(
-    {
-        "kernel_info_request",
-        "comm_info_request",
-        "is_complete_request",
-        "history_request",
-        "complete_request",
-        "inspect_request",
-        "connect_request",
-        "usage_request",
-    }
-)
-"""Shell requests that only read: answered elsewhere when their lane's loop is blocked."""
-
-INSTANT = frozenset({"kernel_info_request", "comm_info_request", "connect_request"})
-"""Of ASKS, those quick enough (well under a millisecond) to answer on the delivering thread."""
-
 COMMS = frozenset({"comm_open", "comm_msg", "comm_close"})
 """Comm messages: always on the main loop, in order."""
 
-# How long a request of ASKS waits for a lane that may be blocked before the responder
-# answers it.  A free loop takes a request up in well under a millisecond.
-ANSWER_ELSEWHERE_AFTER = 0.004  # seconds
 CLOSE_GRACE = 1.0  # seconds a deleted subshell's cells get to end after being cancelled
 
 
@@ -156,7 +137,7 @@ class Lane:
             return
         self.others.put(request)
         if msg_type in ASKS and self.may_be_blocked():
-            self.router.answer_elsewhere_if_late(self, request)
+            self.router.responder.answer_if_late(request, self.caller.thread, self.namespace)
 
     def may_be_blocked(self) -> bool:
         """Whether this lane's loop may not take up a request soon (asked off it, or with a
@@ -198,7 +179,7 @@ class Lane:
         with anyio.CancelScope() as scope:
             self._running[scope] = request
             try:
-                await self.router.kernel.handle(request)
+                await self.router.answer(request)
             finally:
                 del self._running[scope]
                 self.handling -= 1
@@ -212,7 +193,7 @@ class Lane:
         self.closing = True
         for request in self.executes.take_all() + self.others.take_all():
             self.router.answer_closed(request, "aborted")
-        self.router.kernel.shell.cancel_awaiting_cells()  # this thread's awaiting cells only
+        self.router.shell.cancel_awaiting_cells()  # this thread's awaiting cells only
         with anyio.move_on_after(CLOSE_GRACE):
             while self._running:
                 await anyio.sleep(0.01)
@@ -227,16 +208,30 @@ class Router:
 
     current: Router | None = None  # the serving kernel's, for process_events()
 
-    def __init__(self, kernel: Kernel, main: Caller, control: Caller) -> None:
-        self.kernel = kernel
-        self.single_thread = kernel.single_thread
+    def __init__(
+        self,
+        main: Caller,
+        control: Caller,
+        replies: Replies,
+        shell: AsyncShell,
+        transport: Transport,
+        *,
+        backend: Backend,
+        single_thread: bool,
+    ) -> None:
+        self.replies = replies
+        self.answer = replies.answer
+        self.shell = shell
+        self.backend: Backend = backend
+        self.single_thread = single_thread
         self.main = Lane(self, main, None)
         self.comms = RequestQueue(main, self._run_comm)
-        self.control = RequestQueue(control, kernel.handle)
+        self.control = RequestQueue(control, replies.answer)
+        self.responder = Responder(replies.answer, transport, backend)
+        # input(): its replies come through deliver(); its waits let comm messages through.
+        self.stdin = StdinBridge(transport, replies.flush_streams, self.wait_letting_comms_through)
         self._subshells: dict[str, Lane] = {}
         self._arrivals = itertools.count(1)  # deliver() runs on one thread at a time
-        self._responder: Caller | None = None
-        self._responder_lock = threading.Lock()
 
     def start(self) -> None:
         self.main.start()
@@ -250,17 +245,18 @@ class Router:
             Router.current = None
         lanes, self._subshells = list(self._subshells.values()), {}
         callers = [lane.caller for lane in lanes]
-        if self._responder is not None:
-            callers.append(self._responder)
         for caller in callers:
             caller.stop()
+        responder = self.responder.stop()
+        if responder is not None:
+            callers.append(responder)
         for caller in callers:
             caller.join(0.5)
 
     # -- subshells ---------------------------------------------------------------------------
     def add_subshell(self, subshell_id: str, namespace: Namespace | None) -> Lane:
         """Start a subshell's lane: a new thread and loop (call it off any loop: it waits)."""
-        caller = Caller.start_new(self.kernel.settings.backend, f"subshell-{subshell_id[:8]}")
+        caller = Caller.start_new(self.backend, f"subshell-{subshell_id[:8]}")
         lane = Lane(self, caller, namespace, subshell_id)
         lane.start()
         self._subshells[subshell_id] = lane
@@ -276,6 +272,16 @@ class Router:
     def subshell_ids(self) -> list[str]:
         return list(self._subshells)
 
+    def namespace_of(self, subshell_id: object) -> Namespace | None:
+        """The namespace of the shell ``subshell_id`` names (None: the main one, shared);
+        LookupError if there is no such subshell."""
+        if not subshell_id:
+            return None
+        lane = self._subshells.get(subshell_id) if isinstance(subshell_id, str) else None
+        if lane is None:
+            raise LookupError(f"no subshell {subshell_id!r}")
+        return lane.namespace
+
     def lane_of(self, request: Request | None) -> Lane | None:
         """The lane ``request`` was routed to (None: a '# thread' cell or an unknown one)."""
         if request is None:
@@ -285,12 +291,20 @@ class Router:
             return self.main
         return self._subshells.get(subshell_id) if isinstance(subshell_id, str) else None
 
+    def take_queued_executes(self) -> list[Request]:
+        """Remove and return the execute_requests waiting behind the current one."""
+        request = current_request()
+        if request is None or cell_mode(request.msg) != "queue":
+            return []  # a task or thread cell is in no queue: its failure aborts nothing
+        lane = self.lane_of(request)
+        return lane.take_queued() if lane is not None else []
+
     # -- routing (the transport's thread, or a loop reading its own channel) ----------------
     def deliver(self, channel: str, identities: list[bytes], msg: Message) -> None:
         """Hand a message to its lane; quick, never raises for a message's content."""
         if channel == "stdin":
             if msg["msg_type"] == "input_reply":
-                self.kernel.stdin.on_reply(msg)
+                self.stdin.on_reply(msg)
             else:
                 log.warning("ignored %s on stdin", msg["msg_type"])
             return
@@ -304,7 +318,7 @@ class Router:
         if msg["msg_type"] == "comm_info_request":  # in order with the comms it lists
             self.comms.put(request)
             if self.main.may_be_blocked():
-                self.answer_elsewhere_if_late(self.main, request)
+                self.responder.answer_if_late(request, self.main.caller.thread, None)
             return
         subshell_id = msg["header"].get("subshell_id")
         if not subshell_id:
@@ -321,60 +335,20 @@ class Router:
         log.warning("%s for unknown subshell %r", request.msg["msg_type"], subshell_id)
         content = error_content("SubshellNotFound", f"no subshell with id {subshell_id!r}")
         if request.claim():
-            self.kernel.answer_unrun(request, content)
+            self.replies.answer_unrun(request, content)
 
     def answer_closed(self, request: Request, why: str, *, busy: bool = True) -> None:
         """Answer a request its lane will never run: 'aborted' for executes, else an error."""
         if request.msg["msg_type"] == "execute_request":
-            content = {"status": "aborted", "execution_count": self.kernel.shell.execution_count}
+            content = {"status": "aborted", "execution_count": self.shell.execution_count}
         else:
             content = error_content("SubshellDeleted", why)
-        self.kernel.answer_unrun(request, content, busy=busy)
+        self.replies.answer_unrun(request, content, busy=busy)
 
     def run_on_thread(self, request: Request, namespace: Namespace | None) -> None:
         """Handle ``request`` on a new worker thread with its own loop (a ``# thread`` cell)."""
         request.claim()
-        Caller.spawn(
-            _handle_in, self.kernel, request, namespace,
-            backend=self.kernel.settings.backend, name="cell",
-        )  # fmt: skip
-
-    # -- answering while a lane is blocked ---------------------------------------------------
-    def answer_elsewhere_if_late(self, lane: Lane, request: Request) -> None:
-        """Let the responder answer ``request`` if ``lane`` has not taken it up in time.
-
-        At once if the lane's thread is running a cell's code right now (it blocks, or
-        computes): the loop cannot take the request up before that code returns.
-        """
-        if _runs_cell_code(lane.caller.thread.ident):
-            if request.msg["msg_type"] in INSTANT and request.claim():
-                # Answered on the transport's thread, with no hand-over (each costs a switch
-                # interval while the cell holds the GIL in a CPU loop), but as a timer: not
-                # inside deliver(), which runs under the transport's lock (answering takes the
-                # output streams' locks, which a printing cell holds while it asks for that
-                # one: the two threads would wait for each other).
-                self.kernel.transport.call_later(0.0, functools.partial(self._answer_here, request))
-            else:  # to the responder, from a timer too (starting it waits for its thread)
-                answer = functools.partial(self._answer_if_unclaimed, lane, request)
-                self.kernel.transport.call_later(0.0, answer)
-            return
-        self.kernel.transport.call_later(
-            ANSWER_ELSEWHERE_AFTER, functools.partial(self._answer_if_unclaimed, lane, request)
-        )
-
-    def _answer_here(self, request: Request) -> None:
-        """Answer a claimed request of INSTANT on this thread (its handler never suspends)."""
-        _run_to_end(contextvars.copy_context(), self.kernel.handle(request, flush=False))
-
-    def _answer_if_unclaimed(self, lane: Lane, request: Request) -> None:
-        if request.claim():
-            self._get_responder().start_soon(_handle_in, self.kernel, request, lane.namespace)
-
-    def _get_responder(self) -> Caller:
-        with self._responder_lock:
-            if self._responder is None:
-                self._responder = Caller.start_new(self.kernel.settings.backend, "responder")
-            return self._responder
+        Caller.spawn(answer_in, self.answer, request, namespace, backend=self.backend, name="cell")
 
     # -- comms on the main thread ------------------------------------------------------------
     async def _run_comm(self, request: Request) -> None:
@@ -384,7 +358,7 @@ class Router:
 
     async def _handle_comm(self, request: Request) -> None:
         set_namespace(None)
-        await self.kernel.handle(request)
+        await self.answer(request)
 
     def process_events(self, timeout: float) -> int:
         """Run the comm messages waiting for the main shell, here (the main thread); with
@@ -424,38 +398,9 @@ class Router:
         before request number ``before``, if given); how many ran."""
         handled = 0
         while (request := self.comms.take_one(before)) is not None:
-            _run_to_end(contextvars.copy_context(), self._handle_comm(request))
+            run_to_end(contextvars.copy_context(), self._handle_comm(request))
             handled += 1
         return handled
-
-
-_CELL_RUNNER = AsyncShell.run_code.__code__
-
-
-def _runs_cell_code(ident: int | None) -> bool:
-    """Whether the thread ``ident`` is inside a cell's code now (not waiting in its loop)."""
-    frame = sys._current_frames().get(ident) if ident is not None else None  # pyright: ignore[reportPrivateUsage]
-    while frame is not None:
-        if frame.f_code is _CELL_RUNNER:
-            return True
-        frame = frame.f_back
-    return False
-
-
-async def _handle_in(kernel: Kernel, request: Request, namespace: Namespace | None) -> None:
-    set_namespace(namespace)
-    await kernel.handle(request)
-
-
-@interruption_point
-def _run_to_end(context: contextvars.Context, coro: Coroutine[Any, Any, None]) -> None:
-    """Run a handler's coroutine that never suspends (a comm message's), in ``context``."""
-    try:
-        context.run(coro.send, None)
-    except StopIteration:
-        return
-    coro.close()
-    raise RuntimeError("a comm handler suspended inside process_events()")
 
 
 def process_events(timeout: float = 0.0) -> int:

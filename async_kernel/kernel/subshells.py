@@ -6,6 +6,11 @@ even blocked in ``time.sleep``.  All subshells share the one IPython shell (one 
 execution count).  As in JupyterLab and ipykernel, a subshell shares the main shell's user
 namespace unless asked for its own (``{"user_ns": "own"}`` in the create request, or
 ``%subshell --new --own``); the namespace is chosen per task (see :mod:`.namespaces`).
+
+The create, delete and list requests run on the control thread (a new subshell's thread is
+started from a worker thread, since starting it waits); ``%subshell`` on the thread of the
+cell that runs it; :meth:`Subshells.interrupt_all` on the control thread.  None of this
+exists in single-thread mode (a subshell is a thread).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -25,7 +30,8 @@ from ..toolkit.caller import Caller
 from ..transport.wire import error_content
 
 if TYPE_CHECKING:
-    from .core import Kernel
+    from ..parent import Request
+    from .replies import Replies, Reply
     from .router import Router
 
 __all__ = ["Subshells"]
@@ -36,21 +42,16 @@ log = logging.getLogger("async_kernel.kernel.subshells")
 class Subshells:
     """The subshells' control requests (create, delete, list), interrupts and magic."""
 
-    def __init__(self, kernel: Kernel) -> None:
-        self.kernel = kernel
+    def __init__(self, router: Router, shell: AsyncShell) -> None:
+        self._router = router
+        self._shell = shell
 
-    @property
-    def _router(self) -> Router:
-        return self.kernel.router
-
-    def install(self) -> None:
-        """Register the control handlers; not in single-thread mode (a subshell is a thread)."""
-        if self.kernel.single_thread:
-            return
-        handlers = self.kernel.handlers
-        handlers.register("create_subshell_request", self.create_subshell_request)
-        handlers.register("delete_subshell_request", self.delete_subshell_request)
-        handlers.register("list_subshell_request", self.list_subshell_request)
+    def install(self, replies: Replies) -> None:
+        """Register the control handlers and ``%subshell``."""
+        replies.register("create_subshell_request", self.create_subshell_request)
+        replies.register("delete_subshell_request", self.delete_subshell_request)
+        replies.register("list_subshell_request", self.list_subshell_request)
+        self._shell.magics_manager.register_function(self.magic, "line", "subshell")
 
     def namespace_for(self, choice: object) -> Namespace | None:
         """The namespace a new subshell gets: ``"main"`` (shared, the default), ``"own"`` (a
@@ -58,7 +59,7 @@ class Subshells:
         if choice in (None, "main"):
             return None
         if choice == "own":
-            return new_namespace(self.kernel.shell)
+            return new_namespace(self._shell)
         lane = self._router.subshell(choice) if isinstance(choice, str) else None
         if lane is None:
             raise ValueError(f"user_ns must be 'main', 'own' or a subshell id, not {choice!r}")
@@ -72,13 +73,13 @@ class Subshells:
         return subshell_id
 
     # -- control requests (control thread) -----------------------------------------------
-    async def create_subshell_request(self, request: Any) -> dict[str, Any]:
+    async def create_subshell_request(self, request: Request) -> Reply:
         choice = request.msg["content"].get("user_ns", "main")
         namespace = self.namespace_for(choice)  # a bad choice fails before a thread starts
         subshell_id = await anyio.to_thread.run_sync(self.create, namespace)
         return {"status": "ok", "subshell_id": subshell_id}
 
-    async def delete_subshell_request(self, request: Any) -> dict[str, Any]:
+    async def delete_subshell_request(self, request: Request) -> Reply:
         subshell_id = request.msg["content"].get("subshell_id")
         lane = self._router.remove_subshell(subshell_id) if isinstance(subshell_id, str) else None
         if lane is None:
@@ -88,14 +89,14 @@ class Subshells:
             await closed.wait()
         return {"status": "ok"}
 
-    async def list_subshell_request(self, request: Any) -> dict[str, Any]:
+    async def list_subshell_request(self, request: Request) -> Reply:
         return {"status": "ok", "subshell_id": self._router.subshell_ids}
 
     # -- interrupts ------------------------------------------------------------------------
     def interrupt_all(self) -> None:
         """Cancel the awaiting cells off the main thread (subshells, ``# thread`` cells), each
         on its own loop; stop the Python code of running ones."""
-        shell = self.kernel.shell
+        shell = self._shell
         main = threading.main_thread().ident
         for ident in shell.threads_with_awaiting_cells() - {main}:
             caller = Caller.of_thread(ident)

@@ -171,21 +171,34 @@ def test_soak_10k() -> None:
 
 
 def test_heartbeat_while_a_cell_spins() -> None:
-    """The heartbeat is answered from C (zmq.proxy), so a pure-Python busy loop can't stall it."""
+    """The heartbeat is answered from C (zmq.proxy), so a pure-Python busy loop can't stall it.
+
+    Causality, not a time limit: the cell spins until it is interrupted, and every ping is
+    echoed before that interrupt is sent (the echo latency is a figure for bench/, printed
+    here only for the log).
+    """
     with start_kernel() as (km, kc), raw_peers(km.get_connection_info()) as raw:
         hb = raw.socket(zmq.REQ)
         raw.connect("hb", hb)
-        msg_id = kc.execute("import time\nt = time.time()\nwhile time.time() - t < 2.5: pass")
-        time.sleep(0.3)  # the cell is spinning now
+        msg_id = kc.execute("import time\nt = time.time()\nwhile time.time() - t < 600: pass")
+        started = kc.get_iopub_msg(timeout=TIMEOUT)
+        while not (
+            started["parent_header"].get("msg_id") == msg_id
+            and started["msg_type"] == "execute_input"
+        ):
+            started = kc.get_iopub_msg(timeout=TIMEOUT)
         latencies = []
         for _ in range(20):
             start = time.perf_counter()
             hb.send(b"ping")
-            assert hb.poll(1000), "heartbeat did not answer within 1 s"
+            assert hb.poll(TIMEOUT * 1000), "heartbeat did not answer"
             assert hb.recv() == b"ping"
             latencies.append(time.perf_counter() - start)
             time.sleep(0.05)
+        km.interrupt_kernel()
         reply = kc.get_shell_msg(timeout=TIMEOUT)
         assert reply["parent_header"]["msg_id"] == msg_id
+        # The cell was still spinning when the last echo came: only the interrupt ended it.
+        assert reply["content"]["status"] == "error"
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
     print(f"\nheartbeat during a busy cell: max {max(latencies) * 1000:.1f} ms")
-    assert max(latencies) < 0.1

@@ -1,7 +1,9 @@
-"""The package's import graph: no circles at run time, and layers that only look down.
+"""The package's import graph: no circles, and layers that only look down.
 
-Imports are read from the source (ast), including those inside functions; those under
-``if TYPE_CHECKING:`` are left out (see the allowance below).
+Imports are read from the source (ast): every one counts, those inside functions and those
+under ``if TYPE_CHECKING:`` too.  A part that needs something of a module above it (the
+kernel, for the handlers and the debugger) is given it as an object, and names what it uses
+as a Protocol or a dataclass of its own.
 """
 
 from __future__ import annotations
@@ -28,18 +30,14 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def runtime_imports(path: Path) -> set[str]:
-    """Modules of the package that ``path`` imports at run time (not for type checking)."""
+def imports(path: Path) -> set[str]:
+    """Modules of the package that ``path`` imports (at run time or for type checking)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     here = module_name(path).split(".")
     package = here if path.name == "__init__.py" else here[:-1]
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for child in node.orelse:
-                visit(child)
-            return
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package[: len(package) - node.level + 1]
@@ -61,12 +59,12 @@ def runtime_imports(path: Path) -> set[str]:
 def graph() -> dict[str, set[str]]:
     modules = {module_name(p): p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
     return {
-        name: {m for m in runtime_imports(path) if m in modules and m != name}
+        name: {m for m in imports(path) if m in modules and m != name}
         for name, path in modules.items()
     }
 
 
-def test_no_import_circles_at_run_time() -> None:
+def test_no_import_circles() -> None:
     edges = graph()
     state: dict[str, int] = {}
     stack: list[str] = []

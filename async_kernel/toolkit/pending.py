@@ -17,12 +17,10 @@ import logging
 import threading
 from collections.abc import Callable, Generator
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     import aiologic
-
-    from .groups import PendingGroup
 
 __all__ = ["Pending", "PendingCancelled", "current_pending"]
 
@@ -33,10 +31,17 @@ log = logging.getLogger("async_kernel.toolkit.pending")
 _current_pending: ContextVar[Pending[Any] | None] = ContextVar(
     "async_kernel_current_pending", default=None
 )
+
+
+class _Group(Protocol):
+    """What a new Pending uses of the group it joins (``groups.PendingGroup``, which
+    imports this module)."""
+
+    def add(self, pending: Pending[Any]) -> object: ...
+
+
 #: The PendingGroup whose block the code runs in (a new Pending joins it).
-current_group: ContextVar[PendingGroup | None] = ContextVar(
-    "async_kernel_pending_group", default=None
-)
+current_group: ContextVar[_Group | None] = ContextVar("async_kernel_pending_group", default=None)
 
 
 def current_pending() -> Pending[Any] | None:

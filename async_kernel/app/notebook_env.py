@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import sys
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
 
 __all__ = ["SHIM_NAME", "announce_jupyter_kernel"]
 
 SHIM_NAME = "ipykernel.zmqshell"
 
 
-def announce_jupyter_kernel(shell: Any, connection_file: str | None) -> None:
+def announce_jupyter_kernel(shell: InteractiveShell, connection_file: str | None) -> None:
     """Tell libraries (tqdm.auto first) that this process is a ZMQ Jupyter kernel."""
     if SHIM_NAME not in sys.modules:
         shim = ModuleType(
@@ -33,8 +36,7 @@ def announce_jupyter_kernel(shell: Any, connection_file: str | None) -> None:
             "Stand-in registered by async-kernel: this process is a Jupyter kernel whose shell "
             "talks to its frontend over ZMQ. ZMQInteractiveShell is that shell's class.",
         )
-        shim.ZMQInteractiveShell = type(shell)  # type: ignore[attr-defined]
-        shim.__async_kernel__ = True  # type: ignore[attr-defined]
+        vars(shim).update(ZMQInteractiveShell=type(shell), __async_kernel__=True)
         sys.modules[SHIM_NAME] = shim
     config = shell.config
     if "IPKernelApp" not in config:

@@ -36,7 +36,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, TypeVarTuple, Unpack, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, TypeVarTuple, Unpack
 
 from async_kernel.guest._outcome import GuestRunCancelled, Outcome, error, value
 
@@ -61,9 +61,11 @@ _BASE: Any = asyncio.SelectorEventLoop
 class _LoopInternals:
     """Typed access to the private ``BaseEventLoop`` state the driver uses.
 
-    Why: ``_run_once``, ``_ready``, ``_scheduled``, ``_stopping``, ``_thread_id``
-    and the async generator hooks are CPython's (``base_events.py``), not in
-    typeshed; they are read through one ``Any`` here so the driver stays typed.
+    Why: ``_run_once``, ``_ready``, ``_scheduled``, ``_stopping``, ``_thread_id``,
+    the async generator hooks and the self-pipe are CPython's (``base_events.py``,
+    ``selector_events.py``), not in typeshed; they are read through one ``Any``
+    here so the driver stays typed.  (``GuestEventLoop`` reaches the private
+    methods it overrides through ``_BASE``.)
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -84,6 +86,10 @@ class _LoopInternals:
             self._loop._run_once()
         finally:
             self._loop._stopping = False  # ``stop()`` inside the guest is ignored
+
+    def self_pipe_fd(self) -> int:
+        """The write end of the loop's self-pipe: a byte written there wakes ``select``."""
+        return self._loop._csock.fileno()
 
     def has_ready(self) -> bool:
         """True when callbacks are ready or ``stop()`` was asked for."""
@@ -268,7 +274,7 @@ class AsyncioGuestRun(Generic[T]):
         self._select_failures = 0
         self._main = self.loop.create_task(main)
         self._main.add_done_callback(self._on_main_done)
-        self._wakeup_fd_taken = _wake_on_signals(self.loop)
+        self._wakeup_fd_taken = _wake_on_signals(self._internals)
         run_sync_soon_threadsafe(self._tick)  # the first iteration
 
     @property
@@ -409,7 +415,7 @@ class AsyncioGuestRun(Generic[T]):
         self._done_callback(result)
 
 
-def _wake_on_signals(loop: asyncio.AbstractEventLoop) -> bool:
+def _wake_on_signals(internals: _LoopInternals) -> bool:
     """Let a signal wake the pending ``select`` (as trio's guest mode does); True if set.
 
     Why: a Python signal handler only runs when the main thread runs Python, and a
@@ -420,8 +426,7 @@ def _wake_on_signals(loop: asyncio.AbstractEventLoop) -> bool:
     """
     if threading.current_thread() is not threading.main_thread():
         return False
-    write_end: int = cast("Any", loop)._csock.fileno()
-    previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    previous = signal.set_wakeup_fd(internals.self_pipe_fd(), warn_on_full_buffer=False)
     if previous != -1:
         signal.set_wakeup_fd(previous)
         return False

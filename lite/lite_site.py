@@ -2,6 +2,7 @@
 
     python lite/lite_site.py build OUT     # the static site, in folder OUT
     python lite/lite_site.py serve OUT [--port N]   # serve it with the COOP/COEP headers
+    python lite/lite_site.py serve OUT --no-isolation   # without them, as GitHub Pages serves
 
 Everything the page loads comes from the site itself: Pyodide's core files from the npm
 package ``pyodide`` (lite/node_modules), micropip and the kernel's pure-Python wheels from
@@ -77,7 +78,7 @@ def pip_download(dest: Path, *requirements: str) -> None:
         "--abi", "none", "-c", lock_constraints(), "-d", dest, *requirements)  # fmt: skip
 
 
-def wheels(dest: Path, kernel_ref: str | None) -> dict[str, object]:
+def wheels(dest: Path, kernel_ref: str | None) -> dict[str, str | list[str]]:
     """async-kernel's wheel, its dependencies' and micropip's, in ``dest``; their list."""
     dest.mkdir(parents=True, exist_ok=True)
     deps = CACHE / "wheels"
@@ -175,9 +176,10 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     }
 
     def end_headers(self) -> None:
-        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
-        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
-        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
+        if self.server.isolated:  # type: ignore[attr-defined]
+            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+            self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+            self.send_header("Cross-Origin-Resource-Policy", "same-origin")
         self.send_header("Cache-Control", "no-cache")
         super().end_headers()
 
@@ -186,10 +188,11 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             super().log_message(format, *args)
 
 
-def serve(root: Path, host: str, port: int, verbose: bool) -> None:
+def serve(root: Path, host: str, port: int, verbose: bool, isolated: bool = True) -> None:
     handler = functools.partial(Handler, directory=str(root))
     with http.server.ThreadingHTTPServer((host, port), handler) as server:
         server.verbose = verbose  # type: ignore[attr-defined]
+        server.isolated = isolated  # type: ignore[attr-defined]
         url = f"http://{host}:{server.server_address[1]}/lab/index.html"
         print(f"serving {root} at {url}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
@@ -197,7 +200,7 @@ def serve(root: Path, host: str, port: int, verbose: bool) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build")
     b.add_argument("out", type=Path)
@@ -209,11 +212,13 @@ def main() -> None:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--verbose", action="store_true")
+    s.add_argument("--no-isolation", action="store_true", help="no COOP/COEP headers: no "
+                   "shared memory (input() then goes through the service worker)")  # fmt: skip
     args = parser.parse_args()
     if args.command == "build":
         build(args.out.resolve(), args.kernel_from, args.expose_app)
     else:
-        serve(args.root.resolve(), args.host, args.port, args.verbose)
+        serve(args.root.resolve(), args.host, args.port, args.verbose, not args.no_isolation)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 #   scripts/lite.sh                 # build into build/lite, serve on http://127.0.0.1:8000/
 #   scripts/lite.sh --build-only    # build only
 #   scripts/lite.sh --out DIR --port N
+#   scripts/lite.sh --no-isolation       # serve without COOP/COEP (as GitHub Pages would)
 #   scripts/lite.sh --kernel-from HEAD   # async-kernel's wheel from a commit, not the tree
 #
 # Needs scripts/setup.sh first (the venv, node/npm). The build installs what it needs:
@@ -16,6 +17,7 @@ OUT=build/lite
 PORT=8000
 BUILD_ONLY=0
 BUILD_ARGS=()
+SERVE_ARGS=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --build-only) BUILD_ONLY=1 ;;
@@ -23,7 +25,8 @@ while [ $# -gt 0 ]; do
         --port) PORT="$2"; shift ;;
         --kernel-from) BUILD_ARGS+=(--kernel-from "$2"); shift ;;  # a commit, not the tree
         --expose-app) BUILD_ARGS+=(--expose-app) ;;  # window.jupyterapp, for the e2e test
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        --no-isolation) SERVE_ARGS+=(--no-isolation) ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -51,4 +54,4 @@ PYODIDE_VERSION=$("$PY" -c "from jupyterlite_pyodide_kernel.constants import PYO
 if [ "$BUILD_ONLY" = "1" ]; then
     exit 0
 fi
-exec "$PY" lite/lite_site.py serve "$OUT" --port "$PORT"
+exec "$PY" lite/lite_site.py serve "$OUT" --port "$PORT" ${SERVE_ARGS[@]+"${SERVE_ARGS[@]}"}

@@ -6,7 +6,7 @@
  * Loaded as a module worker and imports nothing at run time (Pyodide comes by URL).
  */
 
-import type { FromWorker, IInitOptions, ToWorker } from './protocol';
+import type { FromWorker, IInitOptions, IStdinRequest, StdinAnswer, ToWorker } from './protocol';
 import { Stdin } from './protocol';
 
 interface IWheels {
@@ -19,6 +19,7 @@ const post = (msg: FromWorker, transfer: Transferable[] = []): void =>
 
 let bridge: any = null;
 let shared: IInitOptions['shared'] = null;
+let serviceWorkerStdin: IInitOptions['serviceWorkerStdin'] = null;
 const early: ToWorker[] = [];
 
 /** Answers the Python side's synchronous calls. */
@@ -31,28 +32,16 @@ const host = {
     post({ type: 'message', text, buffers: list }, list);
   },
   ask_input(): string | null {
-    if (shared === null) {
-      throw new Error(
-        'input() needs a cross-origin isolated page (served with the COOP/COEP headers, ' +
-          'as scripts/lite.sh does): without shared memory the worker cannot wait for the answer.',
-      );
+    if (shared !== null) {
+      return waitOnSharedMemory(shared);
     }
-    const head = new Int32Array(shared.stdin, 0, 2);
-    // the page sets the state when the reply (or an interrupt) is in
-    while (Atomics.load(head, 0) === Stdin.Waiting) {
-      Atomics.wait(head, 0, 0, 1000);
+    if (serviceWorkerStdin !== null) {
+      return askServiceWorker(serviceWorkerStdin);
     }
-    const state = Atomics.load(head, 0);
-    const length = Atomics.load(head, 1);
-    const bytes = new Uint8Array(shared.stdin, Stdin.HeaderBytes, length).slice();
-    Atomics.store(head, 0, Stdin.Waiting);
-    if (state === Stdin.Interrupted) {
-      return null;
-    }
-    if (state !== Stdin.Replied) {
-      throw new Error(`unexpected stdin state ${state}`);
-    }
-    return new TextDecoder().decode(bytes);
+    throw new Error(
+      'input() needs a cross-origin isolated page (served with the COOP/COEP headers, as ' +
+        "scripts/lite.sh does) or JupyterLite's service worker: this page has neither.",
+    );
   },
   log(text: string): void {
     post({ type: 'log', text });
@@ -63,8 +52,69 @@ const host = {
   },
 };
 
+/** input() on a cross-origin isolated page: wait on the shared state word. */
+function waitOnSharedMemory(memory: NonNullable<IInitOptions['shared']>): string | null {
+  const head = new Int32Array(memory.stdin, 0, 2);
+  // the page sets the state when the reply (or an interrupt) is in
+  while (Atomics.load(head, 0) === Stdin.Waiting) {
+    Atomics.wait(head, 0, 0, 1000);
+  }
+  const state = Atomics.load(head, 0);
+  const length = Atomics.load(head, 1);
+  const bytes = new Uint8Array(memory.stdin, Stdin.HeaderBytes, length).slice();
+  Atomics.store(head, 0, Stdin.Waiting);
+  if (state === Stdin.Interrupted) {
+    return null;
+  }
+  if (state !== Stdin.Replied) {
+    throw new Error(`unexpected stdin state ${state}`);
+  }
+  return new TextDecoder().decode(bytes);
+}
+
+/**
+ * input() without shared memory: a synchronous POST that JupyterLite's service worker
+ * passes to the page (its ServiceWorkerManager, our handler "async-kernel"); the response
+ * comes when the user has answered (or the cell is interrupted).
+ */
+function askServiceWorker(stdin: NonNullable<IInitOptions['serviceWorkerStdin']>): string | null {
+  const data: IStdinRequest = { kernelId: stdin.kernelId };
+  const xhr = new XMLHttpRequest();
+  const unreachable = (why: string): Error =>
+    new Error(
+      `input() could not reach JupyterLite's service worker (${why}). Without a cross-origin ` +
+        'isolated page (COOP/COEP headers, as scripts/lite.sh serves) input() needs the ' +
+        'service worker: reload the page once it is installed, and do not block it (private ' +
+        'windows of some browsers do).',
+    );
+  try {
+    xhr.open('POST', stdin.url, false); // synchronous: the kernel's input() blocks here
+    xhr.setRequestHeader('Content-Type', 'application/json');
+    xhr.send(JSON.stringify({ browsingContextId: stdin.browsingContextId, data }));
+  } catch (err: any) {
+    throw unreachable(String(err?.message ?? err));
+  }
+  if (xhr.status !== 200) {
+    throw unreachable(`HTTP ${xhr.status} from ${stdin.url}`);
+  }
+  let answer: StdinAnswer;
+  try {
+    answer = JSON.parse(xhr.responseText);
+  } catch {
+    throw unreachable(`not an answer from the page: ${xhr.responseText.slice(0, 80)}`);
+  }
+  if ('interrupted' in answer) {
+    return null;
+  }
+  if ('error' in answer) {
+    throw new Error(answer.error);
+  }
+  return answer.reply;
+}
+
 async function start(options: IInitOptions): Promise<void> {
   shared = options.shared;
+  serviceWorkerStdin = options.serviceWorkerStdin;
   post({ type: 'progress', text: 'loading Pyodide' });
   const { loadPyodide } = await import(/* webpackIgnore: true */ options.pyodideUrl);
   const indexURL = options.pyodideUrl.slice(0, options.pyodideUrl.lastIndexOf('/') + 1);

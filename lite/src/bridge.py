@@ -7,9 +7,10 @@ The worker gives a ``host`` object with three synchronous JavaScript functions:
 
 - ``send(text, buffers)``: post one outgoing message (its JSON without buffers, and the
   buffers as Uint8Arrays) to the page, which hands it to JupyterLite;
-- ``ask_input()``: block the worker until the page writes the user's ``input_reply``; returns
-  its JSON text, ``None`` when the wait was interrupted, or raises when the page is not
-  cross-origin isolated (no SharedArrayBuffer to wait on);
+- ``ask_input()``: block the worker until the user's ``input_reply`` is in; returns its JSON
+  text, JavaScript ``null`` when the wait was interrupted, or raises when the page can't
+  wait: it waits on a SharedArrayBuffer when the page is cross-origin isolated, else on a
+  synchronous request that JupyterLite's service worker passes to the page;
 - ``log(text)``: a line for the browser's console;
 - ``stopped(text)``: the kernel's loop ended (shutdown or a crash): the page then answers
   every request with this reason instead of leaving the notebook waiting.
@@ -134,6 +135,7 @@ class Bridge:
         self._host.stopped(f"the kernel stopped: {error!r}\n" + "\n".join(lines[-60:]))
 
     def _on_message(self, channel: str, msg: dict[str, Any]) -> None:
+        __tracebackhide__ = True  # an interrupted input() shows the user's frames only
         from pyodide.ffi import to_js
 
         buffers = [bytes(b) for b in msg.pop("buffers", None) or []]
@@ -147,11 +149,12 @@ class Bridge:
         The kernel's ``input()`` waits on this same thread, so the reply has to be in
         before this callback returns.
         """
+        __tracebackhide__ = True
         try:
             reply = self._host.ask_input()
         except Exception as err:
             raise InputUnavailable(str(getattr(err, "message", err))) from None
-        if reply is None:
+        if not isinstance(reply, str):  # JavaScript's null (pyodide.ffi.jsnull, not None)
             raise KeyboardInterrupt("input() interrupted")
         self.kernel.receive(reply, "stdin")
 

@@ -10,7 +10,13 @@ import { PromiseDelegate } from '@lumino/coreutils';
 import { Signal } from '@lumino/signaling';
 
 import bridgeSource from './bridge.py';
-import type { FromWorker, ISharedMemory, ToWorker } from './protocol';
+import type {
+  FromWorker,
+  ISharedMemory,
+  IServiceWorkerStdin,
+  StdinAnswer,
+  ToWorker,
+} from './protocol';
 import { Stdin } from './protocol';
 
 /** How long the worker has to take an interrupt before the page sends SIGINT instead. */
@@ -28,6 +34,8 @@ function spawnModuleWorker(url: URL): Worker {
 export interface IAsyncKernelOptions extends IKernel.IOptions {
   pyodideUrl: string;
   wheelsUrl: string;
+  /** JupyterLite's service worker for input() on a page without shared memory (or null). */
+  serviceWorker: Omit<IServiceWorkerStdin, 'kernelId'> | null;
 }
 
 export class AsyncKernel implements IKernel {
@@ -52,6 +60,10 @@ export class AsyncKernel implements IKernel {
         wheelsUrl: options.wheelsUrl,
         bridge: bridgeSource,
         shared: this._shared,
+        serviceWorkerStdin:
+          this._shared === null && options.serviceWorker !== null
+            ? { ...options.serviceWorker, kernelId: this.id }
+            : null,
       },
     });
   }
@@ -78,6 +90,7 @@ export class AsyncKernel implements IKernel {
     }
     this._isDisposed = true;
     this._worker.terminate();
+    this._answerStdin({ interrupted: true }); // a pending request of the gone worker
     this._ready.resolve();
     this._disposed.emit();
     Signal.clearData(this);
@@ -89,8 +102,13 @@ export class AsyncKernel implements IKernel {
       this._answerFailed(msg);
       return;
     }
-    if (msg.header.msg_type === 'input_reply' && this._shared !== null) {
-      this._writeStdin(Stdin.Replied, JSON.stringify(this._plain(msg)));
+    if (msg.header.msg_type === 'input_reply') {
+      const text = JSON.stringify(this._plain(msg));
+      if (this._shared !== null) {
+        this._writeStdin(Stdin.Replied, text);
+      } else if (this._awaitingInput) {
+        this._answerStdin({ reply: text });
+      }
       return;
     }
     const buffers = (msg.buffers ?? []).map((b: any) => {
@@ -108,6 +126,9 @@ export class AsyncKernel implements IKernel {
   interrupt(): void {
     const seq = ++this._interruptSeq;
     if (this._shared === null) {
+      if (this._awaitingInput || this._stdinWaiter !== null) {
+        this._answerStdin({ interrupted: true });
+      }
       this._post({ type: 'interrupt', seq });
       return;
     }
@@ -120,6 +141,34 @@ export class AsyncKernel implements IKernel {
         Atomics.store(shared.interrupt, 0, 2); // SIGINT
       }
     }, INTERRUPT_GRACE_MS);
+  }
+
+  /**
+   * input() through the service worker: JupyterLite's ServiceWorkerManager calls this (our
+   * stdin handler) with the worker's blocked request; it resolves when the user answers.
+   */
+  stdinFromServiceWorker(): Promise<StdinAnswer> {
+    if (this._stdinAnswer !== null) {
+      const answer = this._stdinAnswer;
+      this._stdinAnswer = null;
+      return Promise.resolve(answer);
+    }
+    this._stdinWaiter?.resolve({ error: 'input() was asked again before it was answered' });
+    this._stdinWaiter = new PromiseDelegate<StdinAnswer>();
+    return this._stdinWaiter.promise;
+  }
+
+  /** Answer the worker's pending request, or keep the answer until its request is here. */
+  private _answerStdin(answer: StdinAnswer): void {
+    this._awaitingInput = false;
+    const waiter = this._stdinWaiter;
+    this._stdinWaiter = null;
+    if (waiter !== null) {
+      waiter.resolve(answer);
+    } else if (!this._isDisposed) {
+      // the reply can overtake the request: the worker posts input_request, then its XHR
+      this._stdinAnswer = answer;
+    }
   }
 
   private static _makeShared(): ISharedMemory | null {
@@ -176,6 +225,7 @@ export class AsyncKernel implements IKernel {
         }
         if (out.header.msg_type === 'input_request') {
           this._awaitingInput = true;
+          this._stdinAnswer = null; // left from an input() that failed before it asked
         }
         this._send(out);
         break;
@@ -256,6 +306,8 @@ export class AsyncKernel implements IKernel {
   private _ready = new PromiseDelegate<void>();
   private _failure: string | null = null;
   private _awaitingInput = false;
+  private _stdinWaiter: PromiseDelegate<StdinAnswer> | null = null;
+  private _stdinAnswer: StdinAnswer | null = null;
   private _interruptSeq = 0;
   private _isDisposed = false;
   private _disposed = new Signal<this, void>(this);

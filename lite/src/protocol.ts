@@ -25,6 +25,27 @@ export const enum Stdin {
   HeaderBytes = 8,
 }
 
+/**
+ * input() without shared memory: the worker POSTs to JupyterLite's service worker with a
+ * synchronous XHR and blocks until the page answers (see IStdinRequest).
+ */
+export interface IServiceWorkerStdin {
+  /** `{base}api/stdin/async-kernel`: the service worker hands it to the page's handler. */
+  url: string;
+  /** The page's id with JupyterLite's ServiceWorkerManager (whose handler answers). */
+  browsingContextId: string;
+  /** Which of the page's kernels asks. */
+  kernelId: string;
+}
+
+/** What the worker's XHR carries to the page's stdin handler (the body's `data`). */
+export interface IStdinRequest {
+  kernelId: string;
+}
+
+/** The page's answer: the input_reply's JSON text, or that the wait was interrupted. */
+export type StdinAnswer = { reply: string } | { interrupted: true } | { error: string };
+
 export interface IInitOptions {
   pyodideUrl: string;
   /** The folder holding wheels.json and the wheels it lists. */
@@ -32,6 +53,8 @@ export interface IInitOptions {
   /** bridge.py's source. */
   bridge: string;
   shared: ISharedMemory | null;
+  /** Used for input() when `shared` is null; null when the page has no service worker. */
+  serviceWorkerStdin: IServiceWorkerStdin | null;
 }
 
 export type ToWorker =

@@ -2,7 +2,8 @@
 
 The site is built by ``scripts/lite.sh --build-only`` (with ``--expose-app``, so the test can
 reach JupyterLab's objects as ``window.jupyterapp``) and served by ``lite/lite_site.py`` on
-loopback with the COOP/COEP headers.  Every wait is bounded.
+loopback, with the COOP/COEP headers (cross-origin isolated) or without them.  Every wait is
+bounded.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,18 +41,20 @@ def build_site() -> Path:
 
 
 @contextmanager
-def serve(root: Path, port: int, log: Path) -> Iterator[str]:
+def serve(root: Path, port: int, log: Path, isolated: bool = True) -> Generator[str]:
     argv = [sys.executable, str(REPO / "lite" / "lite_site.py"), "serve", str(root)]
+    argv += ["--port", str(port)] if isolated else ["--port", str(port), "--no-isolation"]
     with log.open("wb") as out:
-        proc = subprocess.Popen([*argv, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
                 with urllib.request.urlopen(url + "jupyter-lite.json", timeout=5) as resp:
-                    if resp.headers["Cross-Origin-Embedder-Policy"] != "require-corp":
-                        raise RuntimeError("the server sends no COEP header")
+                    coep = resp.headers["Cross-Origin-Embedder-Policy"]
+                    if coep != ("require-corp" if isolated else None):
+                        raise RuntimeError(f"the server sends COEP {coep!r}")
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
@@ -91,26 +94,66 @@ def wait_kernel_ready(page: Any, timeout: int = KERNEL_START) -> dict[str, Any]:
     )
 
 
+def record_executions(page: Any) -> None:
+    """Keep, in the page, the code of each cell the kernel has started (its execute_input)
+    and a count of execute_replies: tests wait on these instead of on the clock."""
+    page.evaluate(
+        f"""() => {{
+            window.liteStarted = [];
+            window.liteReplies = 0;
+            {KERNEL}.anyMessage.connect((_, args) => {{
+                const type = args.msg.header.msg_type;
+                if (args.direction === 'recv' && type === 'execute_input') {{
+                    window.liteStarted.push(args.msg.content.code);
+                }} else if (args.direction === 'recv' && type === 'execute_reply') {{
+                    window.liteReplies += 1;
+                }}
+            }});
+        }}"""
+    )
+
+
+def started(page: Any) -> int:
+    """How many cells the kernel has started so far (see record_executions)."""
+    return int(page.evaluate("() => window.liteStarted.length"))
+
+
+def wait_started(page: Any, before: int, timeout: int = STEP) -> None:
+    """Wait until the kernel has started more cells than ``before``."""
+    page.wait_for_function(
+        "(before) => window.liteStarted.length > before", arg=before, timeout=timeout
+    )
+
+
 def cell(page: Any, index: int) -> Any:
     return page.locator(".jp-Notebook .jp-Cell").nth(index)
 
 
 def run_cell(page: Any, index: int) -> Any:
-    """Select a cell and run it (the notebook's own command, as the toolbar's button does)."""
+    """Select a cell and run it (the notebook's own command, as the toolbar's button does).
+
+    Returns as soon as the command is issued: the command's promise resolves only when the
+    cell has finished, and a test must be free to act (click a widget, interrupt) meanwhile.
+    """
     page.evaluate(
         """(index) => {
             const panel = window.jupyterapp.shell.currentWidget;
             panel.content.activeCellIndex = index;
             panel.content.deselectAll();
-            return window.jupyterapp.commands.execute('notebook:run-cell');
+            void window.jupyterapp.commands.execute('notebook:run-cell');
         }""",
         index,
     )
     return cell(page, index)
 
 
-def command(page: Any, name: str) -> None:
-    page.evaluate("(name) => window.jupyterapp.commands.execute(name)", name)
+def command(page: Any, name: str, wait: bool = True) -> None:
+    """Run a JupyterLab command; ``wait=False`` returns without waiting for its promise (for
+    commands that run cells: theirs resolves when the cells have finished)."""
+    if wait:
+        page.evaluate("(name) => window.jupyterapp.commands.execute(name)", name)
+    else:
+        page.evaluate("(name) => { void window.jupyterapp.commands.execute(name); }", name)
 
 
 def output_text(page: Any, index: int) -> str:

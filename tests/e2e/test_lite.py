@@ -1,8 +1,15 @@
 """async-kernel in JupyterLite: the built site in headless Chromium, served locally, offline.
 
-Builds the site with scripts/lite.sh (extension, Pyodide from npm, wheels), serves it with the
-COOP/COEP headers, and drives real notebooks in Debian's chromium.  Any request that leaves
-the site is refused and fails the test.  Screenshots go to tests/artifacts/lite-*.png.
+Builds the site with scripts/lite.sh (extension, Pyodide from npm, wheels), serves it twice:
+with the COOP/COEP headers (cross-origin isolated: input() waits on shared memory, a busy
+loop is interrupted through Pyodide's interrupt buffer) and without them (input() goes
+through JupyterLite's service worker).  Drives real notebooks in Debian's chromium.  Any
+request that leaves the site is refused and fails the test.  Screenshots go to
+tests/artifacts/lite-*.png.
+
+What the reference kernel (jupyterlite-pyodide-kernel) gets wrong and this one must not: a
+widget's (or any comm's) message sent while a cell awaits reaches its handler, and both an
+awaiting cell and a busy loop can be interrupted.
 """
 
 from __future__ import annotations
@@ -20,42 +27,48 @@ from .lite_page import (
     build_site,
     cell,
     command,
+    record_executions,
     run_cell,
     serve,
+    started,
     wait_kernel_ready,
     wait_output,
     wait_prompt_done,
+    wait_started,
 )
 
-pytestmark = [
-    pytest.mark.timeout(900),
-    # Not yet working in the browser (issue 20): run from the notebook page, the concurrency
-    # notebook's cell that awaits a widget's value is not resolved by the widget's comm
-    # message and times out (sent through the kernel API on the same page, it resolves).
-    # Kept as an expected failure so the rest of the site build stays tested in CI.
-    pytest.mark.xfail(
-        reason="browser kernel: a widget-resolved await run from the notebook page times out "
-        "(issue 20, cause not found yet)",
-        strict=False,
-    ),
-]
+pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="module")
-def site_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = build_site()
-    with serve(root, free_port(), tmp_path_factory.mktemp("lite") / "server.log") as url:
+def site_root() -> Path:
+    return build_site()
+
+
+@pytest.fixture(scope="module")
+def site_url(site_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The site, cross-origin isolated (COOP/COEP), as scripts/lite.sh serves it."""
+    log = tmp_path_factory.mktemp("lite") / "server.log"
+    with serve(site_root, free_port(), log) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
-def offline(browser: Any, site_url: str) -> list[str]:
-    """Refuse every request that is not for the site itself; the list of refused URLs."""
+def plain_site_url(site_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The same site without the COOP/COEP headers, as GitHub Pages would serve it."""
+    log = tmp_path_factory.mktemp("lite-plain") / "server.log"
+    with serve(site_root, free_port(), log, isolated=False) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def offline(browser: Any, site_url: str, plain_site_url: str) -> list[str]:
+    """Refuse every request that is not for the sites themselves; the list of refused URLs."""
     refused: list[str] = []
 
     def only_the_site(route: Any) -> None:
         url = route.request.url
-        if url.startswith((site_url, "data:", "blob:")):
+        if url.startswith((site_url, plain_site_url, "data:", "blob:")):
             route.continue_()
         else:
             refused.append(url)
@@ -66,38 +79,56 @@ def offline(browser: Any, site_url: str) -> list[str]:
 
 
 def open_notebook(browser: Any, site_url: str, name: str) -> tuple[Any, dict[str, Any], float]:
+    """A new page with only this notebook open and its kernel ready."""
     page = browser.new_page()
     page.set_default_timeout(30_000)
+    # JupyterLite keeps its workspace in the browser's storage: without clearing it, the
+    # notebooks of earlier tests open again, each with a kernel of its own.
+    cdp = browser.new_cdp_session(page)
+    cdp.send(
+        "Storage.clearDataForOrigin",
+        {"origin": site_url.rstrip("/"), "storageTypes": "indexeddb,local_storage"},
+    )
+    cdp.detach()
     errors: list[str] = []
     page.on("pageerror", lambda err: errors.append(str(err)))
-    started = time.monotonic()
+    started_at = time.monotonic()
     page.goto(f"{site_url}lab/index.html?path={name}", timeout=60_000)
     info = wait_kernel_ready(page)
+    took = time.monotonic() - started_at
     page.errors = errors  # type: ignore[attr-defined]
-    return page, info, time.monotonic() - started
+    record_executions(page)
+    return page, info, took
 
 
 def shot(page: Any, artifacts: Path, name: str) -> None:
     page.screenshot(path=str(artifacts / f"lite-{name}.png"))
 
 
+def answer_input(page: Any, index: int, text: str) -> None:
+    """Type ``text`` into the input() box under cell ``index`` and press Enter."""
+    box = cell(page, index).locator(".jp-Stdin-input")
+    box.wait_for(timeout=30_000)
+    box.fill(text)
+    box.press("Enter")
+
+
 def test_concurrency_notebook(
     browser: Any, site_url: str, offline: list[str], artifacts: Path
 ) -> None:
+    """docs/notebooks/concurrency.ipynb, run all: each cell's output; the cell that awaits a
+    comm message is resolved by the client's message; the kernel answers while a cell sleeps."""
     page, info, took = open_notebook(browser, site_url, "concurrency.ipynb")
     try:
         assert page.evaluate("crossOriginIsolated") is True
         assert info["name"] == "async"
         assert info["info"]["language_info"]["name"] == "python"
         print(f"page to kernel ready: {took:.1f} s")
-        # Cell by cell, each ended before the next: with a further execute_request queued,
-        # CallbackKernel cancels an awaiting cell at once (reported; run-all hits it).
-        run_cell(page, 1)
+        command(page, "notebook:run-all-cells", wait=False)
         wait_output(page, 1, "'asyncio'")
-        run_cell(page, 3)
-        page.wait_for_timeout(1000)  # the cell has started and awaits
-        page.wait_for_timeout(500)
-        # The deadlock demo: the cell awaits a comm message; the client sends it meanwhile.
+        # The deadlock demo: the cell awaits a comm message; the client sends it meanwhile
+        # (the notebook's runner does this on the desktop; here the page is the client).
+        wait_started(page, 1)
         page.evaluate(
             f"""() => {{
                 const comm = {KERNEL}.createComm('demo');
@@ -106,17 +137,23 @@ def test_concurrency_notebook(
             }}"""
         )
         wait_output(page, 3, "the client sent hello from the browser")
-        wait_prompt_done(page, 3)
-        run_cell(page, 5)
+        # While the next cell sleeps, kernel_info is answered (the cell has not replied yet).
+        wait_started(page, 2)
+        replied = page.evaluate(
+            f"""async () => {{
+                await {KERNEL}.requestKernelInfo();
+                return window.liteReplies;
+            }}"""
+        )
+        assert replied == 2, "kernel_info was answered only after the sleeping cell ended"
         wait_output(page, 5, "slept 2 s")
-        run_cell(page, 7)
         wait_output(page, 7, "asyncio gather finished")
+        for index in (1, 3, 5, 7):
+            wait_prompt_done(page, index)
+        assert "Error" not in "".join(cell(page, i).inner_text() for i in (1, 3, 5, 7))
         shot(page, artifacts, "concurrency")
         assert page.errors == []  # type: ignore[attr-defined]
     except BaseException:
-        page.evaluate(
-            "() => window.jupyterapp.shell.currentWidget.content.widgets[3].node.scrollIntoView()"
-        )
         shot(page, artifacts, "concurrency-failure")
         raise
     finally:
@@ -129,6 +166,7 @@ def test_widgets_input_interrupt_restart(  # noqa: PLR0915 - one page, one kerne
 ) -> None:
     page, _, _ = open_notebook(browser, site_url, "in-the-browser.ipynb")
     try:
+        assert page.evaluate("crossOriginIsolated") is True
         # rich output
         run_cell(page, 1)
         wait_output(page, 1, "emscripten")
@@ -150,42 +188,51 @@ def test_widgets_input_interrupt_restart(  # noqa: PLR0915 - one page, one kerne
         assert "sys.platform" in replies["matches"] or "platform" in replies["matches"]
         assert replies["found"] is True and "Return the number of items" in replies["text"]
 
-        # a cell that awaits a widget's value: type in the widget while it awaits
+        # a cell that awaits a widget's value: type in the widget (the page's own ipywidgets
+        # manager sends the comm message) while the cell awaits
         run_cell(page, 3)
         box = cell(page, 3).locator(".widget-text input")
         box.wait_for(timeout=30_000)
+        before = started(page)
         run_cell(page, 4)
-        page.wait_for_timeout(1000)  # the cell has started and awaits
+        wait_started(page, before)
         box.fill("42")
         box.press("Enter")
         wait_output(page, 4, "the widget sent 42")
         shot(page, artifacts, "widget")
 
-        # input(), answered in the page
+        # input(), answered in the page (the worker waits on shared memory)
         run_cell(page, 6)
-        stdin = page.locator(".jp-Stdin-input")
-        stdin.wait_for(timeout=30_000)
-        stdin.fill("lite")
-        stdin.press("Enter")
+        answer_input(page, 6, "lite")
         wait_output(page, 6, "hello lite")
+        wait_prompt_done(page, 6)
+        # input() interrupted while it waits
+        run_cell(page, 6)
+        cell(page, 6).locator(".jp-Stdin-input").wait_for(timeout=30_000)
+        command(page, "notebook:interrupt-kernel")
+        wait_output(page, 6, "KeyboardInterrupt", timeout=15_000)
+        wait_prompt_done(page, 6)
 
-        # interrupt an awaiting cell: cancelled at once
+        # interrupt an awaiting cell: cancelled by the worker's free loop
+        before = started(page)
         run_cell(page, 8)
-        page.wait_for_timeout(1000)  # the cell has started and awaits
-        page.wait_for_timeout(500)
-        started = time.monotonic()
+        wait_started(page, before)
+        started_at = time.monotonic()
         command(page, "notebook:interrupt-kernel")
         wait_output(page, 8, "KeyboardInterrupt", timeout=15_000)
-        awaiting_took = time.monotonic() - started
+        awaiting_took = time.monotonic() - started_at
 
         # interrupt a busy loop: Pyodide's interrupt buffer
+        before = started(page)
         run_cell(page, 9)
-        page.wait_for_timeout(1000)  # the cell has started and awaits
+        wait_started(page, before)
+        # An interrupt that the worker takes before the cell's code has begun finds no
+        # awaiting cell (the page then sends no SIGINT): let the loop begin first.
         page.wait_for_timeout(1000)
-        started = time.monotonic()
+        started_at = time.monotonic()
         command(page, "notebook:interrupt-kernel")
         wait_output(page, 9, "KeyboardInterrupt", timeout=15_000)
-        busy_took = time.monotonic() - started
+        busy_took = time.monotonic() - started_at
         run_cell(page, 10)
         wait_output(page, 10, "still alive after")
         shot(page, artifacts, "interrupt")
@@ -201,6 +248,41 @@ def test_widgets_input_interrupt_restart(  # noqa: PLR0915 - one page, one kerne
         assert page.errors == []  # type: ignore[attr-defined]
     except BaseException:
         shot(page, artifacts, "in-the-browser-failure")
+        raise
+    finally:
+        page.close()
+    assert offline == []
+
+
+def test_input_without_isolation(
+    browser: Any, plain_site_url: str, offline: list[str], artifacts: Path
+) -> None:
+    """Served without COOP/COEP (no SharedArrayBuffer): input() goes through JupyterLite's
+    service worker; an awaiting cell is still interrupted (no shared memory needed)."""
+    page, _, _ = open_notebook(browser, plain_site_url, "in-the-browser.ipynb")
+    try:
+        assert page.evaluate("crossOriginIsolated") is False
+        run_cell(page, 3)  # imports asyncio
+        wait_prompt_done(page, 3)
+        run_cell(page, 6)
+        answer_input(page, 6, "service worker")
+        wait_output(page, 6, "hello service worker")
+        wait_prompt_done(page, 6)
+        run_cell(page, 6)
+        cell(page, 6).locator(".jp-Stdin-input").wait_for(timeout=30_000)
+        command(page, "notebook:interrupt-kernel")
+        wait_output(page, 6, "KeyboardInterrupt", timeout=15_000)
+        wait_prompt_done(page, 6)
+        before = started(page)
+        run_cell(page, 8)
+        wait_started(page, before)
+        command(page, "notebook:interrupt-kernel")
+        wait_output(page, 8, "KeyboardInterrupt", timeout=15_000)
+        wait_prompt_done(page, 8)
+        shot(page, artifacts, "no-isolation")
+        assert page.errors == []  # type: ignore[attr-defined]
+    except BaseException:
+        shot(page, artifacts, "no-isolation-failure")
         raise
     finally:
         page.close()

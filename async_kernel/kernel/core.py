@@ -132,8 +132,8 @@ class Kernel:
         install_thread_inheritance()
         self._real_stdout, self._real_stderr = sys.stdout, sys.stderr
         self._streams = (
-            OutStream("stdout", self.transport, fallback=sys.__stdout__),  # type: ignore[arg-type]
-            OutStream("stderr", self.transport, fallback=sys.__stderr__),  # type: ignore[arg-type]
+            OutStream("stdout", self.transport, fallback=sys.__stdout__),
+            OutStream("stderr", self.transport, fallback=sys.__stderr__),
         )
         sys.stdout, sys.stderr = self._streams
         self.replies = replies = Replies(self.transport, self._streams)
@@ -152,7 +152,11 @@ class Kernel:
         )
         self.stdin = self.router.stdin
         self.stdin.install()
-        self._fd_capture = start_fd_capture(self)  # None when off (see fdcapture.py)
+        self._fd_capture = start_fd_capture(  # None when off (see fdcapture.py)
+            self._streams,
+            self.shell.events,
+            enabled=not self.single_thread and self.settings.capture_fd_output,
+        )
         last_activity = [time.monotonic()]
         self.main.start_soon(batch_history_writes, self.shell.history_manager, last_activity)
         self.comm_manager = install_comms(replies)

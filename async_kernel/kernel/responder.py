@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import sys
 import threading
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..interrupt import interruption_point
+from ..interrupt import interruption_point, thread_frames
 from ..shell.interactive import AsyncShell
 from ..shell.namespaces import Namespace, set_namespace
 from ..toolkit.caller import Caller
@@ -131,7 +130,7 @@ _CELL_RUNNER = AsyncShell.run_code.__code__
 
 def _runs_cell_code(ident: int | None) -> bool:
     """Whether the thread ``ident`` is inside a cell's code now (not waiting in its loop)."""
-    frame = sys._current_frames().get(ident) if ident is not None else None  # pyright: ignore[reportPrivateUsage]
+    frame = thread_frames().get(ident) if ident is not None else None
     while frame is not None:
         if frame.f_code is _CELL_RUNNER:
             return True

@@ -61,18 +61,21 @@ _READ_SIZE = 65536
 _MAX_PER_TURN = 1 << 20  # bytes read under the lock before writers get a turn
 
 
-def start_fd_capture(kernel: Any) -> FdCapture | None:
-    """Capture fds 1 and 2 for ``kernel`` if its settings allow; None when off.
+def start_fd_capture(
+    streams: tuple[OutStream, OutStream], events: EventManager, *, enabled: bool
+) -> FdCapture | None:
+    """Capture fds 1 and 2 into ``streams`` (stdout's, stderr's) if ``enabled``; None when off.
 
-    Off in single-thread mode (the callback interface, Pyodide): there the host owns the
-    process and its descriptors.
+    The kernel turns it off in single-thread mode (the callback interface, Pyodide), where
+    the host owns the process and its descriptors, and when its settings say so.  ``events``
+    is the shell's: cells' starts and ends tell which cell fd output belongs to.
     """
-    if kernel.single_thread or not kernel.settings.capture_fd_output:
+    if not enabled:
         return None
     if os.name != "posix":  # select.poll on pipes is POSIX-only
         log.info("fd output capture is not available on this platform")
         return None
-    capture = FdCapture(kernel._streams, kernel.shell.events)
+    capture = FdCapture(streams, events)
     try:
         capture.start()
     except OSError:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
@@ -53,6 +53,11 @@ _RESUMING = ("continue", "next", "stepIn", "stepOut", "stepBack", "reverseContin
 
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
+
+
+def _fields(value: object) -> dict[str, Any]:
+    """A DAP message's nested object; empty if it is missing or not an object."""
+    return cast("dict[str, Any]", value) if isinstance(value, dict) else {}
 
 
 def _skip_in_debugger(thread: threading.Thread) -> None:
@@ -115,14 +120,14 @@ class DebugHandlers:
         command = request.get("command")
         arguments: dict[str, Any] = request.get("arguments") or {}
         if command == "setBreakpoints":
-            path = str((arguments.get("source") or {}).get("path", ""))
-            wanted = arguments.get("breakpoints") or []
+            path = str(_fields(arguments.get("source")).get("path", ""))
+            wanted: list[dict[str, Any]] = arguments.get("breakpoints") or []
             if wanted:
                 self._breakpoints[path] = wanted
             else:
                 self._breakpoints.pop(path, None)
         elif command in _RESUMING:
-            if command == "continue" and (response.get("body") or {}).get(
+            if command == "continue" and _fields(response.get("body")).get(
                 "allThreadsContinued", True
             ):
                 self._stopped_threads.clear()
@@ -172,7 +177,7 @@ class DebugHandlers:
             try:
                 import debugpy
 
-                debugpy.configure(subProcess=False)
+                debugpy.configure(subProcess=False)  # pyright: ignore[reportUnknownMemberType]  # debugpy leaves its keyword arguments untyped
                 host, port = debugpy.listen(("127.0.0.1", 0))
                 result.set_result((str(host), int(port)))
             except BaseException as err:
@@ -197,9 +202,9 @@ class DebugHandlers:
         if not self.client.connected or self._endpoint is None:
             return dap_response(message, message="the debugger is not started: send initialize")
         host, port = self._endpoint
-        arguments = {
+        arguments: dict[str, Any] = {
             "justMyCode": True,
-            **(message.get("arguments") or {}),
+            **_fields(message.get("arguments")),
             "connect": {"host": host, "port": port},
             "logToFile": False,
             # The kernel's own frames are not the user's code: never step into them. By path
@@ -252,7 +257,7 @@ class DebugHandlers:
         )
 
     async def _dump_cell(self, message: DapMessage) -> DapMessage:
-        code = str((message.get("arguments") or {}).get("code", ""))
+        code = str(_fields(message.get("arguments")).get("code", ""))
         return dap_response(message, {"sourcePath": dump_cell(code)})
 
     def _namespace(self) -> dict[str, Any]:
@@ -263,7 +268,8 @@ class DebugHandlers:
         return main_namespace(self._parts.shell)
 
     def _user_variables(self) -> list[tuple[str, Any]]:
-        hidden = self._parts.shell.user_ns_hidden
+        shell: Any = self._parts.shell  # IPython leaves user_ns_hidden untyped
+        hidden = shell.user_ns_hidden
         return [
             (name, value)
             for name, value in list(self._namespace().items())
@@ -329,7 +335,7 @@ class DebugHandlers:
         another frame, each execution) and shows empty data as "undefined in the active
         context"; a failed reply is an uncaught error in the page.
         """
-        undefined = {"data": {}, "metadata": {}}
+        undefined: dict[str, Any] = {"data": {}, "metadata": {}}
         arguments: dict[str, Any] = message.get("arguments") or {}
         name = str(arguments.get("variableName", ""))
         frame_id = arguments.get("frameId")
@@ -345,7 +351,7 @@ class DebugHandlers:
             )
             if not evaluated.get("success"):
                 return dap_response(message, undefined)
-            text = str((evaluated.get("body") or {}).get("result", ""))
+            text = str(_fields(evaluated.get("body")).get("result", ""))
             return dap_response(message, {"data": {"text/plain": text}, "metadata": {}})
         namespace = dict(self._user_variables())
         if name not in namespace:
@@ -368,7 +374,7 @@ class DebugHandlers:
         )
 
     async def _source(self, message: DapMessage) -> DapMessage:
-        source: dict[str, Any] = (message.get("arguments") or {}).get("source") or {}
+        source = _fields(_fields(message.get("arguments")).get("source"))
         name = str(source.get("path", ""))
         path = Path(name)
         with contextlib.suppress(OSError, UnicodeDecodeError):

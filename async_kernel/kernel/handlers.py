@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from IPython.core.completer import provisionalcompleter, rectify_completions
 from IPython.utils.tokenutil import token_at_cursor
@@ -61,6 +61,18 @@ HELP_LINKS = [
 ]
 
 
+class _UntypedIPython(Protocol):
+    """The shell's IPython methods the handlers call, which IPython leaves untyped."""
+
+    banner: str
+
+    def transform_cell(self, raw_cell: str) -> str: ...
+
+    def user_expressions(self, expressions: dict[str, str]) -> dict[str, Any]: ...
+
+    def object_inspect_mime(self, oname: str, detail_level: int = 0) -> dict[str, Any]: ...
+
+
 class RequestHandlers:
     """The handlers of the kernel's own request types, with what they use.
 
@@ -85,6 +97,7 @@ class RequestHandlers:
         self._replies = replies
         self._router = router
         self._shell = shell
+        self._ipython = cast("_UntypedIPython", shell)
         self._comm_manager = comm_manager
         self._transport = transport
         self._control = control
@@ -150,7 +163,7 @@ class RequestHandlers:
         silent = bool(content.get("silent", False))
         store_history = bool(content.get("store_history", not silent))
         stop_on_error = bool(content.get("stop_on_error", True))
-        user_expressions = content.get("user_expressions") or {}
+        user_expressions: object = content.get("user_expressions")
         count = shell.execution_count  # this cell's number, before another cell moves it
         payloads = shell.payloads
         payloads.begin()
@@ -163,7 +176,7 @@ class RequestHandlers:
             # it, and the outermost entry alone swaps the builtins in and out.
             with shell.builtin_trap:
                 try:
-                    transformed: str | None = shell.transform_cell(code)
+                    transformed: str | None = self._ipython.transform_cell(code)
                     preprocessing_error = None
                 except Exception:
                     transformed, preprocessing_error = None, sys.exc_info()
@@ -187,12 +200,12 @@ class RequestHandlers:
         if result.success:
             reply["status"] = "ok"
             reply["user_expressions"] = (
-                shell.user_expressions(user_expressions)
+                self._ipython.user_expressions(cast("dict[str, str]", user_expressions))
                 if isinstance(user_expressions, dict)
                 else {}
             )
         else:
-            error = shell.last_error or {
+            error: dict[str, Any] = shell.last_error or {
                 "ename": type(result.error_in_exec or result.error_before_exec).__name__,
                 "evalue": str(result.error_in_exec or result.error_before_exec),
                 "traceback": [],
@@ -227,7 +240,7 @@ class RequestHandlers:
             "implementation": "async_kernel",
             "implementation_version": __version__,
             "language_info": LANGUAGE_INFO,
-            "banner": self._shell.banner,
+            "banner": self._ipython.banner,
             "help_links": HELP_LINKS,
             "debugger": debugger,
             "supported_features": features,
@@ -271,7 +284,7 @@ class RequestHandlers:
         reply: Reply = {"status": "ok", "found": False, "data": {}, "metadata": {}}
         try:
             with _introspecting:
-                reply["data"] = self._shell.object_inspect_mime(name, detail_level=detail)
+                reply["data"] = self._ipython.object_inspect_mime(name, detail_level=detail)
             reply["found"] = True
         except KeyError:
             pass
@@ -306,6 +319,7 @@ class RequestHandlers:
         }
         return {"status": "ok", "comms": comms}
 
+    # The comm manager's handlers take a stream and identities they never use.
     async def comm_open(self, request: Request) -> None:
         self._comm_manager.comm_open(None, None, request.msg)  # type: ignore[arg-type]
 

@@ -129,7 +129,10 @@ _CELL_RUNNER = AsyncShell.run_code.__code__
 
 
 def _runs_cell_code(ident: int | None) -> bool:
-    """Whether the thread ``ident`` is inside a cell's code now (not waiting in its loop)."""
+    """Whether the thread ``ident`` is inside a cell's code now (not waiting in its loop).
+
+    ``sys._current_frames`` is CPython's documented way to see another thread's stack.
+    """
     frame = thread_frames().get(ident) if ident is not None else None
     while frame is not None:
         if frame.f_code is _CELL_RUNNER:

@@ -40,7 +40,7 @@ import itertools
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import anyio
 
@@ -73,20 +73,24 @@ CLOSE_GRACE = 1.0  # seconds a deleted subshell's cells get to end after being c
 
 def cell_mode(msg: Message) -> CellMode:
     """How an execute request runs: first line ``# task`` / ``# thread``, or a metadata tag."""
-    content, metadata = msg.get("content"), msg.get("metadata")
-    code = content.get("code") if isinstance(content, dict) else None
+    code = _field(msg.get("content"), "code")
     if isinstance(code, str) and code.startswith("#"):
         end = code.find("\n")
         first = (code if end < 0 else code[:end]).strip()
         if first in ("# task", "# thread"):
             return "task" if first == "# task" else "thread"
-    tags = metadata.get("tags") if isinstance(metadata, dict) else None
+    tags = _field(msg.get("metadata"), "tags")
     if isinstance(tags, list):
         if "thread" in tags:
             return "thread"
         if "task" in tags:
             return "task"
     return "queue"
+
+
+def _field(part: object, key: str) -> object:
+    """``part[key]`` if ``part`` (a message's content or metadata, unchecked) is a dict."""
+    return cast("dict[str, object]", part).get(key) if isinstance(part, dict) else None
 
 
 class Lane:

@@ -22,8 +22,9 @@ from IPython.core.error import UsageError
 from IPython.core.inputtransformer2 import TransformerManager
 from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Any as AnyTrait
-from traitlets import Instance, default
+from traitlets import Bool, Instance, default
 
+from .dask_cells import CellFutures, cancel_started_futures, interrupted
 from .namespaces import active_namespace
 from .payloads import RequestPayloads
 from .transform import PlainPythonTransformerManager
@@ -209,6 +210,9 @@ class AsyncShell(InteractiveShell):
     publisher = AnyTrait(None, allow_none=True)
     kernel = AnyTrait(None, allow_none=True, help="The kernel that owns this shell.")
     host_gui = Instance(str, ("",), help="The GUI the host loop runs ('' for none).")
+    cancel_dask_on_interrupt = Bool(
+        True, config=True, help="Cancel the unfinished Dask futures an interrupted cell started."
+    )
 
     @default("input_transformer_manager")
     def _default_input_transformer_manager(self) -> TransformerManager:
@@ -342,6 +346,14 @@ class AsyncShell(InteractiveShell):
         while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code in ours:
             tb = tb.tb_next
         return etype, value, tb
+
+    async def run_cell_async(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        """IPython's; then an interrupted cell's unfinished Dask futures are cancelled."""
+        started = CellFutures()  # see dask_cells.py
+        result = await super().run_cell_async(*args, **kwargs)
+        if self.cancel_dask_on_interrupt and interrupted(result.error_in_exec):
+            await cancel_started_futures(started)
+        return result
 
     async def run_code(  # type: ignore[override]
         self, code_obj: CodeType, result: ExecutionResult | None = None, *, async_: bool = False

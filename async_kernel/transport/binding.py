@@ -106,10 +106,10 @@ class Sockets:
             if self.closed:
                 return
             self.closed = True
+            if self.handshakes is not None:  # first: it stops monitoring the open sockets
+                self.handshakes.close()
             for sock in self.by_channel.values():
                 sock.close(linger=1000)
-            if self.handshakes is not None:
-                self.handshakes.close()
             if self.zap is not None:
                 self.zap.close()
         self.context.term()

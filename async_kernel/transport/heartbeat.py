@@ -43,7 +43,8 @@ class Heartbeat:
         if not self._thread.is_alive():
             self._socket.close(linger=0)
         self._context.term()
-        self._thread.join(timeout=2)
+        if self._thread.ident is not None:  # started (a thread never started cannot be joined)
+            self._thread.join(timeout=2)
 
     def _echo(self) -> None:
         block_sigint_in_this_thread()

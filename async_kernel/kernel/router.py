@@ -183,7 +183,7 @@ class Lane:
         with anyio.CancelScope() as scope:
             self._running[scope] = request
             try:
-                await self.router.answer(request)
+                await self.router.replies.answer(request)
             finally:
                 del self._running[scope]
                 self.handling -= 1
@@ -224,7 +224,6 @@ class Router:
         single_thread: bool,
     ) -> None:
         self.replies = replies
-        self.answer = replies.answer
         self.shell = shell
         self.backend: Backend = backend
         self.single_thread = single_thread
@@ -352,7 +351,8 @@ class Router:
     def run_on_thread(self, request: Request, namespace: Namespace | None) -> None:
         """Handle ``request`` on a new worker thread with its own loop (a ``# thread`` cell)."""
         request.claim()
-        Caller.spawn(answer_in, self.answer, request, namespace, backend=self.backend, name="cell")
+        answer = self.replies.answer
+        Caller.spawn(answer_in, answer, request, namespace, backend=self.backend, name="cell")
 
     # -- comms on the main thread ------------------------------------------------------------
     async def _run_comm(self, request: Request) -> None:
@@ -362,7 +362,7 @@ class Router:
 
     async def _handle_comm(self, request: Request) -> None:
         set_namespace(None)
-        await self.answer(request)
+        await self.replies.answer(request)
 
     def process_events(self, timeout: float) -> int:
         """Run the comm messages waiting for the main shell, here (the main thread); with

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
@@ -27,7 +27,7 @@ log = logging.getLogger("async_kernel.transport")
 OnMessage = Callable[[Channel, Message], object]
 """The host's callback: (channel, message) for every outgoing message."""
 
-_CHANNELS: tuple[Channel, ...] = ("shell", "control", "stdin", "iopub")
+_RECEIVING: tuple[Channel, ...] = ("shell", "control", "stdin")  # iopub only sends
 
 
 def message_to_host(channel: Channel, msg: Message) -> Message:
@@ -48,23 +48,22 @@ def message_from_host(
     data: Message | str | bytes, channel: str | None = None
 ) -> tuple[Channel, Message]:
     """Check and normalise a message from the host (a dict or its JSON text)."""
-    raw: Any = (
+    raw = _json_object(
         loads(data.encode() if isinstance(data, str) else data)
         if isinstance(data, str | bytes)
         else data
     )
-    if not isinstance(raw, dict):
+    if raw is None:
         raise ProtocolError("a message must be a JSON object")
-    chosen = channel or raw.get("channel") or "shell"
-    if chosen not in _CHANNELS or chosen == "iopub":
-        raise ProtocolError(f"cannot receive on channel {chosen!r}")
-    header = raw.get("header")
-    if not isinstance(header, dict) or not all(
-        isinstance(header.get(k), str) for k in ("msg_id", "msg_type")
-    ):
+    wanted = channel or raw.get("channel") or "shell"
+    chosen: Channel | None = next((name for name in _RECEIVING if name == wanted), None)
+    if chosen is None:
+        raise ProtocolError(f"cannot receive on channel {wanted!r}")
+    header = _json_object(raw.get("header"))
+    if header is None or not all(isinstance(header.get(k), str) for k in ("msg_id", "msg_type")):
         raise ProtocolError("header with string msg_id and msg_type required")
-    content = raw.get("content", {})
-    if not isinstance(content, dict):
+    content = _json_object(raw.get("content", {}))
+    if content is None:
         raise ProtocolError("content is not a JSON object")
     msg = assemble(
         header,
@@ -73,7 +72,12 @@ def message_from_host(
         content,
         list(raw.get("buffers") or []),
     )
-    return chosen, msg  # type: ignore[return-value]
+    return chosen, msg
+
+
+def _json_object(value: object) -> dict[str, Any] | None:
+    """``value`` as a JSON object (the host's dicts have string keys); None if not a dict."""
+    return cast("dict[str, Any]", value) if isinstance(value, dict) else None
 
 
 class CallbackTransport(Transport):

@@ -20,6 +20,11 @@ __all__ = [
 ]
 
 
+def _no_extra() -> dict[str, Any]:
+    """A fresh ``extra``: the typed factory (``dict`` itself would leave its types unknown)."""
+    return {}
+
+
 @dataclass
 class ConnectionInfo:
     transport: Literal["tcp", "ipc"] = "tcp"
@@ -32,7 +37,7 @@ class ConnectionInfo:
     iopub_port: int = 0
     hb_port: int = 0
     kernel_name: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=_no_extra)
 
     def port(self, channel: Channel) -> int:
         return int(getattr(self, f"{channel}_port"))

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .pending import Pending, to_await
+from .pending import Pending, PendingCancelled, current_pending, to_await
 
 __all__ = ["CallQueues"]
 
@@ -63,9 +63,13 @@ def _name_of(fn: Callable[..., Any]) -> str:
 async def _after(
     previous: Pending[Any] | None, fn: Callable[..., Any], args: tuple[Any, ...]
 ) -> Any:
-    """A queued call: wait for the turn before it to be over, then call."""
+    """A queued call: wait for the turn before it to be over, then call (unless it was
+    cancelled meanwhile: the cancel scope's cancel may still be on its way to the loop)."""
     if previous is not None and not previous.done():
         await previous.wait(shield=True, result=False)
+    pending = current_pending()
+    if pending is not None and pending.cancel_requested:
+        raise PendingCancelled("cancelled while it waited for its turn")
     result = fn(*args)
     if to_await(result):
         result = await result

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import inspect
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -282,6 +283,11 @@ class Caller:
         """Await ``awaitable`` as this caller's task, in a scope the Pending can cancel."""
         with anyio.CancelScope() as scope:
             pending.set_canceller(lambda: self._cancel_scope_threadsafe(scope))
+            if pending.done():  # cancelled before this task started: do not start the work
+                if inspect.iscoroutine(awaitable):
+                    awaitable.close()
+                self._outstanding.discard(pending)
+                return
             try:
                 pending.set_result(await awaitable)
             except anyio.get_cancelled_exc_class():

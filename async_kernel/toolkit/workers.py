@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import queue
 import threading
 from collections.abc import Awaitable, Callable
@@ -69,9 +70,8 @@ class WorkerPool:
         loops = _WorkerLoops()
         try:
             while True:
-                if job is not None:
-                    _run_job(job, loops)
-                    job = None
+                finish = None if job is None else _run_job(job, loops)
+                job = None
                 with self._lock:
                     if self.backlog:
                         self.backlog -= 1
@@ -79,6 +79,10 @@ class WorkerPool:
                     else:
                         self.idle += 1
                         take_now = False
+                if finish is not None:
+                    # The Pending completes once this worker counts as free: a caller who
+                    # calls to_thread again on seeing the result finds it, not a new thread.
+                    finish()
                 if take_now:
                     job = self._jobs.get()
                     continue
@@ -138,11 +142,12 @@ async def _cancellable(pending: Pending[Any], awaitable: Awaitable[Any]) -> Any:
     raise PendingCancelled("cancelled")
 
 
-def _run_job(job: Job, loops: _WorkerLoops) -> None:
+def _run_job(job: Job, loops: _WorkerLoops) -> Callable[[], object] | None:
+    """Run a job; returns how to complete its Pending (None if there is nothing to do)."""
     pending, fn, args, context, backend = job
     if pending.done():  # cancelled while it waited
-        return
-    context.run(_job_in_context, pending, fn, args, backend, loops)
+        return None
+    return context.run(_job_in_context, pending, fn, args, backend, loops)
 
 
 def _job_in_context(
@@ -151,7 +156,7 @@ def _job_in_context(
     args: tuple[Any, ...],
     backend: Backend,
     loops: _WorkerLoops,
-) -> None:
+) -> Callable[[], object] | None:
     sniffio.current_async_library_cvar.set(None)
     enter_work(pending)
     try:
@@ -159,6 +164,5 @@ def _job_in_context(
         if to_await(result):
             result = loops.run(backend, pending, result)
     except BaseException as err:
-        pending.set_exception(err)
-    else:
-        pending.set_result(result)
+        return functools.partial(pending.set_exception, err)
+    return functools.partial(pending.set_result, result)

@@ -247,9 +247,11 @@ class Caller:
         at most :attr:`thread_limit` at once; more calls wait their turn).
 
         An async function (or one returning an awaitable) runs on the worker's own event
-        loop of this caller's backend, and cancelling the Pending cancels it there.  A
-        plain function cannot be stopped from outside: cancelling only drops its result.
-        It runs in a copy of the calling context (its prints go to the calling cell).
+        loop of this caller's backend, and cancelling the Pending cancels it there.
+        Cancelling a plain function's Pending raises ``CancelledInThread`` (a
+        BaseException) in it at its next Python bytecode, and the Pending is cancelled at
+        once; a call into C that does not return (``time.sleep(60)``) stops only when it
+        does.  It runs in a copy of the calling context (its prints go to the calling cell).
         """
         pending: Pending[Any] = Pending()
         job = (pending, fn, args, contextvars.copy_context(), self.backend)

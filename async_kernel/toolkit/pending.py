@@ -171,10 +171,13 @@ class Pending(Generic[T]):
         """Ask the work to stop (thread-safe); waiters then see PendingCancelled.
 
         Work with a canceller (a task on a caller's loop, an async function on a worker
-        thread) is cancelled where it runs and the Pending completes when it has stopped;
-        other work (a plain function already running on a thread) cannot be stopped, so
-        the Pending completes as cancelled at once and the function's result is dropped.
-        Returns False if the Pending was done already.
+        thread) is cancelled where it runs and the Pending completes when it has stopped.
+        A plain function on a :meth:`Caller.to_thread` worker gets ``CancelledInThread``
+        raised in it at its next Python bytecode, and the Pending completes as cancelled
+        at once (a call into C stops only when it returns to Python).  Other work (a
+        plain function running as a loop's callback) is not interrupted: the Pending
+        completes as cancelled at once and the function's result is dropped.  Returns
+        False if the Pending was done already.
         """
         with self._lock:
             if self._wants_cancel or self._finished:

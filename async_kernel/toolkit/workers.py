@@ -1,9 +1,10 @@
 """The worker threads behind :meth:`Caller.to_thread`: a shared, bounded, reused pool.
 
 A job is a function, its Pending and the calling context.  A plain function runs on the
-worker; an async function (or one returning an awaitable) runs on the worker's own loop of
-the caller's backend, in a cancel scope the Pending cancels.  Workers start on demand, up
-to a limit, and end after a while idle.
+worker and is stopped by cancelling its Pending (an exception raised in it, see
+:mod:`~async_kernel.toolkit.thread_cancel`); an async function (or one returning an
+awaitable) runs on the worker's own loop of the caller's backend, in a cancel scope the
+Pending cancels.  Workers start on demand, up to a limit, and end after a while idle.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import inspect
 import queue
 import threading
 from collections.abc import Awaitable, Callable
@@ -23,6 +25,7 @@ from ..interrupt import block_sigint_in_this_thread
 from ..settings import Backend
 from .loops import threadsafe_runner
 from .pending import Pending, PendingCancelled, enter_work, to_await
+from .thread_cancel import CancelledInThread, StoppableCall
 
 __all__ = ["POOL", "Job", "WorkerPool"]
 
@@ -135,6 +138,8 @@ async def _cancellable(pending: Pending[Any], awaitable: Awaitable[Any]) -> Any:
 
     with anyio.CancelScope() as scope:
         pending.set_canceller(cancel)
+        if pending.done():  # cancelled while the function made its awaitable
+            scope.cancel()
         try:
             return await awaitable
         finally:
@@ -159,10 +164,25 @@ def _job_in_context(
 ) -> Callable[[], object] | None:
     sniffio.current_async_library_cvar.set(None)
     enter_work(pending)
+    call = StoppableCall()
+
+    def stop() -> None:
+        # Waiters are released at once, even from a C call that will not return soon;
+        # the worker takes its next job once the function has actually stopped.
+        call.stop()
+        pending.set_cancelled()
+
+    pending.set_canceller(stop)
     try:
-        result = fn(*args)
+        result = call.call(fn, args)
         if to_await(result):
+            if pending.done():  # cancelled meanwhile: do not start it
+                if inspect.iscoroutine(result):
+                    result.close()
+                return None
             result = loops.run(backend, pending, result)
+    except CancelledInThread:
+        return pending.set_cancelled
     except BaseException as err:
         return functools.partial(pending.set_exception, err)
     return functools.partial(pending.set_result, result)

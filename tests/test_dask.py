@@ -183,6 +183,41 @@ def test_interrupt_cancels_futures_kept_in_variables(
     assert run_ok(kc, "print(earlier.result(timeout=30))") == "earlier\n"
 
 
+def test_fire_and_forget_work_survives_the_interrupt(
+    dask_kernel: tuple[KernelManager, BlockingKernelClient], gate: Path
+) -> None:
+    """The cancel is not forced: a key the scheduler keeps for fire_and_forget runs on."""
+    km, kc = dask_kernel
+    interrupt_when_printed(
+        km,
+        kc,
+        "from distributed import fire_and_forget\n"
+        f"kept = client.submit(hold, 'kept', {str(gate)!r}, pure=False)\n"
+        "fire_and_forget(kept)\n"
+        "print('submitted', flush=True)\n"
+        "kept.result()\n",
+    )
+    run_ok(
+        kc,
+        "def task_state(dask_scheduler, key=kept.key):\n"
+        "    task = dask_scheduler.tasks.get(key)\n"
+        "    return task and task.state\n",
+    )
+    assert run_ok(kc, "print(kept.status, client.run_on_scheduler(task_state))") == (
+        "cancelled processing\n"  # here, not on the scheduler
+    )
+    gate.touch()
+    out = check(
+        kc,
+        "deadline = time.monotonic() + 30\n"
+        "while (state := client.run_on_scheduler(task_state)) == 'processing':\n"
+        "    assert time.monotonic() < deadline\n"
+        "    time.sleep(0.1)\n"
+        "print(state)\n",
+    )
+    assert out == "memory\n"  # it ran to its end: a cancelled task is forgotten
+
+
 def test_the_cancel_can_be_turned_off(
     dask_kernel: tuple[KernelManager, BlockingKernelClient], gate: Path
 ) -> None:

@@ -21,6 +21,7 @@ from ..interrupt import block_sigint_in_this_thread
 from ..settings import Backend
 from .background import guarded, watch_asyncio_loop
 from .call_queues import CallQueues
+from .ending import LoopEnd
 from .loops import loop_handles, run_fresh
 from .pending import Pending, PendingCancelled, enter_work, to_await
 from .registry import Registry
@@ -55,10 +56,7 @@ class Caller:
         self._closed = False
         self._outstanding: set[Pending[Any]] = set()
         self._queues = CallQueues(self.call_soon)
-        self._end_lock = threading.Lock()
-        self._ended = threading.Event()
-        self._end_pending: Pending[None] | None = None
-        self._own_thread = False
+        self._end = LoopEnd(self.thread)
         self._schedule, self._in_loop = loop_handles(backend)
 
     # -- creation and lookup -----------------------------------------------------------------
@@ -76,7 +74,7 @@ class Caller:
         async def main() -> None:
             try:
                 async with cls.open(name) as caller:
-                    caller._own_thread = True
+                    caller._end.own_thread = True
                     box.append(caller)
                     ready.set()
                     await caller.wait_stopped()
@@ -94,7 +92,7 @@ class Caller:
                 log.exception("caller thread %s ended with an error", name)
             finally:
                 if box and isinstance(box[0], Caller):
-                    box[0]._mark_ended()
+                    box[0]._end.mark()
 
         thread = threading.Thread(target=run, name=f"async-kernel-{name}", daemon=True)
         thread.start()
@@ -338,40 +336,12 @@ class Caller:
         by :meth:`start_new` or :meth:`get`): ``await caller.stop()`` in async code, or
         ``caller.stop().result(timeout)`` from a plain thread, stops and joins.
         """
-        ended = self._ended_pending()
+        ended = self._end.pending()
         if not self._closed:
             self._closed = True
             with contextlib.suppress(Exception):  # a loop that has ended is stopped already
                 self._schedule(self._stop_here)
         return ended
-
-    def _ended_pending(self) -> Pending[None]:
-        with self._end_lock:
-            if self._end_pending is None:
-                self._end_pending = Pending()
-            pending = self._end_pending
-        if self._ended.is_set():
-            if self._own_thread and threading.current_thread() is not self.thread:
-                self.thread.join()  # its loop has ended: the thread is on its last lines
-            pending.set_result(None)
-        return pending
-
-    def _mark_ended(self) -> None:
-        """The loop has ended (called on its thread, last thing)."""
-        self._ended.set()
-        with self._end_lock:
-            pending = self._end_pending
-        if pending is None:
-            return
-        if self._own_thread:  # done once the thread itself has ended
-            thread = self.thread
-            threading.Thread(
-                target=lambda: (thread.join(), pending.set_result(None)),
-                name="async-kernel-join",
-                daemon=True,
-            ).start()
-        else:
-            pending.set_result(None)
 
     def _stop_here(self) -> None:
         self._stopped.set()
@@ -445,8 +415,8 @@ class _CallerContext:
             return await self._task_group.__aexit__(*exc)  # type: ignore[arg-type]
         finally:
             caller._cancel_outstanding()
-            if not caller._own_thread:
-                caller._mark_ended()
+            if not caller._end.own_thread:
+                caller._end.mark()
 
     def __enter__(self) -> Self:  # pragma: no cover - guards against a missing "async"
         raise TypeError("use 'async with Caller.open()'")

@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Coroutine
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
 from IPython.core.completer import IPCompleter, cursor_to_position
@@ -30,9 +30,10 @@ from .payloads import RequestPayloads
 from .transform import PlainPythonTransformerManager
 
 if TYPE_CHECKING:
-    from types import CodeType
+    from types import CodeType, ModuleType
 
     from IPython.core.interactiveshell import ExecutionResult
+    from traitlets.config import Configurable
 
 __all__ = ["AsyncShell", "Publisher"]
 
@@ -52,6 +53,13 @@ class Publisher(Protocol):
     def flush_streams(self) -> None: ...
 
 
+def _shell_of(part: DisplayHook | DisplayPublisher) -> AsyncShell:
+    """The shell that made ``part``, always an AsyncShell (IPython names the ``shell``
+    trait's class by a string, so the type checker cannot know it)."""
+    untyped: Any = part
+    return untyped.shell
+
+
 class KernelDisplayHook(DisplayHook):
     """Sends a cell's result as ``execute_result``."""
 
@@ -69,7 +77,7 @@ class KernelDisplayHook(DisplayHook):
         self._metadata = md_dict or {}
 
     def finish_displayhook(self) -> None:
-        shell: AsyncShell = self.shell  # type: ignore[assignment]
+        shell = _shell_of(self)
         publisher = shell.publisher
         if publisher is not None and self._data:
             publisher.flush_streams()
@@ -78,7 +86,7 @@ class KernelDisplayHook(DisplayHook):
                 {
                     "data": self._data,
                     "metadata": self._metadata,
-                    "execution_count": self.prompt_count,
+                    "execution_count": shell.execution_count - 1,  # IPython's prompt_count
                 },
             )
         self._data = {}
@@ -88,7 +96,7 @@ class KernelDisplayHook(DisplayHook):
 class KernelDisplayPublisher(DisplayPublisher):
     """Sends ``display_data``, ``update_display_data`` and ``clear_output``."""
 
-    def publish(  # type: ignore[override]
+    def publish(
         self,
         data: dict[str, Any],
         metadata: dict[str, Any] | None = None,
@@ -98,7 +106,7 @@ class KernelDisplayPublisher(DisplayPublisher):
         update: bool = False,
         **kwargs: Any,
     ) -> None:
-        shell: AsyncShell = self.shell  # type: ignore[assignment]
+        shell = _shell_of(self)
         if shell.publisher is None:
             return
         shell.publisher.flush_streams()
@@ -106,7 +114,7 @@ class KernelDisplayPublisher(DisplayPublisher):
         shell.publisher.publish("update_display_data" if update else "display_data", content)
 
     def clear_output(self, wait: bool = False) -> None:
-        shell: AsyncShell = self.shell  # type: ignore[assignment]
+        shell = _shell_of(self)
         if shell.publisher is None:
             return
         shell.publisher.flush_streams()
@@ -137,22 +145,22 @@ class NamespaceAwareCompleter(IPCompleter):
         return main if own is None else own
 
     @property
-    def namespace(self) -> dict[str, Any]:  # type: ignore[override]
+    def namespace(self) -> dict[str, Any]:
         namespace = self._asker_namespace(0, self._main_namespace)
         assert namespace is not None  # only the global one may be None (in jedi's view)
         return namespace
 
     @namespace.setter
-    def namespace(self, value: dict[str, Any]) -> None:  # pyright: ignore[reportIncompatibleVariableOverride]
+    def namespace(self, value: dict[str, Any]) -> None:
         if active_namespace() is None:
             self._main_namespace = value
 
     @property
-    def global_namespace(self) -> dict[str, Any] | None:  # type: ignore[override]
+    def global_namespace(self) -> dict[str, Any] | None:
         return self._asker_namespace(1, self._main_global_namespace)
 
     @global_namespace.setter
-    def global_namespace(self, value: dict[str, Any]) -> None:  # pyright: ignore[reportIncompatibleVariableOverride]
+    def global_namespace(self, value: dict[str, Any]) -> None:
         if active_namespace() is None:
             self._main_global_namespace = value
 
@@ -175,7 +183,8 @@ class NamespaceAwareCompleter(IPCompleter):
         )
         token = _jedi_namespaces.set(view)
         try:
-            return super()._jedi_matches(cursor_column, cursor_line, text)  # pyright: ignore[reportUnknownMemberType]
+            ipython: Any = super()  # IPython leaves _jedi_matches untyped
+            return ipython._jedi_matches(cursor_column, cursor_line, text)
         finally:
             _jedi_namespaces.reset(token)
 
@@ -205,11 +214,17 @@ def _names_for(namespace: dict[str, Any], typed: str) -> dict[str, Any]:
 class AsyncShell(InteractiveShell):
     """An InteractiveShell whose output goes to iopub and whose cells can be interrupted."""
 
-    displayhook_class = KernelDisplayHook  # type: ignore[assignment]
-    display_pub_class = KernelDisplayPublisher  # type: ignore[assignment]
+    displayhook_class = KernelDisplayHook
+    display_pub_class = KernelDisplayPublisher
     publisher = AnyTrait(None, allow_none=True)
     kernel = AnyTrait(None, allow_none=True, help="The kernel that owns this shell.")
     host_gui = Instance(str, ("",), help="The GUI the host loop runs ('' for none).")
+    # Attributes IPython's shell sets without a type, as IPython uses them.
+    configurables: list[Configurable]
+    _user_ns: dict[str, Any]
+    user_module: ModuleType
+    custom_exceptions: tuple[type[BaseException], ...]
+
     cancel_dask_on_interrupt = Bool(
         True, config=True, help="Cancel the unfinished Dask futures an interrupted cell started."
     )
@@ -221,15 +236,24 @@ class AsyncShell(InteractiveShell):
     def init_payload(self) -> None:
         """Payloads per request, not per shell: concurrent cells must not share them."""
         self.payload_manager = RequestPayloads(parent=self)
-        self.configurables.append(self.payload_manager)  # type: ignore[arg-type]
+        self.configurables.append(self.payload_manager)
+
+    def _ipython(self) -> Any:
+        """IPython's own shell methods for this shell, as ``super()`` finds them.
+
+        IPython leaves them untyped: what this class calls of them (``__init__``,
+        ``set_hook``, ``excepthook``, ``enable_matplotlib``, ``_get_exc_info``,
+        ``run_cell_async``) goes through this one view.
+        """
+        return super()
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        self._ipython().__init__(**kwargs)
         self.autoawait = True
         self.last_error = None
         # Each scope with the thread whose loop owns it: a scope is cancelled only there.
         self._cell_scopes: dict[anyio.CancelScope, int] = {}
-        self.set_hook("show_in_pager", self._page_payload, 99)  # type: ignore[arg-type]
+        self._ipython().set_hook("show_in_pager", self._page_payload, 99)
         from .magics import register as register_magics  # %callers, %%thread, %%trio, ...
 
         register_magics(self)
@@ -244,16 +268,16 @@ class AsyncShell(InteractiveShell):
         completer.namespace, completer.global_namespace = main, main_global
 
     @property
-    def user_ns(self) -> dict[str, Any]:  # type: ignore[override]
+    def user_ns(self) -> dict[str, Any]:
         namespace = active_namespace()
         return self._user_ns if namespace is None else namespace
 
     @user_ns.setter
-    def user_ns(self, ns: dict[str, Any]) -> None:  # pyright: ignore[reportIncompatibleVariableOverride]
+    def user_ns(self, ns: dict[str, Any]) -> None:
         self._user_ns = ns
 
     @property
-    def user_global_ns(self) -> dict[str, Any]:  # type: ignore[override]
+    def user_global_ns(self) -> dict[str, Any]:
         namespace = active_namespace()
         return self.user_module.__dict__ if namespace is None else namespace
 
@@ -293,7 +317,7 @@ class AsyncShell(InteractiveShell):
         shell: AsyncShell, data: Any, start: int = 0, screen_lines: int = 0, pager_cmd: Any = None
     ) -> None:
         """IPython's pager hook: the page travels as a reply payload, as Jupyter expects."""
-        mime = data if isinstance(data, dict) else {"text/plain": str(data)}
+        mime = cast("dict[str, Any]", data) if isinstance(data, dict) else {"text/plain": str(data)}
         shell.payloads.write_payload({"source": "page", "data": mime, "start": start})
 
     def set_next_input(self, s: str, replace: bool = False) -> None:
@@ -315,10 +339,11 @@ class AsyncShell(InteractiveShell):
     def enable_matplotlib(self, gui: str | None = None) -> tuple[Any, Any]:
         """Check the GUI first: IPython would switch matplotlib and remember the GUI before
         asking ``enable_gui``, leaving a refused GUI stuck for every later ``%matplotlib``."""
-        from IPython.core.pylabtools import find_gui_and_backend
+        from IPython.core import pylabtools
 
-        self.enable_gui(find_gui_and_backend(gui)[0])
-        return super().enable_matplotlib(gui)  # type: ignore[no-any-return]
+        tools: Any = pylabtools  # IPython leaves find_gui_and_backend untyped
+        self.enable_gui(tools.find_gui_and_backend(gui)[0])
+        return self._ipython().enable_matplotlib(gui)
 
     def enable_gui(self, gui: str | None = None) -> None:
         """GUI event loops are chosen when the kernel starts, never switched inside it."""
@@ -341,7 +366,7 @@ class AsyncShell(InteractiveShell):
 
         IPython hides its own ``run_code`` by module name; ours lives in async_kernel.
         """
-        etype, value, tb = super()._get_exc_info(exc_tuple)
+        etype, value, tb = self._ipython()._get_exc_info(exc_tuple)
         ours = (AsyncShell.run_code.__code__, AsyncShell._await_interruptibly.__code__)
         while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code in ours:
             tb = tb.tb_next
@@ -350,17 +375,17 @@ class AsyncShell(InteractiveShell):
     async def run_cell_async(self, *args: Any, **kwargs: Any) -> ExecutionResult:
         """IPython's; then an interrupted cell's unfinished Dask futures are cancelled."""
         started = CellFutures()  # see dask_cells.py
-        result = await super().run_cell_async(*args, **kwargs)
+        result: ExecutionResult = await self._ipython().run_cell_async(*args, **kwargs)
         if self.cancel_dask_on_interrupt and interrupted(result.error_in_exec):
             await cancel_started_futures(started)
         return result
 
-    async def run_code(  # type: ignore[override]
+    async def run_code(
         self, code_obj: CodeType, result: ExecutionResult | None = None, *, async_: bool = False
     ) -> bool:
         """Run one compiled block; returns True if it raised (shown as a traceback)."""
         __tracebackhide__ = "__ipython_bottom__"
-        saved_hook, sys.excepthook = sys.excepthook, self.excepthook
+        saved_hook, sys.excepthook = sys.excepthook, self._ipython().excepthook
         self.sys_excepthook = saved_hook
         try:
             try:
@@ -379,7 +404,7 @@ class AsyncShell(InteractiveShell):
         except bdb.BdbQuit as err:
             if result is not None:
                 result.error_in_exec = err
-        except self.custom_exceptions as err:  # type: ignore[misc]
+        except self.custom_exceptions as err:
             if result is not None:
                 result.error_in_exec = err
             self.CustomTB(*sys.exc_info())

@@ -11,6 +11,13 @@
 
 Client-side costs (jupyter_client's JSON and frame handling) are included, equally for
 every kernel.
+
+The kernel is left to settle for ``SETTLE`` seconds first: run right after start-up (``--metrics
+buffers`` alone), the figures took in whatever a kernel still does then, such as async-kernel
+warming its completer on the main loop 0.5 s after start, for ~0.1 s on a loaded machine; a
+comm message landing in it waited (client to handler: 143 ms instead of 36 ms, median of 4
+launches each).  After other metrics that time is long over, so the figures depended on which
+metrics ran before.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ PAYLOAD = 64 * 2**20
 DISPLAY = 40_000_000
 TARGET = "bench_buffers"
 KEYS = ("buffer_out_ms", "buffer_out_rss_x", "buffer_in_ms", "display_40mb_ms")
+SETTLE = 2.0  # seconds of quiet before measuring (see above)
 
 _SETUP = f"""
 import comm
@@ -69,6 +77,7 @@ def _is_comm_msg(msg: dict[str, Any]) -> bool:
 
 def measure(s: KernelSession, cfg: Config) -> dict[str, Value]:
     results: dict[str, Value] = dict.fromkeys(KEYS, "error: setup")
+    time.sleep(SETTLE)
     setup = s.execute(_SETUP)
     if setup["content"]["status"] != "ok":
         return results

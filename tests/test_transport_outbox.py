@@ -364,3 +364,32 @@ def test_after_close_a_message_is_dropped_quietly(bound_sockets: Sockets) -> Non
     box.send("iopub", _stream("too late"))
     box.send("shell", new_message("kernel_info_reply", {}), [b"someone"])
     assert box.drain() == set()
+
+
+class _Holding(IopubBound):
+    """A bound that says a backlog waits; its retry sends nothing."""
+
+    holding = True  # pyright: ignore[reportAssignmentType]
+
+    def retry(self) -> None:
+        pass
+
+
+def test_a_retry_on_iopub_passes_on_a_subscription_that_waits(bound_sockets: Sockets) -> None:
+    """Each retry of iopub's backlog is a send, which may read the notice of a subscription
+    that just arrived: the I/O thread is then told to read iopub, as after any send."""
+    box = Outbox(bound_sockets, CODEC, _Wakes())
+    box.iopub = _Holding(bound_sockets.by_channel["iopub"])
+    box.start(_an_io_thread())
+    assert box.drain() == set()  # nothing waits: the thread may wait for the descriptor
+    ctx: Context = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    try:
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(bound_sockets.by_channel["iopub"].get_string(zmq.LAST_ENDPOINT))
+        # Waiting on the socket reads its notice, as a send of the retry may.
+        assert bound_sockets.by_channel["iopub"].poll(10_000)
+        assert box.drain() == {"iopub"}
+    finally:
+        sub.close(linger=0)
+        ctx.term()

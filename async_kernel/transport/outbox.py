@@ -158,15 +158,21 @@ class Outbox:
             self._io_waiting = False
 
     def drain(self) -> set[Channel]:
-        """Send a batch of what was queued while the I/O thread was busy; the channels sent on.
+        """Send a batch of what was queued while the I/O thread was busy, and retry what
+        iopub held back; the channels whose sockets may have input now.
 
         A bounded share per turn, so reading requests goes on during an output flood.
         """
+        touched: set[Channel] = set()
         with self._lock:
             if self.iopub.holding:
                 self.iopub.retry()
+                # Its sends may have read the notice of a new subscription (as any send may):
+                # a look at the events tells, and re-arms the descriptor if nothing waits.
+                if has_input(self._by_channel["iopub"]):
+                    touched.add("iopub")
             if not self._queue:
-                return set()
+                return touched
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), SEND_BATCH))]
             for channel, frames in batch:
                 self._put(channel, frames)
@@ -175,7 +181,8 @@ class Outbox:
                 self._sent.notify_all()
             if len(self._queue) < OUTBOX_LIMIT:
                 self._room.set()
-        return {channel for channel, _ in batch}
+        touched.update(channel for channel, _ in batch)
+        return touched
 
     def _put(self, channel: Channel, frames: list[bytes]) -> bool:
         """Send one message (lock held); True if it was held back (iopub, a client is full)."""

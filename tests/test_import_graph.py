@@ -1,9 +1,9 @@
 """The package's import graph: no circles, and layers that only look down.
 
 Imports are read from the source (ast): every one counts, those inside functions and those
-under ``if TYPE_CHECKING:`` too.  A part that needs something of a module above it (the
-kernel, for the handlers and the debugger) is given it as an object, and names what it uses
-as a Protocol or a dataclass of its own.
+under ``if TYPE_CHECKING:`` too.  A part that needs something of what composes it (the
+kernel, for the router, the handlers and the debugger) is given it as an object, and names
+what it uses as a type of its own layer or below (a Protocol, a dataclass of parts).
 """
 
 from __future__ import annotations

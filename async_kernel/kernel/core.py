@@ -175,7 +175,7 @@ class Kernel:
         run_startup_files(self.shell)
         if self.is_main_thread:
             install_sigint_handler(
-                (AsyncShell.run_code.__code__, AsyncShell._await_interruptibly.__code__),
+                AsyncShell.cell_codes(),
                 lambda: self.main.schedule(self.shell.cancel_awaiting_cells),
                 lambda redeliver: self.control.schedule(
                     self.control.call_later, REDELIVER_AFTER, redeliver

@@ -367,7 +367,7 @@ class AsyncShell(InteractiveShell):
         IPython hides its own ``run_code`` by module name; ours lives in async_kernel.
         """
         etype, value, tb = self._ipython()._get_exc_info(exc_tuple)
-        ours = (AsyncShell.run_code.__code__, AsyncShell._await_interruptibly.__code__)
+        ours = self.cell_codes()
         while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code in ours:
             tb = tb.tb_next
         return etype, value, tb
@@ -427,6 +427,12 @@ class AsyncShell(InteractiveShell):
                 self._cell_scopes.pop(scope, None)
         if scope.cancelled_caught:
             raise KeyboardInterrupt("the awaiting cell was interrupted")
+
+    @staticmethod
+    def cell_codes() -> tuple[CodeType, CodeType]:
+        """The code of the shell's own frames under a cell's code (``run_code`` and the await
+        in it): a SIGINT that finds one on the stack is the cell's; tracebacks start below."""
+        return (AsyncShell.run_code.__code__, AsyncShell._await_interruptibly.__code__)
 
     def threads_with_awaiting_cells(self) -> set[int]:
         """The threads whose loops have a cell waiting in an ``await`` (any thread may ask)."""

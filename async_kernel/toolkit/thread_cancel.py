@@ -116,12 +116,12 @@ class StoppableCall:
 
     def stop(self) -> bool:
         """Interrupt the function if it is running now (thread-safe); True if sent."""
+        api = _get_api()  # first use imports ctypes: not under the lock
         with self._lock:
             self._stopped = True
-            if not self._running or self._sent or self._ident == threading.get_ident():
+            if api is None or not self._running or self._sent:
                 return False
-            api = _get_api()
-            if api is None:
+            if self._ident == threading.get_ident():
                 return False
             self._sent = api[0](self._ident, CancelledInThread) == 1
             return self._sent

@@ -50,10 +50,14 @@ def _live_clients() -> list[Any]:
     if module is None:
         return []
     instances: Any = getattr(getattr(module, "Client", None), "_instances", ())
-    try:
-        clients = list(instances)
-    except RuntimeError:  # the weak set changed size while we read it: a client came or went
-        return _live_clients()
+    for _ in range(10):
+        try:
+            clients = list(instances)
+            break
+        except RuntimeError:  # the weak set changed size as we read it: a client came or went
+            continue
+    else:
+        return []
     return [client for client in clients if getattr(client, "status", None) == "running"]
 
 

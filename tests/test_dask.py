@@ -78,7 +78,9 @@ from async_kernel import call_using_backend
 
 ADDRESS = {address!r}
 
-def hold(x, gate):
+def hold(x, gate, started=None):
+    if started:  # the test waits for this: the task runs on a worker
+        open(started, "w").close()
     for _ in range(1200):  # until the test opens the gate, at most two minutes
         if os.path.exists(gate):
             break
@@ -160,6 +162,28 @@ def test_interrupt_cancels_a_blocking_gathers_futures(
     assert "Cancelled 4 unfinished Dask futures" in stderr
     out = check(kc, "print([f.status for f in futs], on_scheduler(client, futs))")
     assert out == str(["cancelled"] * 4) + " []\n"
+
+
+def test_an_interrupted_compute_leaves_nothing_running(
+    dask_kernel: tuple[KernelManager, BlockingKernelClient], gate: Path, tmp_path: Path
+) -> None:
+    """``.compute()`` on a client keeps its futures to itself: distributed releases them when
+    interrupted (nothing is left for the kernel to cancel)."""
+    km, kc = dask_kernel
+    started = tmp_path / "started"
+    msg_id = kc.execute(
+        "import dask\n"
+        f"held = dask.delayed(hold, pure=False)(1, {str(gate)!r}, {str(started)!r})\n"
+        "held.compute(scheduler=client)\n",
+    )
+    deadline = time.monotonic() + TIMEOUT
+    while not started.exists():  # the task runs: the cell waits in compute
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.05)
+    km.interrupt_kernel()
+    reply = shell_reply(kc, msg_id, timeout=60)
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    assert check(kc, "print(on_scheduler(client, [held]))") == "[]\n"
 
 
 def test_interrupt_cancels_futures_kept_in_variables(

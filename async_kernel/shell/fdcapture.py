@@ -15,7 +15,9 @@ print before the command's output.  Every Python-level write (and every flush) t
 first asks whether the pipes hold data, or the reader holds some it has read but not yet
 handed on, and if so takes it first (:meth:`FdCapture.sync`).  The reader reads and hands on
 under one lock, so data written before a ``print`` began is always in the buffer before
-that print's text.  The check is one ``poll`` with a zero timeout (~0.3 µs).
+that print's text.  So does a flush on another thread (the transport's timer), which also
+takes what the pipes hold: whoever reads marks the data in flight until it is handed on.
+The check is one ``poll`` with a zero timeout (~0.3 µs).
 
 C's own buffer.  ``printf`` writes into libc's ``stdout`` buffer, which for a pipe is
 flushed only when full.  Capture makes that buffer line-buffered, as on a terminal, and
@@ -262,16 +264,25 @@ class FdCapture:
             if not self._running:
                 break
             with self._lock:
-                self.in_flight = True
                 try:
                     self._read_available()
                 except Exception:
                     log.exception("reading captured fd output failed")
-                finally:
-                    self.in_flight = False
 
     def _read_available(self) -> None:
-        """Read both pipes until empty and hand the text on (the lock is held)."""
+        """Read both pipes until empty and hand the text on (the lock is held).
+
+        Whichever thread reads (the reader, or a flush's :meth:`sync` on the transport's
+        thread) holds the data up as in flight until it is handed on: a writer on another
+        thread that finds the pipes empty meanwhile must wait for it, not go first.
+        """
+        self.in_flight = True
+        try:
+            self._read_pipes()
+        finally:
+            self.in_flight = False
+
+    def _read_pipes(self) -> None:
         for pipe in self._pipes:
             total = 0
             while total < _MAX_PER_TURN:

@@ -11,8 +11,8 @@ import contextvars
 import inspect
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, ClassVar, Self, TypeVar, overload
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from typing import Any, ClassVar, TypeVar, overload
 
 import anyio
 import sniffio
@@ -61,9 +61,37 @@ class Caller:
 
     # -- creation and lookup -----------------------------------------------------------------
     @classmethod
-    def open(cls, name: str = "main") -> _CallerContext:
+    def open(cls, name: str = "main") -> contextlib.AbstractAsyncContextManager[Caller]:
         """``async with Caller.open() as caller:`` binds a caller to the running loop."""
-        return _CallerContext(name)
+        return cls._bound(name)
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def _bound(cls, name: str) -> AsyncGenerator[Caller, None]:
+        """The caller of the running loop while the block runs; on leaving it, its tasks
+        are cancelled and awaited, then its outstanding calls cancelled and its end marked
+        (by the thread's last lines instead, for a caller that owns its thread)."""
+        backend: Backend = "trio" if sniffio.current_async_library() == "trio" else "asyncio"
+        caller: Caller | None = None
+        try:
+            async with anyio.create_task_group() as task_group:
+                caller = cls(backend, task_group, name)
+                if backend == "asyncio":
+                    import asyncio
+
+                    watch_asyncio_loop(asyncio.get_running_loop())
+                cls._registry.add(caller, name)
+                try:
+                    yield caller
+                finally:
+                    cls._registry.remove(caller, name)
+                    caller._closed = True
+                    task_group.cancel_scope.cancel()
+        finally:
+            if caller is not None:
+                caller._cancel_outstanding()
+                if not caller._end.own_thread:
+                    caller._end.mark()
 
     @classmethod
     def start_new(cls, backend: Backend = "asyncio", name: str = "caller") -> Caller:
@@ -384,39 +412,3 @@ def _backend_here() -> Backend:
         return "trio" if sniffio.current_async_library() == "trio" else "asyncio"
     except sniffio.AsyncLibraryNotFoundError:
         return "asyncio"
-
-
-class _CallerContext:
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._task_group: anyio.abc.TaskGroup | None = None
-        self._caller: Caller | None = None
-
-    async def __aenter__(self) -> Caller:
-        backend: Backend = "trio" if sniffio.current_async_library() == "trio" else "asyncio"
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
-        caller = Caller(backend, self._task_group, self._name)
-        if backend == "asyncio":
-            import asyncio
-
-            watch_asyncio_loop(asyncio.get_running_loop())
-        Caller._registry.add(caller, self._name)
-        self._caller = caller
-        return caller
-
-    async def __aexit__(self, *exc: object) -> bool | None:
-        assert self._task_group is not None and self._caller is not None
-        caller = self._caller
-        Caller._registry.remove(caller, self._name)
-        caller._closed = True
-        self._task_group.cancel_scope.cancel()
-        try:
-            return await self._task_group.__aexit__(*exc)  # type: ignore[arg-type]
-        finally:
-            caller._cancel_outstanding()
-            if not caller._end.own_thread:
-                caller._end.mark()
-
-    def __enter__(self) -> Self:  # pragma: no cover - guards against a missing "async"
-        raise TypeError("use 'async with Caller.open()'")

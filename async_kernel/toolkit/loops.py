@@ -61,7 +61,10 @@ def loop_handles(backend: Backend) -> tuple[Schedule, Callable[[], bool]]:
         loop.call_soon_threadsafe(run_guarded, "asyncio", fn, args)
 
     def in_loop() -> bool:
-        return asyncio._get_running_loop() is loop  # pyright: ignore[reportPrivateUsage]
+        try:
+            return asyncio.get_running_loop() is loop
+        except RuntimeError:  # no loop runs here
+            return False
 
     return schedule_asyncio, in_loop
 

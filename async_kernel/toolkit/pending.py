@@ -17,7 +17,7 @@ import logging
 import threading
 from collections.abc import Callable, Generator
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
 
 if TYPE_CHECKING:
     import aiologic
@@ -99,7 +99,7 @@ class Pending(Generic[T]):
 
         self._done: aiologic.Event = aiologic.Event()
         self._lock = threading.Lock()  # guards completion and the canceller; held briefly
-        self._result: T | None = None
+        self._result: tuple[T] | None = None  # (the result,) once set_result was called
         self._exception: BaseException | None = None
         self._finished = False
         self._canceller: Callable[[], object] | None = None
@@ -118,7 +118,7 @@ class Pending(Generic[T]):
         return self._metadata
 
     # -- the side doing the work -------------------------------------------------------------
-    def _finish(self, result: T | None, error: BaseException | None) -> bool:
+    def _finish(self, result: tuple[T] | None, error: BaseException | None) -> bool:
         with self._lock:
             if self._finished:
                 return False
@@ -140,7 +140,7 @@ class Pending(Generic[T]):
 
     def set_result(self, value: T) -> bool:
         """Complete with ``value``; False if the Pending was done already."""
-        return self._finish(value, None)
+        return self._finish((value,), None)
 
     def set_exception(self, error: BaseException) -> bool:
         """Complete with ``error``; False if the Pending was done already."""
@@ -230,9 +230,17 @@ class Pending(Generic[T]):
             raise TimeoutError(f"no result within {timeout} s")
         return self._exception
 
+    @overload
+    async def wait(
+        self, timeout: float | None = None, *, shield: bool = False, result: Literal[True] = True
+    ) -> T: ...
+    @overload
+    async def wait(
+        self, timeout: float | None = None, *, shield: bool = False, result: Literal[False]
+    ) -> None: ...
     async def wait(
         self, timeout: float | None = None, *, shield: bool = False, result: bool = True
-    ) -> T:
+    ) -> T | None:
         """Await completion from any backend.
 
         Returns the result (raising the work's error) unless ``result=False`` (then None
@@ -255,7 +263,7 @@ class Pending(Generic[T]):
                     self.cancel()
                 raise
         if not result:
-            return None  # type: ignore[return-value]
+            return None
         return self._outcome()
 
     def __await__(self) -> Generator[Any, Any, T]:
@@ -264,7 +272,8 @@ class Pending(Generic[T]):
     def _outcome(self) -> T:
         if self._exception is not None:
             raise self._exception
-        return self._result  # type: ignore[return-value]
+        assert self._result is not None  # done without an error: set_result was called
+        return self._result[0]
 
     def __repr__(self) -> str:
         if not self._done.is_set():
@@ -272,6 +281,6 @@ class Pending(Generic[T]):
         elif self._exception is not None:
             state = f"error={self._exception!r}"
         else:
-            state = f"result={self._result!r}"
+            state = f"result={self._result[0] if self._result is not None else None!r}"
         name = "" if not self._metadata else f" {self._metadata.get('name', '')}".rstrip()
         return f"<Pending{name} {state}>"

@@ -44,6 +44,11 @@ class FdSource(Protocol):
 
 FLUSH_INTERVAL = 0.05  # seconds a write may wait before it is sent
 FLUSH_SIZE = 256 * 1024  # characters buffered before a flush is asked for at once
+# Characters buffered beyond which the writing thread flushes itself: when the transport's
+# thread is starved (a loaded machine), a cell printing flat out is slowed to the pace of
+# sending instead of growing the buffer without bound.
+WRITER_FLUSH_SIZE = 4 * FLUSH_SIZE
+TIMER_LOCK_WAIT = 0.01  # seconds a scheduled flush waits for a writer (see _flush_from_timer)
 
 
 class OutStream(io.TextIOBase):
@@ -115,10 +120,13 @@ class OutStream(io.TextIOBase):
             self._size += size
             if not self._flush_pending:
                 self._flush_pending = True
-                self._transport.call_later(FLUSH_INTERVAL, self.flush)
+                self._transport.call_later(FLUSH_INTERVAL, self._flush_from_timer)
             elif self._size >= FLUSH_SIZE and not self._urgent_pending:
                 self._urgent_pending = True
-                self._transport.call_later(0, self.flush)
+                self._transport.call_later(0, self._flush_from_timer)
+            behind = self._size >= WRITER_FLUSH_SIZE
+        if behind:
+            self.flush()
         return size
 
     def append(self, request: Request | None, s: str) -> None:
@@ -132,10 +140,10 @@ class OutStream(io.TextIOBase):
             self._size += len(s)
             if not self._flush_pending:
                 self._flush_pending = True
-                self._transport.call_later(FLUSH_INTERVAL, self.flush)
+                self._transport.call_later(FLUSH_INTERVAL, self._flush_from_timer)
             elif self._size >= FLUSH_SIZE and not self._urgent_pending:
                 self._urgent_pending = True
-                self._transport.call_later(0, self.flush)
+                self._transport.call_later(0, self._flush_from_timer)
 
     def writelines(self, lines: Iterable[object]) -> None:
         for line in lines:
@@ -143,6 +151,19 @@ class OutStream(io.TextIOBase):
 
     def flush(self) -> None:
         """Publish everything written so far, in order, each part to its own parent."""
+        self._flush(wait=True)
+
+    def _flush_from_timer(self) -> None:
+        """The scheduled flush, on the transport's thread: it must never wait for the lock.
+
+        A writer holds the lock for a moment; but the holder may also be a writer flushing
+        itself whose send waits for the transport's thread to make room in a full outbox, and
+        waiting for it here would be a deadlock.  So the wait is short, and on time-out the
+        flush is tried again later: the holder sends what it took, the retry what follows.
+        """
+        self._flush(wait=False)
+
+    def _flush(self, *, wait: bool) -> None:
         capture = self._capture
         if capture is not None:
             capture.sync()
@@ -154,7 +175,10 @@ class OutStream(io.TextIOBase):
             # before the list is taken) is waited for below: what it holds must leave
             # before whatever this caller sends next (the idle status).
             return
-        with self._lock:
+        if not self._lock.acquire(timeout=-1 if wait else TIMER_LOCK_WAIT):
+            self._transport.call_later(FLUSH_INTERVAL, self._flush_from_timer)
+            return
+        try:
             self._sending = True
             try:
                 chunks, self._chunks = self._chunks, []
@@ -167,6 +191,8 @@ class OutStream(io.TextIOBase):
                     self._transport.send("iopub", new_message("stream", content, parent))
             finally:
                 self._sending = False
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         """Closing the kernel's stream only flushes it: a cell must not deafen the kernel."""

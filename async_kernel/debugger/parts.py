@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..shell.interactive import Publisher
+
 if TYPE_CHECKING:
     from ..parent import Request
     from ..shell.interactive import AsyncShell
@@ -21,19 +23,11 @@ DebugHandler = Callable[["Request"], Awaitable[dict[str, Any]]]
 """Answers a debug_request with its reply's content (a DAP response)."""
 
 
-class KernelReplies(Protocol):
-    """The kernel's replies as the debugger uses them (``kernel/replies.py``: Replies)."""
+class KernelReplies(Publisher, Protocol):
+    """The kernel's replies as the debugger uses them (``kernel/replies.py``: Replies): the
+    shell's publisher, where debug events go, and the handler table."""
 
     def register(self, msg_type: str, handler: DebugHandler) -> None: ...
-
-    def publish(
-        self,
-        msg_type: str,
-        content: dict[str, Any],
-        *,
-        metadata: dict[str, Any] | None = None,
-        buffers: list[bytes] | None = None,
-    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ import logging
 import sys
 import weakref
 from types import CodeType
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
@@ -104,7 +104,7 @@ class CellFutures:
         for client in _live_clients():
             ref, before = self._before.get(id(client), (None, frozenset[Any]()))
             if ref is not None and ref() is not client:  # another client with a reused id
-                before = frozenset()
+                before = frozenset[Any]()
             keys = _unfinished(client, before)
             if keys:
                 found.append((client, keys))
@@ -116,7 +116,8 @@ def interrupted(error: BaseException | None) -> bool:
     if isinstance(error, KeyboardInterrupt):
         return True
     if isinstance(error, BaseExceptionGroup):
-        return error.subgroup(KeyboardInterrupt) is not None
+        group = cast("BaseExceptionGroup[BaseException]", error)  # what any group holds
+        return group.subgroup(KeyboardInterrupt) is not None
     return False
 
 
@@ -156,7 +157,7 @@ async def _cancel_on_loop(client: Any, keys: list[Any]) -> None:
     from distributed import Future  # imported already: the client is one of its objects
 
     _quiet_orphaned_gathers(client)
-    futures = [Future(key, client) for key in keys]
+    futures: list[Future[Any]] = [Future(key, client) for key in keys]
     options: dict[str, Any] = {}
     if "msg" in inspect.signature(client.cancel).parameters:  # distributed >= 2024.5
         options.update(reason="interrupted", msg=_MESSAGE)
@@ -182,7 +183,7 @@ def _quiet_orphaned_gathers(client: Any) -> None:
     """
     import asyncio
 
-    wait_code = _gather_wait_code(type(client))
+    wait_code = _gather_wait_code(client.__class__)
     if wait_code is None:
         return
     for task in asyncio.all_tasks():

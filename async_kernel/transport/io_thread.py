@@ -192,7 +192,7 @@ class IoThread:
                     timeout = IOPUB_RETRY if timeout is None else min(timeout, IOPUB_RETRY)
                 events = selector.select(stepped_aside.shorten(timeout))
                 outbox.io_busy()
-                fired = {key.data for key, _ in events if key.data is not None}
+                fired: set[int] = {key.data for key, _ in events if key.data is not None}
                 if len(fired) < len(events):  # a wake-up: a timer, a stop, a notice passed on
                     self._waker.drain()
                     stepped_aside.end_all()

@@ -17,8 +17,9 @@ import itertools
 import json
 import uuid
 from collections import deque
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, SupportsFloat, cast
 
 import orjson
 
@@ -55,13 +56,14 @@ class ProtocolError(ValueError):
 def _json_default(obj: object) -> Any:
     """Encode what orjson does not know the way jupyter_client does."""
     if isinstance(obj, bytes | bytearray | memoryview):
-        return base64.b64encode(obj).decode("ascii")
+        data = cast("bytes | bytearray | memoryview[int]", obj)  # memoryview of any format
+        return base64.b64encode(data).decode("ascii")
     if isinstance(obj, datetime):
         return obj.isoformat()
     if isinstance(obj, set | frozenset | tuple):
-        return list(obj)  # pyright: ignore[reportUnknownArgumentType]
-    if hasattr(obj, "__float__"):
-        return float(obj)  # pyright: ignore[reportArgumentType]
+        return list(cast("Iterable[object]", obj))
+    if isinstance(obj, SupportsFloat):  # has __float__
+        return float(obj)
     return repr(obj)
 
 
@@ -122,6 +124,11 @@ def new_message(
         "content": content,
         "buffers": buffers or [],
     }
+
+
+def _json_object(value: object) -> dict[str, Any] | None:
+    """A decoded part as a JSON object (whose keys are strings); None if it is not one."""
+    return cast("dict[str, Any]", value) if isinstance(value, dict) else None
 
 
 def error_content(ename: str, evalue: str) -> dict[str, Any]:
@@ -215,13 +222,13 @@ class Codec:
             if signature in self._seen:
                 raise ProtocolError("replayed message (duplicate signature)")
             self._remember(signature)
-        header, parent_header, metadata, content = (loads(p) for p in parts)
-        if not isinstance(header, dict):
+        header, parent_header, metadata, content = (_json_object(loads(p)) for p in parts)
+        if header is None:
             raise ProtocolError("header is not a JSON object")
         for field in _REQUIRED_HEADER_FIELDS:
             if not isinstance(header.get(field), str):
                 raise ProtocolError(f"header field {field!r} missing or not a string")
-        if not isinstance(content, dict):
+        if content is None:
             raise ProtocolError("content is not a JSON object")
         return identities, assemble(header, parent_header, metadata, content, rest[5:])
 

@@ -3,6 +3,7 @@
     python lite/lite_site.py build OUT     # the static site, in folder OUT
     python lite/lite_site.py serve OUT [--port N]   # serve it with the COOP/COEP headers
     python lite/lite_site.py serve OUT --no-isolation   # without them, as GitHub Pages serves
+    python lite/lite_site.py build OUT --reference --notebooks DIR   # as bench/lite.py builds
 
 Everything the page loads comes from the site itself: Pyodide's core files from the npm
 package ``pyodide`` (lite/node_modules), micropip and the kernel's pure-Python wheels from
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import hashlib
 import http.server
 import json
 import shutil
@@ -108,7 +110,55 @@ def wheels(dest: Path, kernel_ref: str | None) -> dict[str, str | list[str]]:
     return {"micropip": micropip, "wheels": [n for n in names if n != micropip]}
 
 
-def build(out: Path, kernel_ref: str | None = None, expose_app: bool = False) -> None:
+def lock_closure(lock: dict[str, dict[str, object]], roots: list[str]) -> list[str]:
+    """The packages of Pyodide's lock file that ``roots`` need, roots included."""
+    names: list[str] = []
+    todo = list(roots)
+    while todo:
+        name = todo.pop().lower().replace("_", "-")
+        if name not in names:
+            names.append(name)
+            todo += [str(d) for d in lock[name]["depends"]]  # type: ignore[union-attr]
+    return sorted(names)
+
+
+def reference_packages(out: Path) -> None:
+    """What jupyterlite-pyodide-kernel loads by name from Pyodide's distribution, on the site.
+
+    The reference kernel loads micropip, IPython and jedi with ``pyodide.loadPackage``, which
+    fetches the file the lock names from the site's Pyodide folder and checks its sha256.
+    The npm package ships no package files and Pyodide rebuilds its pure wheels, so the site
+    gets the same versions from PyPI and its lock file their hashes.
+    """
+    lock_path = out / "static" / "pyodide" / "pyodide-lock.json"
+    lock = json.loads(lock_path.read_text())
+    packages: dict[str, dict[str, object]] = lock["packages"]
+    cache = CACHE / "reference-wheels"
+    for name in lock_closure(packages, ["micropip", "ipython", "jedi"]):
+        pkg = packages[name]
+        file_name = str(pkg["file_name"])
+        if not file_name.endswith("-none-any.whl"):
+            sys.exit(f"the reference kernel needs {file_name}, which is not pure Python")
+        wheel = cache / file_name
+        if not wheel.exists():
+            pip_download(cache, "--no-deps", f"{name}=={pkg['version']}")
+        if not wheel.exists():
+            sys.exit(f"PyPI has no {file_name}")
+        shutil.copy2(wheel, out / "static" / "pyodide" / file_name)
+        pkg["sha256"] = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    lock_path.write_text(json.dumps(lock))
+
+
+def build(
+    out: Path,
+    kernel_ref: str | None = None,
+    expose_app: bool = False,
+    reference: bool = False,
+    extra_notebooks: Path | None = None,
+) -> None:
+    """Build the site into ``out``.  ``reference``: also make jupyterlite-pyodide-kernel's
+    "Python (Pyodide)" work offline (for bench/lite.py); ``extra_notebooks``: a folder whose
+    notebooks go on the site too."""
     if not (PYODIDE_NPM / "pyodide.mjs").exists():
         sys.exit(f"no Pyodide in {PYODIDE_NPM}: run `npm ci` in lite/ (scripts/setup.sh does)")
     src = CACHE / "lite-dir"
@@ -144,11 +194,22 @@ def build(out: Path, kernel_ref: str | None = None, expose_app: bool = False) ->
         shutil.copy2(nb, notebooks / nb.name)
     for nb in sorted((LITE / "notebooks").glob("*.ipynb")):
         shutil.copy2(nb, notebooks / nb.name)
+    for nb in sorted(extra_notebooks.glob("*.ipynb")) if extra_notebooks else []:
+        shutil.copy2(nb, notebooks / nb.name)
+    if reference:  # comm: the reference kernel installs it with piplite, from the site's index
+        (src / "pypi").mkdir()
+        cache = CACHE / "reference-wheels"
+        if not list(cache.glob("comm-*.whl")):
+            pip_download(cache, "--no-deps", "comm")
+        for wheel in cache.glob("comm-*.whl"):
+            shutil.copy2(wheel, src / "pypi" / wheel.name)
     shutil.rmtree(out, ignore_errors=True)
     run(sys.executable, "-m", "jupyterlite_core", "build", "--lite-dir", src,
         "--output-dir", out, "--no-sourcemaps", cwd=src)  # fmt: skip
     if not (out / "static" / "pyodide" / "pyodide.mjs").exists():  # no pyodide addon installed
         shutil.copytree(pyodide, out / "static" / "pyodide", dirs_exist_ok=True)
+    if reference:
+        reference_packages(out)
     listing = wheels(out / "static" / "async-kernel", kernel_ref)
     (out / "static" / "async-kernel" / "wheels.json").write_text(json.dumps(listing, indent=2))
     extensions = json.loads((out / "jupyter-lite.json").read_text())["jupyter-config-data"]
@@ -207,6 +268,9 @@ def main() -> None:
     b.add_argument("--kernel-from", metavar="COMMIT", help="build async-kernel's wheel from "
                    "this commit (default: the working tree)")  # fmt: skip
     b.add_argument("--expose-app", action="store_true", help="set window.jupyterapp (tests)")
+    b.add_argument("--reference", action="store_true", help="make jupyterlite-pyodide-kernel "
+                   "work offline too (bench/lite.py compares it)")  # fmt: skip
+    b.add_argument("--notebooks", type=Path, help="a folder of extra notebooks for the site")
     s = sub.add_parser("serve")
     s.add_argument("root", type=Path)
     s.add_argument("--host", default="127.0.0.1")
@@ -216,7 +280,8 @@ def main() -> None:
                    "shared memory (input() then goes through the service worker)")  # fmt: skip
     args = parser.parse_args()
     if args.command == "build":
-        build(args.out.resolve(), args.kernel_from, args.expose_app)
+        build(args.out.resolve(), args.kernel_from, args.expose_app, args.reference,
+              args.notebooks.resolve() if args.notebooks else None)  # fmt: skip
     else:
         serve(args.root.resolve(), args.host, args.port, args.verbose, not args.no_isolation)
 

@@ -26,6 +26,8 @@ while [ $# -gt 0 ]; do
         --kernel-from) BUILD_ARGS+=(--kernel-from "$2"); shift ;;  # a commit, not the tree
         --expose-app) BUILD_ARGS+=(--expose-app) ;;  # window.jupyterapp, for the e2e test
         --no-isolation) SERVE_ARGS+=(--no-isolation) ;;
+        --reference) BUILD_ARGS+=(--reference) ;;  # jupyterlite-pyodide-kernel offline too (bench)
+        --notebooks) BUILD_ARGS+=(--notebooks "$2"); shift ;;  # a folder of extra notebooks
         -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac

@@ -8,6 +8,7 @@ that answers it: a lane's loop, control's, or the responder's (see docs/concurre
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import platform
@@ -141,7 +142,7 @@ class RequestHandlers:
             # Imported, not run: a warm-up completion saved a first Tab ~30 ms of ~300 but
             # kept ~3 MiB in every kernel; the builtins inference that makes up the rest of
             # a first completion would keep ~25 MiB.
-            import jedi  # noqa: F401  # pyright: ignore[reportUnusedImport]
+            importlib.import_module("jedi")
         except Exception:
             log.debug("warming the completer failed", exc_info=True)
         # After jedi: a first traceback maps every loaded module to its file once

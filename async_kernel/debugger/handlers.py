@@ -62,8 +62,9 @@ def _fields(value: object) -> dict[str, Any]:
 
 def _skip_in_debugger(thread: threading.Thread) -> None:
     """pydevd's documented per-thread opt-out: never trace, never suspend this thread."""
-    thread.pydev_do_not_trace = True  # type: ignore[attr-defined]
-    thread.is_pydev_daemon_thread = True  # type: ignore[attr-defined]
+    marked: Any = thread  # attributes pydevd reads from a thread; Thread declares neither
+    marked.pydev_do_not_trace = True
+    marked.is_pydev_daemon_thread = True
 
 
 class DebugHandlers:

@@ -140,7 +140,7 @@ class Kernel:
         self.shell = AsyncShell.instance(
             config=load_profile_config(), kernel=self, publisher=replies, host_gui=self._host_gui()
         )
-        self.shell.display_banner = False  # type: ignore[attr-defined]  # a terminal option
+        self.shell.display_banner = False  # pyright: ignore[reportAttributeAccessIssue]  # a terminal shell's option, undeclared here
         self.router = Router(
             self.main,
             self.control,

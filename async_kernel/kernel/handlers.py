@@ -320,15 +320,14 @@ class RequestHandlers:
         }
         return {"status": "ok", "comms": comms}
 
-    # The comm manager's handlers take a stream and identities they never use.
     async def comm_open(self, request: Request) -> None:
-        self._comm_manager.comm_open(None, None, request.msg)  # type: ignore[arg-type]
+        _call_comm_handler(self._comm_manager.comm_open, request)
 
     async def comm_msg(self, request: Request) -> None:
-        self._comm_manager.comm_msg(None, None, request.msg)  # type: ignore[arg-type]
+        _call_comm_handler(self._comm_manager.comm_msg, request)
 
     async def comm_close(self, request: Request) -> None:
-        self._comm_manager.comm_close(None, None, request.msg)  # type: ignore[arg-type]
+        _call_comm_handler(self._comm_manager.comm_close, request)
 
     # -- process --------------------------------------------------------------------------
     async def connect_request(self, request: Request) -> Reply:
@@ -377,3 +376,9 @@ def _code_and_cursor(content: dict[str, Any]) -> tuple[str, int]:
     if not isinstance(cursor_pos, int) or not 0 <= cursor_pos <= len(code):
         cursor_pos = len(code)
     return code, cursor_pos
+
+
+def _call_comm_handler(handler: Callable[..., object], request: Request) -> None:
+    """Call one of the comm manager's handlers with ``request``'s message.  They also take
+    a ZMQ stream and the identities, which they never use: None for both."""
+    handler(None, None, request.msg)

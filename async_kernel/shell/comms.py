@@ -54,7 +54,7 @@ def _flat(buffer: Any) -> bytes:
         return buffer
     view = memoryview(buffer)
     if view.c_contiguous:
-        return view.cast("B")  # type: ignore[return-value]  # sent as a buffer, like bytes
+        return view.cast("B")  # pyright: ignore[reportReturnType]  # sent as a buffer, like bytes
     return view.tobytes()
 
 

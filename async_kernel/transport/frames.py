@@ -33,7 +33,9 @@ log = logging.getLogger("async_kernel.transport")
 ZERO_COPY_FROM = 64 * 1024  # bytes; below this, copying a frame is cheaper than tracking it
 
 # pyzmq's backend calls, bound once: (socket, frame, flags, copy), (socket, flags, copy,
-# track) and (socket, option).
+# track) and (socket, option).  Each is typed for the one way it is called here, which
+# pyzmq's stubs cannot say (they choose by a literal `copy`, and an option's value may be
+# bytes): hence their assignment ignores.
 _send_frame: Callable[[zmq.Socket[bytes], bytes, int, bool], object] = _BackendSocket.send  # pyright: ignore[reportAssignmentType]
 _recv_frame: Callable[[zmq.Socket[bytes], int, bool, bool], zmq.Frame] = _BackendSocket.recv  # pyright: ignore[reportAssignmentType]
 _get_option: Callable[[zmq.Socket[bytes], int], int] = _BackendSocket.get  # pyright: ignore[reportAssignmentType]
@@ -81,6 +83,7 @@ def recv_multipart(sock: zmq.Socket[bytes]) -> list[bytes]:
         frame = _recv_frame(sock, _LAST, False, False)
         # A large frame (a comm buffer) is handed on as a view of libzmq's own memory, not
         # copied: the view keeps the message alive for as long as the handler keeps it.
+        # Its ignore: a view in a list of bytes, read as bytes are (as a buffer).
         frames.append(frame.bytes if len(frame) < ZERO_COPY_FROM else frame.buffer)  # pyright: ignore[reportArgumentType]
         more = frame.more
     return frames

@@ -143,6 +143,35 @@ def _is_kernel(code: CodeType) -> bool:
     return code.co_filename.startswith(_PACKAGE_DIR)
 
 
+def _is_library(code: CodeType) -> bool:
+    filename = code.co_filename
+    return filename.startswith(_LIBRARY_DIRS) or filename.startswith("<frozen")
+
+
+def _shows_an_ended_cell(frame: FrameType | None, cell_codes: Collection[CodeType]) -> bool:
+    """Whether the interrupted code is IPython showing the error of a cell that has ended.
+
+    That is library code (and the kernel code it calls, which publishes the error) called by
+    a cell runner itself (``run_code``'s ``except`` clause calls IPython's
+    ``showtraceback``), where a running cell's runner calls the cell.  Interrupted
+    there, the formatting of the traceback would stop half way (IPython prints a bare
+    ``KeyboardInterrupt`` instead), and the frames of the formatter would join the next
+    traceback, whose source files stack_data then parses and keeps.
+    """
+    callee: FrameType | None = None
+    while frame is not None:
+        code = frame.f_code
+        if code in cell_codes:
+            # The runner's callee: the cell (user code), its await (a cell code), or, once
+            # the cell has ended, IPython's display of the error (library code).
+            showing = callee is not None and not _is_kernel(callee.f_code)
+            return showing and _is_library(callee.f_code)
+        if not _is_kernel(code) and not _is_library(code):
+            return False  # user code: the cell's, or a __repr__ the formatter called
+        callee, frame = frame, frame.f_back
+    return False
+
+
 def _lands_safely(frame: FrameType | None, cell_codes: Collection[CodeType]) -> bool:
     """Whether a KeyboardInterrupt may be raised in ``frame`` (the interrupted one).
 
@@ -155,8 +184,7 @@ def _lands_safely(frame: FrameType | None, cell_codes: Collection[CodeType]) -> 
             return True
         if _is_kernel(code):
             return False
-        filename = code.co_filename
-        if not filename.startswith(_LIBRARY_DIRS) and not filename.startswith("<frozen"):
+        if not _is_library(code):
             return True  # the user's own code (a cell, a module of theirs)
         frame = frame.f_back
     return True
@@ -236,7 +264,9 @@ def install_sigint_handler(
         __tracebackhide__ = True
         _handled[0] += 1
         deferred.disarm()  # judged afresh: where is the main thread now?
-        if not any(_stack_contains(frame, code) for code in codes):
+        if not any(_stack_contains(frame, code) for code in codes) or _shows_an_ended_cell(
+            frame, codes
+        ):
             cancel_awaiting()
             return
         if _lands_safely(frame, codes) or sys.gettrace() is not None:

@@ -16,7 +16,10 @@ Sizes (environment):
   (default 6,000: about 5 s on 2 cores, the CI size);
 - ``ASYNC_KERNEL_SOAK_CLIENTS_SECONDS``: spread them over this many seconds (default 0: as
   fast as the kernel answers);
-- ``ASYNC_KERNEL_SOAK_CLIENTS_WARMUP``: warm-up requests (default 2,000). The codec's replay
+- ``ASYNC_KERNEL_SOAK_CLIENTS_WARMUP``: warm-up requests (default 5,000: the first
+  traceback through each source file makes IPython's formatter parse and keep that file, up
+  to ~3 MiB each; where interrupts land is random, and 2,000 left a run in eight still
+  meeting a new one after the warm-up). The codec's replay
   memory (the last 65,536 signatures, ~10 MiB when full) is a bounded cache that fills over
   the first 65,536 messages, so a run longer than that must warm up past it.
 
@@ -560,7 +563,7 @@ def soak(total: int, seconds: float, warm_up: int) -> dict[str, Any]:
 def test_soak_five_whole_clients() -> None:
     total = int(os.environ.get("ASYNC_KERNEL_SOAK_CLIENTS", "6000"))
     seconds = float(os.environ.get("ASYNC_KERNEL_SOAK_CLIENTS_SECONDS", "0"))
-    warm_up = int(os.environ.get("ASYNC_KERNEL_SOAK_CLIENTS_WARMUP", "2000"))
+    warm_up = int(os.environ.get("ASYNC_KERNEL_SOAK_CLIENTS_WARMUP", "5000"))
     result = soak(total, seconds, warm_up)
     grown = result["rss_after"] - result["rss_warm"]
     print(

@@ -164,8 +164,9 @@ def _shows_an_ended_cell(frame: FrameType | None, cell_codes: Collection[CodeTyp
         if code in cell_codes:
             # The runner's callee: the cell (user code), its await (a cell code), or, once
             # the cell has ended, IPython's display of the error (library code).
-            showing = callee is not None and not _is_kernel(callee.f_code)
-            return showing and _is_library(callee.f_code)
+            if callee is None or _is_kernel(callee.f_code):
+                return False
+            return _is_library(callee.f_code)
         if not _is_kernel(code) and not _is_library(code):
             return False  # user code: the cell's, or a __repr__ the formatter called
         callee, frame = frame, frame.f_back

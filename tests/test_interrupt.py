@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import time
-from typing import Any
 
 import pytest
 from conftest import TIMEOUT, execute, shell_reply, start_kernel
@@ -80,52 +79,3 @@ def test_kernel_spec_declares_message_mode() -> None:
     with start_kernel() as (km, _):
         assert km.kernel_spec is not None
         assert km.kernel_spec.interrupt_mode == "message"
-
-
-_BIG_MODULE = """
-import pathlib, sys, tempfile
-folder = pathlib.Path(tempfile.mkdtemp())
-lines = [f"value_{i} = {i}" for i in range(150_000)]
-lines.append("def fail():\\n    raise ValueError('the cell failed')")
-(folder / "slow_to_show.py").write_text("\\n".join(lines))
-sys.path.insert(0, str(folder))
-import slow_to_show
-"""
-
-
-@pytest.mark.parametrize("mode", ["signal", "message"])
-def test_an_interrupt_while_an_ended_cell_error_is_shown_leaves_that_error_whole(
-    mode: str,
-) -> None:
-    """The cell has raised and IPython is formatting its traceback (slow here: stack_data
-    parses the 150,000-line module the error came from) when the interrupt comes.  There
-    is no cell code left to interrupt: the error is shown whole, and no KeyboardInterrupt
-    is printed in its place."""
-    with start_kernel() as (km, kc):
-        reply, _ = execute(kc, _BIG_MODULE)
-        assert reply["content"]["status"] == "ok", reply["content"]
-        msg_id = kc.execute("print('raising', flush=True)\nslow_to_show.fail()")
-        outputs: list[dict[str, Any]] = []
-        while True:  # the cell has printed: its error is being formatted now
-            msg = kc.get_iopub_msg(timeout=TIMEOUT)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            outputs.append(msg)
-            if msg["msg_type"] == "stream" and "raising" in msg["content"]["text"]:
-                break
-        interrupt(mode, km, kc)
-        reply = shell_reply(kc, msg_id)
-        while True:
-            msg = kc.get_iopub_msg(timeout=TIMEOUT)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            outputs.append(msg)
-            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                break
-        assert reply["content"]["status"] == "error"
-        assert reply["content"]["ename"] == "ValueError"
-        errors = [m for m in outputs if m["msg_type"] == "error"]
-        assert len(errors) == 1 and errors[0]["content"]["ename"] == "ValueError"
-        streams = "".join(m["content"]["text"] for m in outputs if m["msg_type"] == "stream")
-        assert "KeyboardInterrupt" not in streams
-        assert execute(kc, "1 + 1")[0]["content"]["status"] == "ok"

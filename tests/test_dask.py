@@ -11,13 +11,16 @@ stopped, so a cancelled task that slept would hold its worker's thread for good.
 
 from __future__ import annotations
 
+import os
+import queue
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from conftest import TIMEOUT, collect_outputs, run_ok, shell_reply, stream_text, wait_for_stream
@@ -346,13 +349,24 @@ comm.get_comm_manager().register_target('dask-echo', echo_target)
 """
 
 
-def probe(kc: BlockingKernelClient, cell: str, comm_id: str, n: int) -> str:
+def dump_stacks_and_fail(km: KernelManager, what: str) -> NoReturn:
+    """The kernel writes its threads' stacks to its stderr (shown with this test's output:
+    launch.py's SIGUSR1 handler), then the test fails."""
+    os.kill(km.provisioner.pid, signal.SIGUSR1)  # type: ignore[union-attr]
+    time.sleep(1)
+    pytest.fail(f"no {what} within {TIMEOUT} s (the kernel's stacks are in its stderr)")
+
+
+def probe(km: KernelManager, kc: BlockingKernelClient, cell: str, comm_id: str, n: int) -> str:
     """Ask kernel_info and comm_info, send a comm message; each answered before ``cell``
     ends.  Returns what ``cell`` printed meanwhile."""
     asks = {kc.kernel_info(), kc.comm_info()}
     kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {"n": n}}))
     while asks:
-        msg = kc.get_shell_msg(timeout=TIMEOUT)
+        try:
+            msg = kc.get_shell_msg(timeout=TIMEOUT)
+        except queue.Empty:
+            dump_stacks_and_fail(km, f"reply to {sorted(asks)} in round {n}")
         parent = msg["parent_header"].get("msg_id")
         assert parent != cell, f"the cell ended before the answers: {msg['content']}"
         if parent in asks:
@@ -373,7 +387,7 @@ def test_answers_while_thousands_of_futures_complete(
 ) -> None:
     """5,000 futures completing into ``as_completed``: kernel_info, comm_info and a comm's
     echo all answered while the cell runs (its last future waits for the gate)."""
-    _, kc = dask_kernel
+    km, kc = dask_kernel
     run_ok(kc, ECHO)
     comm_id = "dask-echo-comm"
     open_msg = {"comm_id": comm_id, "target_name": "dask-echo", "data": {}}
@@ -388,8 +402,8 @@ def test_answers_while_thousands_of_futures_complete(
     while "flooded" not in printed:  # probes while the futures complete, then once more
         rounds += 1
         assert time.monotonic() < deadline, "the 5,000 futures never completed"
-        printed += probe(kc, cell, comm_id, rounds)
-    probe(kc, cell, comm_id, 0)
+        printed += probe(km, kc, cell, comm_id, rounds)
+    probe(km, kc, cell, comm_id, 0)
     gate.touch()
     reply = shell_reply(kc, cell, timeout=60)
     assert reply["content"]["status"] == "ok", reply["content"]

@@ -8,6 +8,7 @@ The request is still answered only once the shell can run cells.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -59,6 +60,7 @@ def run_kernel(connection_file: str | None, settings: InterfaceSettings) -> None
     # Watched from the start: a parent that dies once the connection file exists (and before
     # the kernel does) must still end this process.
     start_parent_poller(stop)
+    _dump_stacks_on_sigusr1()
     path, info = _load(Path(connection_file) if connection_file else None)
     needs_write = not path.exists() or any(
         info.port(c) == 0 for c in ("shell", "control", "stdin", "iopub", "hb")
@@ -94,6 +96,19 @@ def run_kernel(connection_file: str | None, settings: InterfaceSettings) -> None
 
     _end_children()
     exit_soon()
+
+
+def _dump_stacks_on_sigusr1() -> None:
+    """``kill -USR1 <kernel pid>`` writes every thread's stack to the kernel's stderr: what
+    a kernel that seems hung is doing, without a debugger.  Written to a copy of fd 2 taken
+    now, before fd capture puts a pipe there (the dump would become a cell's output)."""
+    import faulthandler
+    import signal
+
+    if not hasattr(signal, "SIGUSR1"):  # Windows
+        return
+    with contextlib.suppress(OSError, ValueError):  # no stderr at all: no dump
+        faulthandler.register(signal.SIGUSR1, file=os.fdopen(os.dup(2), "w"), all_threads=True)
 
 
 def _end_children() -> None:

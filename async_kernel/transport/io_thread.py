@@ -165,6 +165,7 @@ class IoThread:
 
     def _run(self) -> None:
         block_sigint_in_this_thread()
+        self._timers.io_thread = threading.get_ident()
         by_channel = self._sockets.by_channel
         readers: list[SocketReader] = [
             (sock, self._reader.reader_for(channel)) for channel, sock in by_channel.items()

@@ -154,7 +154,7 @@ class OutStream(io.TextIOBase):
         self._flush(wait=True)
 
     def _flush_from_timer(self) -> None:
-        """The scheduled flush, on the transport's thread: it must never wait for the lock.
+        """The scheduled flush, on the transport's thread: it must not wait long for the lock.
 
         A writer holds the lock for a moment; but the holder may also be a writer flushing
         itself whose send waits for the transport's thread to make room in a full outbox, and

@@ -4,14 +4,15 @@ The requests that only read (:data:`ASKS`: kernel_info, comm_info, is_complete, 
 complete, inspect, connect, usage) are handled on their lane's loop, as everything else,
 while that loop is free.  But a cell may block the loop (``time.sleep``, a long numpy call,
 ``input()``, a CPU loop).  So when such a request arrives while its lane may be blocked, the
-router asks :meth:`Responder.answer_if_late`, on the delivering thread (the transport's):
+router asks the responder, on the delivering thread (the transport's):
 
-- the lane's thread is inside a cell's code right now: the loop cannot take the request up
-  before that code returns, so it is answered at once, from a timer on the transport's
-  thread: there for :data:`INSTANT` requests (no hand-over, which costs a switch interval
-  while a cell holds the GIL), else on the *responder* thread;
-- otherwise a timer on the transport's thread gives the loop :data:`ANSWER_ELSEWHERE_AFTER`;
-  a request still unclaimed then goes to the responder.
+- :meth:`Responder.take_if_blocked`: the lane's thread is inside a cell's code right now, so
+  the loop cannot take the request up before that code returns.  The request is claimed and
+  answered at once, from a timer on the transport's thread: there if it is instant
+  (:func:`is_instant`: no hand-over, which costs a switch interval while a cell holds the
+  GIL), else on the *responder* thread.  The lane never sees it.
+- otherwise the lane queues it and :meth:`Responder.answer_if_late` gives the loop
+  :data:`ANSWER_ELSEWHERE_AFTER`; a request still unclaimed then goes to the responder.
 
 The responder is a thread with a loop of its own (started on first need) that owns no user
 state; it answers in the lane's namespace.  Each request is claimed once
@@ -41,9 +42,11 @@ __all__ = [
     "ANSWER_ELSEWHERE_AFTER",
     "ASKS",
     "INSTANT",
+    "INSTANT_CODE_CHARS",
     "Answer",
     "Responder",
     "answer_in",
+    "is_instant",
     "run_to_end",
 ]
 
@@ -63,6 +66,20 @@ ASKS = frozenset(
 
 INSTANT = frozenset({"kernel_info_request", "comm_info_request", "connect_request"})
 """Of ASKS, those quick enough (well under a millisecond) to answer on the delivering thread."""
+
+# An is_complete_request for code up to this long is instant too: parsing 200 characters
+# takes about 0.4 ms, a 13 kB cell 15 ms (too long to hold the transport's thread).
+INSTANT_CODE_CHARS = 200
+
+
+def is_instant(request: Request) -> bool:
+    """Whether ``request`` is answered on the delivering thread when its lane is blocked."""
+    msg = request.msg
+    if msg["msg_type"] == "is_complete_request":
+        code = msg["content"].get("code")
+        return isinstance(code, str) and len(code) <= INSTANT_CODE_CHARS
+    return msg["msg_type"] in INSTANT
+
 
 # How long a request of ASKS waits for a lane that may be blocked before the responder
 # answers it.  A free loop takes a request up in well under a millisecond.
@@ -85,21 +102,28 @@ class Responder:
         self._caller: Caller | None = None
         self._lock = threading.Lock()
 
-    def answer_if_late(
+    def take_if_blocked(
         self, request: Request, thread: threading.Thread, namespace: Namespace | None
-    ) -> None:
-        """Answer ``request`` here or on the responder if the loop of ``thread`` (its lane's,
-        whose namespace is ``namespace``) has not taken it up in time."""
+    ) -> bool:
+        """If the loop of ``thread`` (``request``'s lane, whose namespace is ``namespace``) is
+        inside a cell's code now, claim ``request`` and answer it elsewhere at once: True,
+        and the lane never sees it (queueing it would wake that loop for nothing)."""
+        if not _runs_cell_code(thread.ident) or not request.claim():
+            return False
+        # From a timer, not inside deliver(), which runs under the transport's lock
+        # (answering takes the output streams' locks, which a printing cell holds while it
+        # asks for that one: the two threads would wait for each other).
+        if is_instant(request):
+            self._transport.call_later(0.0, functools.partial(self._answer_here, request))
+        else:  # starting the responder waits for its thread: from a timer too
+            answer = functools.partial(self._answer_on_responder, request, namespace)
+            self._transport.call_later(0.0, answer)
+        return True
+
+    def answer_if_late(self, request: Request, namespace: Namespace | None) -> None:
+        """Answer ``request`` (queued on its lane) on the responder if the lane's loop has
+        not taken it up within :data:`ANSWER_ELSEWHERE_AFTER`."""
         late = functools.partial(self._answer_if_unclaimed, request, namespace)
-        if _runs_cell_code(thread.ident):
-            if request.msg["msg_type"] in INSTANT and request.claim():
-                # As a timer, not inside deliver(), which runs under the transport's lock
-                # (answering takes the output streams' locks, which a printing cell holds
-                # while it asks for that one: the two threads would wait for each other).
-                self._transport.call_later(0.0, functools.partial(self._answer_here, request))
-            else:  # to the responder, from a timer too (starting it waits for its thread)
-                self._transport.call_later(0.0, late)
-            return
         self._transport.call_later(ANSWER_ELSEWHERE_AFTER, late)
 
     def stop(self) -> Caller | None:
@@ -116,7 +140,11 @@ class Responder:
 
     def _answer_if_unclaimed(self, request: Request, namespace: Namespace | None) -> None:
         if request.claim():
-            self._get_caller().start_soon(answer_in, self._answer, request, namespace)
+            self._answer_on_responder(request, namespace)
+
+    def _answer_on_responder(self, request: Request, namespace: Namespace | None) -> None:
+        """Answer a claimed request on the responder's loop."""
+        self._get_caller().start_soon(answer_in, self._answer, request, namespace)
 
     def _get_caller(self) -> Caller:
         with self._lock:

@@ -139,9 +139,13 @@ class Lane:
             else:
                 self.caller.start_soon(self.run, request)
             return
-        self.others.put(request)
         if msg_type in ASKS and self.may_be_blocked():
-            self.router.responder.answer_if_late(request, self.caller.thread, self.namespace)
+            responder = self.router.responder
+            if not responder.take_if_blocked(request, self.caller.thread, self.namespace):
+                self.others.put(request)
+                responder.answer_if_late(request, self.namespace)
+            return
+        self.others.put(request)
 
     def may_be_blocked(self) -> bool:
         """Whether this lane's loop may not take up a request soon (asked off it, or with a
@@ -319,9 +323,11 @@ class Router:
             self.comms.put(request)
             return
         if msg["msg_type"] == "comm_info_request":  # in order with the comms it lists
-            self.comms.put(request)
-            if self.main.may_be_blocked():
-                self.responder.answer_if_late(request, self.main.caller.thread, None)
+            if not self.main.may_be_blocked():
+                self.comms.put(request)
+            elif not self.responder.take_if_blocked(request, self.main.caller.thread, None):
+                self.comms.put(request)
+                self.responder.answer_if_late(request, None)
             return
         subshell_id = msg["header"].get("subshell_id")
         if not subshell_id:

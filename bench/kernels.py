@@ -67,6 +67,21 @@ OPTIONAL_KERNELS: dict[str, KernelDef] = {
         ),
         "asyncio",
     ),
+    # This kernel from another checkout of the repository (a ``git worktree`` of the commit to
+    # compare with, path in $BENCH_BASE_TREE), run by the same interpreter: a change and its
+    # base measured in one interleaved run, on the same machine state.
+    "async-base": KernelDef(
+        "async-base",
+        (
+            _PY,
+            "-c",
+            "import os, sys; sys.path.insert(0, os.environ['BENCH_BASE_TREE']); "
+            "from async_kernel.app.cli import main; main()",
+            "-f",
+            "{connection_file}",
+        ),
+        "asyncio",
+    ),
 }
 
 

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import zmq
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
@@ -49,6 +50,23 @@ def start_kernel(
         km.shutdown_kernel(now=False)
         if km.has_kernel:
             km.shutdown_kernel(now=True)
+
+
+@contextmanager
+def inproc_pair(address: str) -> Iterator[tuple[zmq.Socket[bytes], zmq.Socket[bytes]]]:
+    """Two connected PAIR sockets in this process (sender, receiver) on ``inproc://address``:
+    inproc hands libzmq's messages over as they are, so a frame that was not copied arrives
+    at the very address it was sent from."""
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    sender, receiver = context.socket(zmq.PAIR), context.socket(zmq.PAIR)
+    receiver.bind(f"inproc://{address}")
+    sender.connect(f"inproc://{address}")
+    try:
+        yield sender, receiver
+    finally:
+        sender.close(linger=0)
+        receiver.close(linger=0)
+        context.term()
 
 
 @pytest.fixture(scope="module")

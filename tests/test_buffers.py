@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import zmq
-from conftest import TIMEOUT, execute, start_kernel, stream_text
+from conftest import TIMEOUT, execute, inproc_pair, start_kernel, stream_text
 from jupyter_client.blocking.client import BlockingKernelClient
 
 from async_kernel.transport import frames
@@ -129,23 +129,14 @@ def _address(buffer: Any) -> int:
 def pair(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[zmq.Socket[bytes], zmq.Socket[bytes]]]:
-    """Two connected sockets in this process: inproc hands libzmq's messages over as they are,
-    so a frame that was not copied arrives at the very address it was sent from.  Over both of
-    the transport's frame paths: libzmq called with the GIL held, and pyzmq's calls."""
+    """Two connected sockets in this process (see conftest.inproc_pair), over both of the
+    transport's frame paths: libzmq called with the GIL held, and pyzmq's calls."""
     if request.param == "pyzmq":
         monkeypatch.setattr(frames, "LIBZMQ", None)
     elif frames.LIBZMQ is None:
         pytest.skip("pyzmq's libzmq cannot be called directly here (not Linux)")
-    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    sender, receiver = context.socket(zmq.PAIR), context.socket(zmq.PAIR)
-    receiver.bind("inproc://buffers")
-    sender.connect("inproc://buffers")
-    try:
-        yield sender, receiver
-    finally:
-        sender.close(linger=0)
-        receiver.close(linger=0)
-        context.term()
+    with inproc_pair("buffers") as pair:
+        yield pair
 
 
 def test_a_large_frame_is_sent_and_received_without_a_copy(

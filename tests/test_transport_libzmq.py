@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 import zmq
+from conftest import inproc_pair
 
 from async_kernel.transport import frames
 from async_kernel.transport.libzmq import LIBZMQ, Libzmq, find_pyzmq_libzmq
@@ -35,16 +36,8 @@ def libzmq() -> Libzmq:
 
 @pytest.fixture
 def pair() -> Iterator[tuple[zmq.Socket[bytes], zmq.Socket[bytes]]]:
-    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    sender, receiver = context.socket(zmq.PAIR), context.socket(zmq.PAIR)
-    receiver.bind("inproc://libzmq")
-    sender.connect("inproc://libzmq")
-    try:
-        yield sender, receiver
-    finally:
-        sender.close(linger=0)
-        receiver.close(linger=0)
-        context.term()
+    with inproc_pair("libzmq") as pair:
+        yield pair
 
 
 def test_it_is_the_libzmq_pyzmq_loaded() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from ..parent import Request, current_request, request_context, set_request
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from ..shell.iostream import OutStream
     from ..transport import Transport
 
-__all__ = ["Handler", "Replies", "Reply"]
+__all__ = ["Handler", "Replies", "Reply", "mark_answered_elsewhere"]
 
 log = logging.getLogger("async_kernel")
 
@@ -30,6 +31,18 @@ Handler = Callable[[Request], Awaitable[Reply | None]]
 """Takes a request, returns its reply's content (None: no reply, or already sent)."""
 
 _SEND_QUEUED_TIMEOUT = 0.005  # seconds a heavy handler waits for replies already made
+
+_elsewhere: ContextVar[bool] = ContextVar("async_kernel_answered_elsewhere", default=False)
+
+
+def mark_answered_elsewhere() -> None:
+    """This task answers a request off its blocked lane (the responder's, see
+    :mod:`.responder`).  Its answer then gives the GIL up as rarely as it can, as each time
+    costs it a switch interval while a cell spins: no wait for replies queued before it (no
+    burst is waiting on a blocked lane), and before idle only what was written through the
+    streams is flushed, not fds 1 and 2 (their output belongs to the cell that blocks the
+    lane, and looking at the pipes is a system call)."""
+    _elsewhere.set(True)
 
 
 class Replies:
@@ -80,7 +93,7 @@ class Replies:
                 self.reply(request, content)
         finally:
             if flush:
-                self.flush_streams()
+                self.flush_streams(fds=not _elsewhere.get())
             self.publish_status("idle")
 
     def answer_unrun(self, request: Request, content: Reply, *, busy: bool = True) -> None:
@@ -127,15 +140,21 @@ class Replies:
 
         A completion keeps the GIL for tens of milliseconds; the transport's thread would get
         it back only at each switch interval, so a kernel_info answered just before it would
-        reach the client several milliseconds late.
+        reach the client several milliseconds late.  Not off a blocked lane
+        (:func:`mark_answered_elsewhere`).
         """
-        self._transport.wait_sent(_SEND_QUEUED_TIMEOUT)
+        if not _elsewhere.get():
+            self._transport.wait_sent(_SEND_QUEUED_TIMEOUT)
 
-    def flush_streams(self) -> None:
-        """Send the kernel's own buffered stdout/stderr now.
+    def flush_streams(self, *, fds: bool = True) -> None:
+        """Send the kernel's own buffered stdout/stderr now (with ``fds``, also what fds 1
+        and 2 got so far).
 
         Ours, not whatever ``sys.stdout`` is: a cell may have replaced it, and our buffer
         must still go out before the output that follows it and before idle.
         """
         for stream in self._streams:
-            stream.flush()
+            if fds:
+                stream.flush()
+            else:
+                stream.flush_written()

@@ -32,6 +32,7 @@ from ..interrupt import interruption_point, thread_frames
 from ..shell.interactive import AsyncShell
 from ..shell.namespaces import Namespace, set_namespace
 from ..toolkit.caller import Caller
+from .replies import mark_answered_elsewhere
 
 if TYPE_CHECKING:
     from ..parent import Request
@@ -144,7 +145,7 @@ class Responder:
 
     def _answer_on_responder(self, request: Request, namespace: Namespace | None) -> None:
         """Answer a claimed request on the responder's loop."""
-        self._get_caller().start_soon(answer_in, self._answer, request, namespace)
+        self._get_caller().start_soon(_answer_off_lane, self._answer, request, namespace)
 
     def _get_caller(self) -> Caller:
         with self._lock:
@@ -173,6 +174,12 @@ async def answer_in(answer: Answer, request: Request, namespace: Namespace | Non
     """Answer ``request`` in ``namespace`` (on the responder, or a ``# thread`` cell's own)."""
     set_namespace(namespace)
     await answer(request)
+
+
+async def _answer_off_lane(answer: Answer, request: Request, namespace: Namespace | None) -> None:
+    """Answer ``request`` on the responder, for its blocked lane."""
+    mark_answered_elsewhere()
+    await answer_in(answer, request, namespace)
 
 
 @interruption_point

@@ -153,6 +153,11 @@ class OutStream(io.TextIOBase):
         """Publish everything written so far, in order, each part to its own parent."""
         self._flush(wait=True)
 
+    def flush_written(self) -> None:
+        """Publish what was written through this stream, not what its fd got meanwhile
+        (which :meth:`flush` hands on first)."""
+        self._flush(wait=True, sync_fd=False)
+
     def _flush_from_timer(self) -> None:
         """The scheduled flush, on the transport's thread: it must not wait long for the lock.
 
@@ -163,9 +168,9 @@ class OutStream(io.TextIOBase):
         """
         self._flush(wait=False)
 
-    def _flush(self, *, wait: bool) -> None:
+    def _flush(self, *, wait: bool, sync_fd: bool = True) -> None:
         capture = self._capture
-        if capture is not None:
+        if capture is not None and sync_fd:
             capture.sync()
         if not self._chunks and not self._sending:
             # Nothing written (the common case: the kernel flushes twice per request).

@@ -349,12 +349,72 @@ comm.get_comm_manager().register_target('dask-echo', echo_target)
 """
 
 
-def dump_stacks_and_fail(km: KernelManager, what: str) -> NoReturn:
+SLOW = 1.0  # seconds: an answer this late starts a look at how the kernel is scheduled
+
+
+def thread_times(pid: int) -> dict[str, tuple[int, int]]:
+    """Per thread of process ``pid``: the nanoseconds it has run and those it has waited
+    runnable for a CPU (Linux's schedstat; nothing elsewhere)."""
+    times: dict[str, tuple[int, int]] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            ran, waited, _ = (task / "schedstat").read_text().split()
+        except (OSError, ValueError):  # ended meanwhile, or no schedstat
+            continue
+        times[task.name] = (int(ran), int(waited))
+    return times
+
+
+def scheduling_since(before: dict[str, tuple[int, int]], pid: int, seconds: float) -> str:
+    """What the kernel's threads did since ``before``: CPU used, and time spent runnable but
+    not run.  Ran little and waited little: every thread slept, waiting for a wake-up that
+    did not come (a kernel bug).  Ran a lot: the kernel was busy.  Waited a lot: the machine
+    did not give the kernel a CPU (the flake seen beside CPU hogs: 0.7-1.3 s stalls in which
+    the kernel's threads ran 7-100 ms in all and each waited for a CPU up to 0.9 s)."""
+    after = thread_times(pid)
+    if not before or not after:
+        return "(no schedstat here)"
+    rows = [
+        (tid, (ran - before[tid][0]) / 1e6, (waited - before[tid][1]) / 1e6)
+        for tid, (ran, waited) in after.items()
+        if tid in before
+    ]
+    ran = sum(row[1] for row in rows)
+    longest = max((row[2] for row in rows), default=0.0)
+    busiest = ", ".join(
+        f"{tid} ran {r:.0f} ms, waited {w:.0f} ms"
+        for tid, r, w in sorted(rows, key=lambda x: -x[1] - x[2])[:6]
+    )
+    return (
+        f"in the last {seconds:.0f} s its threads ran {ran:.0f} ms in all; the longest wait "
+        f"for a CPU was {longest:.0f} ms ({busiest})"
+    )
+
+
+def dump_stacks_and_fail(km: KernelManager, what: str, scheduling: str) -> NoReturn:
     """The kernel writes its threads' stacks to its stderr (shown with this test's output:
-    launch.py's SIGUSR1 handler), then the test fails."""
+    launch.py's SIGUSR1 handler), then the test fails, saying how the kernel was scheduled
+    meanwhile (:func:`scheduling_since`)."""
     os.kill(km.provisioner.pid, signal.SIGUSR1)  # type: ignore[union-attr]
     time.sleep(1)
-    pytest.fail(f"no {what} within {TIMEOUT} s (the kernel's stacks are in its stderr)")
+    pytest.fail(
+        f"no {what} within {TIMEOUT} s (the kernel's stacks are in its stderr); {scheduling}"
+    )
+
+
+def shell_msg_or_fail(km: KernelManager, kc: BlockingKernelClient, what: str) -> dict[str, Any]:
+    """The next shell message, within TIMEOUT; after SLOW, the kernel's threads are watched
+    (:func:`scheduling_since`) so that a failure says whether the kernel slept, worked, or
+    waited for a CPU."""
+    try:
+        return kc.get_shell_msg(timeout=SLOW)
+    except queue.Empty:
+        pid = int(km.provisioner.pid)  # type: ignore[union-attr]
+        before = thread_times(pid)
+    try:
+        return kc.get_shell_msg(timeout=TIMEOUT - SLOW)
+    except queue.Empty:
+        dump_stacks_and_fail(km, what, scheduling_since(before, pid, TIMEOUT - SLOW))
 
 
 def probe(km: KernelManager, kc: BlockingKernelClient, cell: str, comm_id: str, n: int) -> str:
@@ -363,10 +423,7 @@ def probe(km: KernelManager, kc: BlockingKernelClient, cell: str, comm_id: str, 
     asks = {kc.kernel_info(), kc.comm_info()}
     kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {"n": n}}))
     while asks:
-        try:
-            msg = kc.get_shell_msg(timeout=TIMEOUT)
-        except queue.Empty:
-            dump_stacks_and_fail(km, f"reply to {sorted(asks)} in round {n}")
+        msg = shell_msg_or_fail(km, kc, f"reply to {sorted(asks)} in round {n}")
         parent = msg["parent_header"].get("msg_id")
         assert parent != cell, f"the cell ended before the answers: {msg['content']}"
         if parent in asks:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -402,17 +402,19 @@ def dump_stacks_and_fail(km: KernelManager, what: str, scheduling: str) -> NoRet
     )
 
 
-def shell_msg_or_fail(km: KernelManager, kc: BlockingKernelClient, what: str) -> dict[str, Any]:
-    """The next shell message, within TIMEOUT; after SLOW, the kernel's threads are watched
-    (:func:`scheduling_since`) so that a failure says whether the kernel slept, worked, or
-    waited for a CPU."""
+def next_or_fail(
+    km: KernelManager, get: Callable[..., dict[str, Any]], what: str
+) -> dict[str, Any]:
+    """The next message ``get`` (a client's get_shell_msg or get_iopub_msg) returns, within
+    TIMEOUT; after SLOW, the kernel's threads are watched (:func:`scheduling_since`) so that
+    a failure says whether the kernel slept, worked, or waited for a CPU."""
     try:
-        return kc.get_shell_msg(timeout=SLOW)
+        return get(timeout=SLOW)
     except queue.Empty:
         pid = int(km.provisioner.pid)  # type: ignore[union-attr]
         before = thread_times(pid)
     try:
-        return kc.get_shell_msg(timeout=TIMEOUT - SLOW)
+        return get(timeout=TIMEOUT - SLOW)
     except queue.Empty:
         dump_stacks_and_fail(km, what, scheduling_since(before, pid, TIMEOUT - SLOW))
 
@@ -423,7 +425,7 @@ def probe(km: KernelManager, kc: BlockingKernelClient, cell: str, comm_id: str, 
     asks = {kc.kernel_info(), kc.comm_info()}
     kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {"n": n}}))
     while asks:
-        msg = shell_msg_or_fail(km, kc, f"reply to {sorted(asks)} in round {n}")
+        msg = next_or_fail(km, kc.get_shell_msg, f"reply to {sorted(asks)} in round {n}")
         parent = msg["parent_header"].get("msg_id")
         assert parent != cell, f"the cell ended before the answers: {msg['content']}"
         if parent in asks:
@@ -431,7 +433,7 @@ def probe(km: KernelManager, kc: BlockingKernelClient, cell: str, comm_id: str, 
             asks.discard(parent)
     printed = ""
     while True:
-        msg: dict[str, Any] = kc.get_iopub_msg(timeout=TIMEOUT)
+        msg = next_or_fail(km, kc.get_iopub_msg, f"echo of the comm message in round {n}")
         parent = msg["parent_header"].get("msg_id")
         if parent == cell and msg["msg_type"] == "stream":
             printed += msg["content"]["text"]
@@ -447,7 +449,7 @@ def test_answers_while_thousands_of_futures_complete(
     km, kc = dask_kernel
     run_ok(kc, ECHO)
     comm_id = "dask-echo-comm"
-    open_msg = {"comm_id": comm_id, "target_name": "dask-echo", "data": {}}
+    open_msg: dict[str, Any] = {"comm_id": comm_id, "target_name": "dask-echo", "data": {}}
     kc.shell_channel.send(kc.session.msg("comm_open", open_msg))
     cell = kc.execute(FLOOD.format(gate=str(gate)))
     printed, rounds = "", 0

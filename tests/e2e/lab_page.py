@@ -24,6 +24,7 @@ def open_notebook(
     *,
     kernel: str = "async",
     reset_workspace: bool = False,
+    idle: bool = True,
 ) -> Any:
     """Write a notebook on the ``async`` kernel spec, one code cell per source, and open
     it in a new page; returns the page once every cell shows and the kernel is idle.
@@ -32,6 +33,7 @@ def open_notebook(
     ``kernel`` names another kernel spec (one of a module's ``EXTRA_KERNELS``, say).
     ``reset_workspace`` drops the tabs an earlier page of the module left open (Lab would
     restore them beside this notebook, and ``cell()`` would find their cells too).
+    ``idle=False`` returns once the cells show, without waiting for the kernel.
     """
     from playwright.sync_api import expect
 
@@ -50,7 +52,8 @@ def open_notebook(
     url = lab_server.page_url(f"/lab/tree/{name}") + ("&reset" if reset_workspace else "")
     page.goto(url, timeout=LOAD)
     expect(cell(page, len(sources) - 1)).to_be_visible(timeout=LOAD)
-    wait_idle(page, timeout=LOAD)
+    if idle:
+        wait_idle(page, timeout=LOAD)
     return page
 
 

@@ -8,6 +8,14 @@ that owns no kernels and forwards every kernel request and websocket to the gate
 Issue #21: "through Jupyter Kernel Gateway the kernel status stays unknown" when a second
 websocket with the same session id opens (the server's new ZMQ sockets carry the old identity,
 and a ROUTER without ``ROUTER_HANDOVER`` keeps routing replies to the old connection).
+
+JupyterLab's relay to the gateway leaks a websocket when the browser closes one before the
+gateway has accepted it (Lab opens, closes and reopens its kernel websocket on every page
+load): the gateway then keeps two sets of ZMQ sockets with the page's session id as identity.
+Whichever connects to the kernel last owns that identity, and the other is left connected to
+nothing; when that is the page's own (after a restart, or a page load under CPU load), the page
+gets no reply at all. ``_answered_or_reload`` tells that case from any other silence by the
+gateway's log. See docs/reliability.md (kernels on other machines).
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import re
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -25,11 +35,12 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from _processes import stop_process
 
@@ -53,6 +64,9 @@ from .test_jupyterlab import (  # noqa: F401
 )
 
 REPLY_TIMEOUT = 30.0  # seconds any one reply through the gateway may take
+# The guard against a hang, per test and the fixtures it sets up (the page's among them):
+# two servers, a browser, and up to RELOADS page reloads of up to a minute each under load.
+pytestmark = pytest.mark.timeout(600)
 
 
 @dataclass
@@ -60,6 +74,7 @@ class Gateway:
     url: str
     token: str
     log: Path
+    pid: int
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -78,6 +93,32 @@ class Gateway:
             return self.log.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
+
+    def open_websockets(self, kernel_id: str, session: str) -> int:
+        """How many websockets with this session id the gateway holds open for the kernel,
+        by its log (each one has ZMQ sockets of its own with the session id as identity)."""
+        text = self.log_tail(chars=10_000_000)
+        where = f"/api/kernels/{kernel_id}/channels?session_id={session} "
+        opened = sum(1 for line in text.splitlines() if " 101 GET " in line and where in line)
+        closed = text.count(f"Websocket closed {kernel_id}:{session}\n")
+        return opened - closed
+
+    def dump_kernel_stacks(self) -> str:
+        """``kill -USR1`` each kernel the gateway runs (launch.py's handler writes every
+        thread's stack to the kernel's stderr, which is the gateway's log); the log's tail."""
+        kernels = [
+            child
+            for child in psutil.Process(self.pid).children(recursive=True)
+            if "async_kernel" in " ".join(child.cmdline())
+        ]
+        before = len(self.log_tail(chars=10_000_000))
+        for kernel in kernels:
+            with contextlib.suppress(psutil.Error):
+                os.kill(kernel.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and "Thread 0x" not in self.log_tail(10_000_000)[before:]:
+            time.sleep(0.1)
+        return self.log_tail(chars=12_000)
 
 
 def _wait_up(proc: subprocess.Popen[bytes], probe: Any, what: str, tail: Any) -> None:
@@ -118,7 +159,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     ]
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, cwd=base, env=env, stdout=out, stderr=subprocess.STDOUT)
-    gw = Gateway(f"http://127.0.0.1:{port}", token, log)
+    gw = Gateway(f"http://127.0.0.1:{port}", token, log, proc.pid)
     try:
         _wait_up(proc, lambda: gw.request("GET", "/api"), "the kernel gateway", gw.log_tail)
         specs = gw.request("GET", "/api/kernelspecs")["kernelspecs"]
@@ -398,71 +439,160 @@ def lab_server(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> It
         stop_process(proc, grace=15)
 
 
-@pytest.fixture(scope="module")
-def page(lab_server: LabServer, browser: Any, artifacts: Path) -> Iterator[Any]:
-    """test_jupyterlab's page, recording the kernel websocket's frames (in
-    ``tests/artifacts/gateway-ws-frames.txt``: what Lab sent and got, for a failure)."""
-    frames: list[str] = []
-    t0 = time.monotonic()
+@dataclass
+class LabSockets:
+    """What the page's websockets carried, for a failure (``gateway-ws-frames.txt``: each
+    message's channel, type, state, own and parent id), and which kernel and session id each
+    kernel websocket was for, latest last."""
 
-    def summary(direction: str, payload: Any) -> None:
-        try:
-            msg = json.loads(payload)
-            parent = msg.get("parent_header", {}).get("msg_id", "")[:8]
-            content = msg.get("content", {})
-            what = content.get("execution_state") or content.get("status") or ""
-            line = f"{msg.get('channel')} {msg['header']['msg_type']} {what} re {parent}"
-        except (ValueError, KeyError, TypeError, AttributeError):
-            line = f"(binary or other, {len(payload)} bytes)"
-        frames.append(f"{time.monotonic() - t0:8.3f} {direction} {line}")
+    t0: float = field(default_factory=time.monotonic)
+    frames: list[str] = field(default_factory=list[str])
+    kernel_sockets: list[tuple[str, str]] = field(default_factory=list[tuple[str, str]])
+    answered: set[int] = field(default_factory=set[int])  # indexes that got a kernel_info reply
 
-    def record(page: Any) -> None:
+    def note(self, line: str) -> None:
+        self.frames.append(f"{time.monotonic() - self.t0:8.3f} {line}")
+
+    def ready(self, page: Any, timeout: int, newer_than: int = -1) -> None:
+        """Lab's newest kernel websocket (one opened after the first ``newer_than + 1``) got
+        a kernel_info reply, and Lab shows the kernel idle (it may show idle before it has
+        a kernel at all); AssertionError when not within ``timeout`` ms."""
+        deadline = time.monotonic() + timeout / 1000
+        newest = len(self.kernel_sockets) - 1
+        while newest <= newer_than or newest not in self.answered:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no kernel_info reply on Lab's kernel websocket {newest}")
+            page.wait_for_timeout(100)  # Playwright delivers the websockets' events meanwhile
+            newest = len(self.kernel_sockets) - 1
+        lab.wait_idle(page, timeout=max(1, int((deadline - time.monotonic()) * 1000)))
+
+    def record(self, page: Any) -> None:
+        def summary(direction: str, payload: Any, index: int | None = None) -> None:
+            try:
+                msg = json.loads(payload)
+                if index is not None and msg["header"]["msg_type"] == "kernel_info_reply":
+                    self.answered.add(index)
+                own = msg["header"].get("msg_id", "")[:8]
+                parent = msg.get("parent_header", {}).get("msg_id", "")[:8]
+                content = msg.get("content", {})
+                what = content.get("execution_state") or content.get("status") or ""
+                line = f"{msg.get('channel')} {msg['header']['msg_type']} {what} {own} re {parent}"
+            except (ValueError, KeyError, TypeError, AttributeError):
+                line = f"(binary or other, {len(payload)} bytes)"
+            self.note(f"{direction} {line}")
+
         def on_ws(ws: Any) -> None:
-            frames.append(f"{time.monotonic() - t0:8.3f} == open {ws.url.split('?')[0]}")
+            self.note(f"== open {ws.url}")
+            found = re.search(r"/api/kernels/([^/]+)/channels\?session_id=([^&]+)", ws.url)
+            index = len(self.kernel_sockets) if found else None
+            if found:
+                self.kernel_sockets.append((found[1], found[2]))
             ws.on("framesent", lambda payload: summary(">", payload))
-            ws.on("framereceived", lambda payload: summary("<", payload))
-            ws.on("close", lambda _ws: frames.append(f"{time.monotonic() - t0:8.3f} == close"))
+            ws.on("framereceived", lambda payload: summary("<", payload, index))
+            ws.on("close", lambda _ws: self.note("== close"))
 
         page.on("websocket", on_ws)
 
+
+RELOADS = 2  # reloads a page stuck behind the relay's leaked websocket may take (each can meet it)
+
+
+def _answered_or_reload(
+    page: Any, gateway: Gateway, sockets: LabSockets, check: Callable[[int], None], first: int
+) -> None:
+    """``check(timeout_ms)`` (it raises AssertionError when what it waits for did not come).
+
+    When it fails and the gateway holds two websockets with the page's session id, one of
+    them leaked by Lab's relay (the module's docstring), the page's ZMQ sockets may be the
+    ones left connected to nothing: Lab then shows the kernel's status as never idle and runs
+    nothing, and its user reloads the page (a new session id), which is done here, at most
+    RELOADS times. Any other silence, or one that outlasts the reloads, fails with every
+    kernel thread's stack and the gateway's log.
+    """
+    from playwright.sync_api import expect
+
+    reloads = 0
+    timeout = first
+    while True:
+        try:
+            check(timeout)
+            return
+        except AssertionError:
+            kernel_id, session = sockets.kernel_sockets[-1] if sockets.kernel_sockets else ("", "")
+            held = gateway.open_websockets(kernel_id, session) if session else 0
+            sockets.note(f"== no answer in {timeout} ms; the gateway holds {held} websockets")
+            if held < 2 and timeout < lab.LOAD:  # not the relay's leak: only slow, perhaps
+                timeout = lab.LOAD
+                continue
+            if held < 2 or reloads == RELOADS:
+                pytest.fail(
+                    f"no answer through the gateway in {timeout} ms ({reloads} reloads; "
+                    f"websockets the gateway holds with the page's session id: {held}); "
+                    f"frames in gateway-ws-frames.txt; the gateway's log, kernel stacks "
+                    f"last:\n{gateway.dump_kernel_stacks()}"
+                )
+            reloads += 1
+            sockets.note("== reload")
+            print(f"reload {reloads}: the gateway holds {held} websockets with session {session}")
+            page.reload(timeout=lab.LOAD)
+            expect(lab.cell(page, len(CELLS) - 1)).to_be_visible(timeout=lab.LOAD)
+            timeout = first
+
+
+@pytest.fixture(scope="module")
+def lab_sockets() -> LabSockets:
+    return LabSockets()
+
+
+@pytest.fixture(scope="module")
+def page(
+    lab_server: LabServer, gateway: Gateway, browser: Any, artifacts: Path, lab_sockets: LabSockets
+) -> Iterator[Any]:
+    """test_jupyterlab's page, its kernel idle, recording the websockets' frames (in
+    ``tests/artifacts/gateway-ws-frames.txt``: what Lab sent and got, for a failure)."""
     kernel = os.environ.get("ASYNC_KERNEL_GATEWAY_E2E_KERNEL", "async")  # "python3": compare
-    page = lab.open_notebook(lab_server, browser, NOTEBOOK, CELLS, record, kernel=kernel)
+    page = lab.open_notebook(
+        lab_server, browser, NOTEBOOK, CELLS, lab_sockets.record, kernel=kernel, idle=False
+    )
     try:
+        _answered_or_reload(
+            page, gateway, lab_sockets, lambda ms: lab_sockets.ready(page, ms), lab.STEP
+        )
         yield page
     finally:
-        (artifacts / "gateway-ws-frames.txt").write_text("\n".join(frames))
+        (artifacts / "gateway-ws-frames.txt").write_text("\n".join(lab_sockets.frames))
         page.close()
 
 
 def test_toolbar_restart_through_the_gateway(
-    page: Any, lab_server: LabServer, gateway: Gateway, artifacts: Path
+    page: Any, gateway: Gateway, artifacts: Path, lab_sockets: LabSockets
 ) -> None:
-    """test_jupyterlab's restart, then a page reload before the check.
+    """test_jupyterlab's restart: the same kernel, fresh.
 
-    After a restart through the gateway, Lab's own websocket sometimes stays silent: its
-    requests get no reply and the status never comes back (seen in 2 of 4 runs here, and in 4
-    of 5 with ipykernel 7.4 in the same setup, ``ASYNC_KERNEL_GATEWAY_E2E_KERNEL=python3``): a
-    race in the websocket relay (Lab server -> gateway, whose reconnect reuses the buffered
-    ZMQ channels), not in the kernel. The frames are in ``gateway-ws-frames.txt``. So the page
-    is reloaded, as a user would, and the kernel must then be the same one, fresh.
+    After a restart through the gateway, Lab's own websocket often stays silent (its requests
+    get no reply, the status never comes back): in about half the runs, idle or beside CPU
+    hogs, and with ipykernel 7.4 in the same setup (``ASYNC_KERNEL_GATEWAY_E2E_KERNEL=python3``)
+    in 4 of 5. The relay's leaked websocket (module docstring) reconnects to the new kernel
+    beside the page's new one, with the same identity, and took it over. The page is then
+    reloaded, as its user would, only in that case (``_answered_or_reload``).
     """
     from playwright.sync_api import expect
 
-    before = {k["id"] for k in lab_server.api("/api/kernels")}
+    sockets_before = len(lab_sockets.kernel_sockets)  # the page's fixture saw one answered
+    kernel_before = lab_sockets.kernel_sockets[-1][0]
     lab.toolbar(page, "restart").click()
     dialog = page.locator(".jp-Dialog")
     expect(dialog).to_be_visible()
     dialog.locator("button.jp-mod-accept").click()
     expect(dialog).to_have_count(0)
-    try:
-        lab.wait_idle(page, timeout=15_000)
-    except AssertionError:
-        page.reload(timeout=lab.LOAD)
-        expect(lab.cell(page, len(CELLS) - 1)).to_be_visible(timeout=lab.LOAD)
-        lab.wait_idle(page, timeout=lab.LOAD)
-    cell = lab.run(page, 5)
-    lab.output(cell, "fresh kernel", timeout=60_000)
-    assert {k["id"] for k in lab_server.api("/api/kernels")} == before  # restarted, not new
+
+    def fresh(ms: int) -> None:  # Lab reconnects after a restart: a new websocket answered
+        lab_sockets.ready(page, ms, newer_than=sockets_before - 1)
+        lab.output(lab.run(page, 5), "fresh kernel", timeout=ms)
+
+    _answered_or_reload(page, gateway, lab_sockets, fresh, 15_000)
+    assert lab_sockets.kernel_sockets[-1][0] == kernel_before  # restarted, not new
+    assert kernel_before in {k["id"] for k in gateway.request("GET", "/api/kernels")}
     page.screenshot(path=str(artifacts / "gateway-restart.png"))
 
 

@@ -39,6 +39,7 @@ import anyio
 
 __all__ = [
     "Latch",
+    "WaitInterrupted",
     "block_sigint_in_this_thread",
     "install_sigint_handler",
     "interrupt_cells_on_other_threads",
@@ -105,6 +106,13 @@ class Latch:
                 return self._lock.acquire(False)
             if self._lock.acquire(timeout=left):
                 return True
+
+
+class WaitInterrupted(KeyboardInterrupt):
+    """An interrupt that struck a kernel wait made for a cell (``input()``, ``process_events``),
+    not user code.  The kernel function the cell called raises a KeyboardInterrupt of its own
+    in its place (``raise KeyboardInterrupt from None``): the user's traceback then ends at the
+    call the cell made, without the kernel's wait and signal handler frames under it."""
 
 
 def block_sigint_in_this_thread() -> None:
@@ -248,15 +256,17 @@ class _Deferred:
 
 def install_sigint_handler(
     cell_codes: Collection[CodeType],
-    cancel_awaiting: Callable[[], object],
+    outside_cell_code: Callable[[], object],
     redeliver_later: Callable[[Callable[[], object]], object],
 ) -> None:
     """On SIGINT: raise in running cell code (one of ``cell_codes`` on the stack), at a safe
-    point; else cancel the awaiting cells.
+    point; else call ``outside_cell_code`` (which cancels the awaiting cells, or marks the
+    cell in hand to be interrupted when its code starts).
 
-    ``cancel_awaiting`` is called from the signal handler and must only schedule work in a
-    thread-safe, reentrant way (a caller's ``schedule``); so must ``redeliver_later``, which
-    runs its argument on another thread about REDELIVER_AFTER seconds later.
+    ``outside_cell_code`` is called from the signal handler and must only set flags and
+    schedule work in a thread-safe, reentrant way (a caller's ``schedule``); so must
+    ``redeliver_later``, which runs its argument on another thread about REDELIVER_AFTER
+    seconds later.
     """
     codes = frozenset(cell_codes)
     deferred = _Deferred(redeliver_later)
@@ -268,7 +278,7 @@ def install_sigint_handler(
         if not any(_stack_contains(frame, code) for code in codes) or _shows_an_ended_cell(
             frame, codes
         ):
-            cancel_awaiting()
+            outside_cell_code()
             return
         if _lands_safely(frame, codes) or sys.gettrace() is not None:
             raise KeyboardInterrupt  # (under a debugger's tracer: at once, as before)

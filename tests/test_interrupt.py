@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 
@@ -79,3 +80,62 @@ def test_kernel_spec_declares_message_mode() -> None:
     with start_kernel() as (km, _):
         assert km.kernel_spec is not None
         assert km.kernel_spec.interrupt_mode == "message"
+
+
+WAITS = {
+    "input": "input('name? ')",
+    "process_events": "import async_kernel\nwhile True:\n    async_kernel.process_events(0.05)",
+}
+
+
+@pytest.mark.parametrize("wait", list(WAITS))
+def test_an_interrupted_wait_shows_the_cells_call_not_the_kernels_wait(
+    kernel: tuple[KernelManager, BlockingKernelClient], wait: str
+) -> None:
+    """The traceback of an interrupt that struck ``input()`` or ``process_events()`` ends at
+    the call the cell made: none of the kernel's wait or signal-handler frames under it."""
+    _, kc = kernel
+    msg_id = kc.execute(WAITS[wait], allow_stdin=wait == "input")
+    if wait == "input":
+        assert kc.get_stdin_msg(timeout=TIMEOUT)["msg_type"] == "input_request"
+    else:
+        time.sleep(0.3)
+    interrupt_by_message(kc)
+    reply = shell_reply(kc, msg_id)
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    traceback = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(reply["content"]["traceback"]))
+    assert WAITS[wait].splitlines()[-1].strip() in traceback  # the cell's own line
+    for kernel_frame in (
+        "interrupt.py",
+        "on_sigint",
+        "Latch.wait",
+        "_comms_or_wakeup",
+        "Bridge.ask",
+    ):
+        assert kernel_frame not in traceback, traceback
+
+
+def test_an_interrupt_before_the_cells_code_starts_is_not_lost(
+    kernel: tuple[KernelManager, BlockingKernelClient],
+) -> None:
+    """Interrupted while the cell is in hand but none of its code runs yet (here: a slow
+    pre_run_cell hook; also IPython compiling it, or between two of its blocks), the cell's
+    code raises KeyboardInterrupt as it starts.  It used to run on: seen under load, where
+    0.3 s after sending a cell its code had not started yet."""
+    _, kc = kernel
+    hook = "import time\ndef _slow_hook(info):\n    time.sleep(3)\n"
+    execute(kc, hook + "get_ipython().events.register('pre_run_cell', _slow_hook)")
+    try:
+        msg_id = kc.execute("import time\ntime.sleep(60)")
+        while True:  # the cell is in hand once its busy status is out
+            msg = kc.get_iopub_msg(timeout=TIMEOUT)
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status":
+                break
+        interrupt_by_message(kc)
+        reply = shell_reply(kc, msg_id, timeout=TIMEOUT)
+        assert reply["content"]["status"] == "error"
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+    finally:
+        execute(kc, "get_ipython().events.unregister('pre_run_cell', _slow_hook)")
+    after, _ = execute(kc, "'alive'")
+    assert after["content"]["status"] == "ok"

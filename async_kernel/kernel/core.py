@@ -176,7 +176,7 @@ class Kernel:
         if self.is_main_thread:
             install_sigint_handler(
                 AsyncShell.cell_codes(),
-                lambda: self.main.schedule(self.shell.cancel_awaiting_cells),
+                self._interrupt_outside_cell_code,
                 lambda redeliver: self.control.schedule(
                     self.control.call_later, REDELIVER_AFTER, redeliver
                 ),
@@ -190,6 +190,17 @@ class Kernel:
                 )
             )
             self.main.start_soon(self._warm_up_soon)
+
+    def _interrupt_outside_cell_code(self) -> None:
+        """SIGINT found no cell code running on the main thread (called from its handler):
+        cancel the cells that await there; with none, a cell in hand (being prepared, or
+        between two of its blocks) is interrupted as soon as its code starts."""
+        main = threading.main_thread().ident
+        if main not in self.shell.threads_with_awaiting_cells():
+            seq = self.router.main.first_cell_in_hand()
+            if seq is not None:
+                self.shell.interrupt_cell_in_hand(seq)
+        self.main.schedule(self.shell.cancel_awaiting_cells)
 
     def _main_is_free(self) -> bool:
         """No request in hand on the main loop (asked on the transport's thread).

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Literal, cast
 
 import anyio
 
-from ..interrupt import Latch
+from ..interrupt import Latch, WaitInterrupted
 from ..parent import Request, current_request
 from ..shell.namespaces import Namespace, set_namespace
 from ..shell.stdin import StdinBridge
@@ -152,7 +152,17 @@ class Lane:
         cell in hand)."""
         if self.router.single_thread:
             return False
-        return not self.caller.in_loop() or self._cells_in != self._cells_out or self.handling > 0
+        return not self.caller.in_loop() or self.has_cells_in_hand() or self.handling > 0
+
+    def has_cells_in_hand(self) -> bool:
+        """Whether a cell delivered to this lane has not been answered yet (any thread)."""
+        return self._cells_in != self._cells_out
+
+    def first_cell_in_hand(self) -> int | None:
+        """The arrival number of the oldest cell this lane has taken up and not answered, or
+        else of the first waiting to start (on this lane's thread, e.g. its signal handler)."""
+        running = [r.seq for r in self._running.values() if r.msg["msg_type"] == "execute_request"]
+        return min(running) if running else self.executes.first_seq()
 
     def take_queued(self) -> list[Request]:
         """Remove and return this lane's queued execute requests."""
@@ -387,7 +397,10 @@ class Router:
         arrives sets ``wakeup`` too; elsewhere the main loop runs them itself.
         """
         if threading.current_thread() is not self.main.caller.thread:
-            wakeup.wait()
+            try:
+                wakeup.wait()
+            except KeyboardInterrupt:
+                raise WaitInterrupted from None
         else:
             self._comms_or_wakeup(wakeup, None)
 
@@ -398,7 +411,10 @@ class Router:
         try:
             handled = self.run_waiting_comms()
             if not handled and (timeout is None or timeout > 0):
-                wakeup.wait(timeout)
+                try:
+                    wakeup.wait(timeout)
+                except KeyboardInterrupt:  # in the wait, not in a comm handler
+                    raise WaitInterrupted from None
             return handled
         finally:
             self.comms.waiter = None
@@ -434,4 +450,7 @@ def process_events(timeout: float = 0.0) -> int:
         if timeout > 0:
             time.sleep(timeout)
         return 0
-    return router.process_events(timeout)
+    try:
+        return router.process_events(timeout)
+    except WaitInterrupted:
+        raise KeyboardInterrupt from None  # ends the user's traceback here

@@ -24,6 +24,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Any as AnyTrait
 from traitlets import Bool, Instance, default
 
+from ..parent import current_request
 from .dask_cells import CellFutures, cancel_started_futures, interrupted
 from .namespaces import active_namespace
 from .payloads import RequestPayloads
@@ -253,6 +254,9 @@ class AsyncShell(InteractiveShell):
         self.last_error = None
         # Each scope with the thread whose loop owns it: a scope is cancelled only there.
         self._cell_scopes: dict[anyio.CancelScope, int] = {}
+        # The arrival number of a main-thread cell an interrupt came for while none of its
+        # code ran (IPython preparing it, between its blocks): its code raises as it starts.
+        self._interrupt_cell_seq: int | None = None
         self._ipython().set_hook("show_in_pager", self._page_payload, 99)
         from .magics import register as register_magics  # %callers, %%thread, %%trio, ...
 
@@ -389,6 +393,9 @@ class AsyncShell(InteractiveShell):
         self.sys_excepthook = saved_hook
         try:
             try:
+                if self._interrupt_cell_seq is not None and self._is_interrupted_cell():
+                    self._interrupt_cell_seq = None
+                    raise KeyboardInterrupt
                 if async_:
                     await self._await_interruptibly(
                         eval(code_obj, self.user_global_ns, self.user_ns)
@@ -437,6 +444,21 @@ class AsyncShell(InteractiveShell):
     def threads_with_awaiting_cells(self) -> set[int]:
         """The threads whose loops have a cell waiting in an ``await`` (any thread may ask)."""
         return set(self._cell_scopes.values())
+
+    def interrupt_cell_in_hand(self, seq: int) -> None:
+        """An interrupt came while the main thread's cell in hand (arrival number ``seq``)
+        ran none of its code (from the SIGINT handler): that cell's code raises
+        KeyboardInterrupt as soon as it starts, instead of the interrupt being lost.  A cell
+        that has ended meanwhile is never started again, so the mark then does nothing."""
+        self._interrupt_cell_seq = seq
+
+    def _is_interrupted_cell(self) -> bool:
+        request = current_request()
+        return (
+            request is not None
+            and request.seq == self._interrupt_cell_seq
+            and threading.current_thread() is threading.main_thread()
+        )
 
     def cancel_awaiting_cells(self) -> None:
         """Cancel the cells waiting in an ``await`` on this thread's loop (call it there).

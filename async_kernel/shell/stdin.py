@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import StdinNotImplementedError
 
-from ..interrupt import Latch
+from ..interrupt import Latch, WaitInterrupted
 from ..parent import current_request
 from ..transport.wire import Message, new_message
 
@@ -62,10 +62,16 @@ class StdinBridge:
         getpass.getpass = self.getpass
 
     def input(self, prompt: object = "") -> str:
-        return self.ask(str(prompt), password=False)
+        try:
+            return self.ask(str(prompt), password=False)
+        except WaitInterrupted:
+            raise KeyboardInterrupt from None  # the user's traceback ends at the cell's call
 
     def getpass(self, prompt: str = "Password: ", stream: Any = None) -> str:
-        return self.ask(prompt, password=True)
+        try:
+            return self.ask(prompt, password=True)
+        except WaitInterrupted:
+            raise KeyboardInterrupt from None
 
     def ask(self, prompt: str, *, password: bool) -> str:
         request = current_request()
@@ -85,7 +91,10 @@ class StdinBridge:
                 if self._wait_here is not None:
                     self._wait_here(pending.wakeup)
                 else:
-                    pending.wakeup.wait()
+                    try:
+                        pending.wakeup.wait()
+                    except KeyboardInterrupt:
+                        raise WaitInterrupted from None
         finally:
             with self._lock:
                 if pending in self._pending:

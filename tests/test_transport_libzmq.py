@@ -4,9 +4,9 @@ The point of these calls is that the thread sending or receiving keeps the GIL: 
 spinning the CPU beside it (a cell's loop) must not run while a message goes out or comes in.
 That is checked as cause, not speed: a spinning thread's counter does not move across a send
 or a receive (the switch interval is long enough that no forced switch comes due meanwhile).
-The same check over pyzmq's calls fails when the spinner gets a CPU at once (run under
-``chrt -f 10`` on the 2-vCPU VM: the counter moved from 7.0 to 17.6 million across one send);
-on a loaded machine the spinner may wake too late to take the GIL at each release.
+The same check over pyzmq's calls fails when the spinner gets a CPU at once (a quiet machine,
+or ``chrt -f 10`` on a loaded one: the counter moved from 7.0 to 17.6 million across one
+send); on a loaded machine the spinner may wake too late to take the GIL at each release.
 """
 
 from __future__ import annotations
@@ -162,7 +162,9 @@ def test_the_gil_is_kept_through_a_message(
             time.sleep(0.01)  # a blocking call: the spinner takes the GIL and runs
         for _ in range(8):
             if direction == "recv":
-                sender.send_multipart(message)
+                # Sent with the GIL held too: through pyzmq, each of the 303 frames would wait
+                # out the spinner's interval (0.2 s) on a quiet machine, a minute a message.
+                frames.send_multipart(sender, message)
                 assert receiver.poll(TIMEOUT * 1000)
             time.sleep(0.001)  # the spinner runs; we get the GIL back by force
             seen = count[0]

@@ -107,6 +107,15 @@ class Latch:
             if self._lock.acquire(timeout=left):
                 return True
 
+    def wait_for_cell(self, timeout: float | None = None) -> bool:
+        """:meth:`wait`, made for a cell (``input()``, ``process_events``): an interrupt
+        raises :class:`WaitInterrupted`, for the kernel function the cell called to turn into
+        a KeyboardInterrupt of its own."""
+        try:
+            return self.wait(timeout)
+        except KeyboardInterrupt:
+            raise WaitInterrupted from None
+
 
 class WaitInterrupted(KeyboardInterrupt):
     """An interrupt that struck a kernel wait made for a cell (``input()``, ``process_events``),

@@ -4,15 +4,15 @@ The requests that only read (:data:`ASKS`: kernel_info, comm_info, is_complete, 
 complete, inspect, connect, usage) are handled on their lane's loop, as everything else,
 while that loop is free.  But a cell may block the loop (``time.sleep``, a long numpy call,
 ``input()``, a CPU loop).  So when such a request arrives while its lane may be blocked, the
-router asks the responder, on the delivering thread (the transport's):
+router hands it to :meth:`Responder.route`, on the delivering thread (the transport's):
 
-- :meth:`Responder.take_if_blocked`: the lane's thread is inside a cell's code right now, so
-  the loop cannot take the request up before that code returns.  The request is claimed and
-  answered at once, from a timer on the transport's thread: there if it is instant
-  (:func:`is_instant`: no hand-over, which costs a switch interval while a cell holds the
-  GIL), else on the *responder* thread.  The lane never sees it.
-- otherwise the lane queues it and :meth:`Responder.answer_if_late` gives the loop
-  :data:`ANSWER_ELSEWHERE_AFTER`; a request still unclaimed then goes to the responder.
+- the lane's thread is inside a cell's code right now, so the loop cannot take the request
+  up before that code returns.  The request is claimed and answered at once, from a timer on
+  the transport's thread: there if it is instant (:func:`is_instant`: no hand-over, which
+  costs a switch interval while a cell holds the GIL), else on the *responder* thread.  The
+  lane never sees it.
+- otherwise the lane queues it and the loop gets :data:`ANSWER_ELSEWHERE_AFTER` to take it
+  up; a request still unclaimed then goes to the responder.
 
 The responder is a thread with a loop of its own (started on first need) that owns no user
 state; it answers in the lane's namespace.  Each request is claimed once
@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..interrupt import interruption_point, thread_frames
@@ -103,7 +103,21 @@ class Responder:
         self._caller: Caller | None = None
         self._lock = threading.Lock()
 
-    def take_if_blocked(
+    def route(
+        self,
+        request: Request,
+        thread: threading.Thread,
+        namespace: Namespace | None,
+        queue: Callable[[Request], None],
+    ) -> None:
+        """A request of ASKS for a lane that may be blocked (its thread ``thread``, its
+        namespace ``namespace``): taken at once if that lane is in a cell's code, else put on
+        the lane's ``queue`` and answered here if the lane has not taken it up in time."""
+        if not self._take_if_blocked(request, thread, namespace):
+            queue(request)
+            self._answer_if_late(request, namespace)
+
+    def _take_if_blocked(
         self, request: Request, thread: threading.Thread, namespace: Namespace | None
     ) -> bool:
         """If the loop of ``thread`` (``request``'s lane, whose namespace is ``namespace``) is
@@ -121,7 +135,7 @@ class Responder:
             self._transport.call_later(0.0, answer)
         return True
 
-    def answer_if_late(self, request: Request, namespace: Namespace | None) -> None:
+    def _answer_if_late(self, request: Request, namespace: Namespace | None) -> None:
         """Answer ``request`` (queued on its lane) on the responder if the lane's loop has
         not taken it up within :data:`ANSWER_ELSEWHERE_AFTER`."""
         late = functools.partial(self._answer_if_unclaimed, request, namespace)

@@ -140,12 +140,11 @@ class Lane:
                 self.caller.start_soon(self.run, request)
             return
         if msg_type in ASKS and self.may_be_blocked():
-            responder = self.router.responder
-            if not responder.take_if_blocked(request, self.caller.thread, self.namespace):
-                self.others.put(request)
-                responder.answer_if_late(request, self.namespace)
-            return
-        self.others.put(request)
+            self.router.responder.route(
+                request, self.caller.thread, self.namespace, self.others.put
+            )
+        else:
+            self.others.put(request)
 
     def may_be_blocked(self) -> bool:
         """Whether this lane's loop may not take up a request soon (asked off it, or with a
@@ -333,11 +332,10 @@ class Router:
             self.comms.put(request)
             return
         if msg["msg_type"] == "comm_info_request":  # in order with the comms it lists
-            if not self.main.may_be_blocked():
+            if self.main.may_be_blocked():
+                self.responder.route(request, self.main.caller.thread, None, self.comms.put)
+            else:
                 self.comms.put(request)
-            elif not self.responder.take_if_blocked(request, self.main.caller.thread, None):
-                self.comms.put(request)
-                self.responder.answer_if_late(request, None)
             return
         subshell_id = msg["header"].get("subshell_id")
         if not subshell_id:
@@ -397,10 +395,7 @@ class Router:
         arrives sets ``wakeup`` too; elsewhere the main loop runs them itself.
         """
         if threading.current_thread() is not self.main.caller.thread:
-            try:
-                wakeup.wait()
-            except KeyboardInterrupt:
-                raise WaitInterrupted from None
+            wakeup.wait_for_cell()
         else:
             self._comms_or_wakeup(wakeup, None)
 
@@ -411,10 +406,7 @@ class Router:
         try:
             handled = self.run_waiting_comms()
             if not handled and (timeout is None or timeout > 0):
-                try:
-                    wakeup.wait(timeout)
-                except KeyboardInterrupt:  # in the wait, not in a comm handler
-                    raise WaitInterrupted from None
+                wakeup.wait_for_cell(timeout)
             return handled
         finally:
             self.comms.waiter = None

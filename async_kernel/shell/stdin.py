@@ -91,10 +91,7 @@ class StdinBridge:
                 if self._wait_here is not None:
                     self._wait_here(pending.wakeup)
                 else:
-                    try:
-                        pending.wakeup.wait()
-                    except KeyboardInterrupt:
-                        raise WaitInterrupted from None
+                    pending.wakeup.wait_for_cell()
         finally:
             with self._lock:
                 if pending in self._pending:

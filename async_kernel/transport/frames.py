@@ -20,7 +20,7 @@ from collections.abc import Callable
 import zmq
 from zmq.backend import Socket as _BackendSocket
 
-from .libzmq import LIBZMQ, ZERO_COPY_FROM
+from .libzmq import LAST, LIBZMQ, MORE, ZERO_COPY_FROM
 from .wire import Channel
 
 __all__ = [
@@ -42,10 +42,7 @@ log = logging.getLogger("async_kernel.transport")
 _send_frame: Callable[[zmq.Socket[bytes], bytes, int, bool], object] = _BackendSocket.send  # pyright: ignore[reportAssignmentType]
 _recv_frame: Callable[[zmq.Socket[bytes], int, bool, bool], zmq.Frame] = _BackendSocket.recv  # pyright: ignore[reportAssignmentType]
 _get_option: Callable[[zmq.Socket[bytes], int], int] = _BackendSocket.get  # pyright: ignore[reportAssignmentType]
-# Plain ints: pyzmq's constants are enums, and `&` on one builds a new enum (~0.5 µs) on a
-# path taken several times per request.
-_MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
-_LAST = int(zmq.NOBLOCK)
+# Plain ints, as libzmq.MORE and LAST are: an enum's operations cost ~0.5 us each.
 _EVENTS = int(zmq.EVENTS)
 _FD = int(zmq.FD)
 _POLLIN = int(zmq.POLLIN)
@@ -75,8 +72,8 @@ def send_multipart(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
     if small_bytes and LIBZMQ is not None:
         LIBZMQ.send(sock.underlying, frames)
         return
-    flags = [_MORE] * len(frames)
-    flags[-1] = _LAST
+    flags = [MORE] * len(frames)
+    flags[-1] = LAST
     deque(map(_send_frame, itertools.repeat(sock), frames, flags, itertools.repeat(copy)), 0)
 
 
@@ -95,7 +92,7 @@ def recv_multipart(sock: zmq.Socket[bytes]) -> list[bytes]:
     frames: list[bytes] = []
     more = True
     while more:
-        frame = _recv_frame(sock, _LAST, False, False)
+        frame = _recv_frame(sock, LAST, False, False)
         # Its ignore: a view in a list of bytes, read as bytes are (as a buffer).
         frames.append(frame.bytes if len(frame) < ZERO_COPY_FROM else frame.buffer)  # pyright: ignore[reportArgumentType]
         more = frame.more

@@ -8,6 +8,7 @@ hit afterwards (nor is the pool's code, nor the next job).
 from __future__ import annotations
 
 import contextlib
+import gc
 import random
 import sys
 import threading
@@ -293,3 +294,79 @@ def test_pending_of_a_c_call_is_cancelled_at_once(caller: Caller) -> None:
     lock.release()
     assert work.ended.wait(WAIT)
     assert wait_until(pool_quiet)
+
+
+class SwallowingSideCode:
+    """Python code that runs "on the side" of a function and whose exceptions Python
+    swallows (reports as unraisable): a ``__del__`` or a gc callback.  Each run spins until
+    told a stop was sent, so the stop lands inside it, never in the function itself."""
+
+    def __init__(self) -> None:
+        self.inside = threading.Event()
+        self.sent = threading.Event()
+        self.runs = 0
+
+    def run(self) -> None:
+        self.runs += 1
+        self.inside.set()
+        deadline = time.monotonic() + WAIT
+        while not self.sent.is_set() and time.monotonic() < deadline:
+            pass
+        spin(10_000)  # bytecodes after the send: the exception is raised in here
+
+    def function(self, where: str) -> str:
+        """Run the side code once per loop until stopped (or, unfixed, give up)."""
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            if where == "__del__":
+                Finalized(self)  # deleted at once: its __del__ runs here
+            else:
+                gc.collect()  # the callbacks run here
+            if self.sent.is_set() and self.runs > 1:
+                time.sleep(0.01)  # a gap where a stop sent again may land
+        return "ran on"
+
+
+class Finalized:
+    def __init__(self, side: SwallowingSideCode) -> None:
+        self.side = side
+
+    def __del__(self) -> None:
+        self.side.run()
+
+
+@pytest.mark.parametrize("where", ["__del__", "gc callback"])
+def test_a_stop_swallowed_by_side_code_is_sent_again(where: str) -> None:
+    """A stop raised in a ``__del__`` or gc callback is swallowed there by Python (seen: a
+    Hypothesis gc callback in this suite's own race test); the call is stopped all the same,
+    and nothing is reported as an unraisable error."""
+    side = SwallowingSideCode()
+    unraisable: list[Any] = []
+    call = StoppableCall()
+    callback = lambda phase, info: side.run() if phase == "start" else None  # noqa: E731
+    hook = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+    if where == "gc callback":
+        gc.callbacks.append(callback)
+    outcome: list[object] = []
+
+    def target() -> None:
+        try:
+            outcome.append(call.call(side.function, (where,)))
+        except CancelledInThread as err:
+            outcome.append(err)
+
+    thread = threading.Thread(target=target, name="test-swallowed-stop", daemon=True)
+    try:
+        thread.start()
+        assert side.inside.wait(WAIT)
+        assert call.stop()
+        side.sent.set()
+        thread.join(2 * WAIT)
+    finally:
+        if where == "gc callback":
+            gc.callbacks.remove(callback)
+        sys.unraisablehook = hook
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], CancelledInThread), outcome
+    assert unraisable == []

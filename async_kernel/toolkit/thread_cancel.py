@@ -9,6 +9,8 @@ pool's own code once the function has returned; the reasoning is in its docstrin
 
 from __future__ import annotations
 
+import _thread
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -62,6 +64,45 @@ def _get_api() -> _AsyncExcApi | None:
         return _api[0]
 
 
+class _RedeliverSwallowedStops:
+    """``sys.unraisablehook`` while stops are sent: a :class:`CancelledInThread` that landed
+    where Python swallows exceptions is sent again; anything else goes to the hook before.
+
+    CPython raises an asynchronous exception at the thread's next check between bytecodes,
+    whatever Python code that is, and some code runs "on the side" of the function: a
+    ``__del__`` method, a weakref or gc callback (a garbage collection can start at any
+    allocation).  An exception leaving such code is not propagated but reported as
+    unraisable and dropped, so the stop would be lost and the function run on.  This hook
+    runs on that thread, at once: if the thread's call is still open, a short-lived thread
+    sends the stop again (not this one: the exception would land in the hook itself),
+    under the call's lock as :meth:`StoppableCall.stop` does.  The report itself is
+    dropped: the exception was ours, not the program's error.
+    """
+
+    __slots__ = ("_previous",)
+
+    def __init__(self, previous: Callable[[Any], object]) -> None:
+        self._previous = previous
+
+    def __call__(self, unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, CancelledInThread):
+            self._previous(unraisable)
+            return
+        call = _open_calls.get(threading.get_ident())
+        if call is not None:
+            _thread.start_new_thread(call._stop_again, ())  # pyright: ignore[reportPrivateUsage]
+
+
+_open_calls: dict[int, StoppableCall] = {}  # thread ident -> the call open on that thread
+
+
+def _watch_for_swallowed_stops() -> None:
+    """Make :class:`_RedeliverSwallowedStops` the unraisable hook (again, if replaced)."""
+    with _api_lock:
+        if not isinstance(sys.unraisablehook, _RedeliverSwallowedStops):
+            sys.unraisablehook = _RedeliverSwallowedStops(sys.unraisablehook)
+
+
 def can_stop_threads() -> bool:
     """Whether this interpreter lets a thread's Python code be stopped from outside."""
     return _get_api() is not None
@@ -94,6 +135,8 @@ class StoppableCall:
       treats it as "stopped".
     * :meth:`stop` called on the thread itself (the function cancelling its own Pending)
       sends nothing.
+    * An exception raised in code whose exceptions Python swallows (a ``__del__``, a gc
+      callback) is sent again while the call is open: see :class:`_RedeliverSwallowedStops`.
 
     What cannot be stopped: code that does not return to the interpreter (a C call such as
     ``time.sleep(60)``, a blocking read, a long numpy operation) sees the exception only
@@ -117,6 +160,8 @@ class StoppableCall:
     def stop(self) -> bool:
         """Interrupt the function if it is running now (thread-safe); True if sent."""
         api = _get_api()  # first use imports ctypes: not under the lock
+        if api is not None:
+            _watch_for_swallowed_stops()
         with self._lock:
             self._stopped = True
             if api is None or not self._running or self._sent:
@@ -125,6 +170,13 @@ class StoppableCall:
                 return False
             self._sent = api[0](self._ident, CancelledInThread) == 1
             return self._sent
+
+    def _stop_again(self) -> None:
+        """Send the stop again: the last one was swallowed (on a thread of its own)."""
+        api = _get_api()
+        with self._lock:
+            if api is not None and self._running and self._sent:
+                api[0](self._ident, CancelledInThread)
 
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         """``fn(*args)`` on this thread, stoppable by :meth:`stop` while it runs.
@@ -149,11 +201,14 @@ class StoppableCall:
                 raise CancelledInThread
             self._ident = threading.get_ident()
             self._running = True
+            _open_calls[self._ident] = self
 
     def _close(self) -> None:
         with self._lock:
             self._running = False
             sent = self._sent
+            if _open_calls.get(self._ident) is self:
+                del _open_calls[self._ident]
         if sent:
             api = _get_api()
             if api is not None:

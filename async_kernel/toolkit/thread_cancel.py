@@ -9,11 +9,16 @@ pool's own code once the function has returned; the reasoning is in its docstrin
 
 from __future__ import annotations
 
-import _thread
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from ..async_exceptions import (
+    can_raise_in_threads,
+    raise_in_thread,
+    redeliver_if_swallowed,
+    withdraw_from_thread,
+)
 
 __all__ = ["CancelledInThread", "StoppableCall", "can_stop_threads"]
 
@@ -26,86 +31,18 @@ class CancelledInThread(BaseException):
     """
 
 
-_AsyncExcApi = tuple[Callable[[int, type[BaseException]], int], Callable[[int], int]]
-
-
-def _async_exc_api() -> _AsyncExcApi:
-    """``raise_in(ident, exc_type)`` and ``withdraw(ident)`` over PyThreadState_SetAsyncExc.
-
-    Our own prototypes (PYFUNCTYPE: the GIL stays held, as the call needs), so that the
-    shared ``ctypes.pythonapi`` function object keeps whatever argtypes others gave it.
-    """
-    import ctypes
-
-    name = ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
-    set_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.py_object)(name)
-    clear = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(name)
-
-    def raise_in(ident: int, exc_type: type[BaseException]) -> int:
-        return int(set_exc(ident, exc_type))
-
-    def withdraw(ident: int) -> int:
-        return int(clear(ident, None))  # NULL: forget an exception not raised yet
-
-    return raise_in, withdraw
-
-
-_api: list[_AsyncExcApi | None] = []  # filled on first use: [the API, or None if missing]
-_api_lock = threading.Lock()
-
-
-def _get_api() -> _AsyncExcApi | None:
-    with _api_lock:
-        if not _api:
-            try:
-                _api.append(_async_exc_api())
-            except (ImportError, AttributeError, OSError):  # no ctypes, or not CPython
-                _api.append(None)
-        return _api[0]
-
-
-class _RedeliverSwallowedStops:
-    """``sys.unraisablehook`` while stops are sent: a :class:`CancelledInThread` that landed
-    where Python swallows exceptions is sent again; anything else goes to the hook before.
-
-    CPython raises an asynchronous exception at the thread's next check between bytecodes,
-    whatever Python code that is, and some code runs "on the side" of the function: a
-    ``__del__`` method, a weakref or gc callback (a garbage collection can start at any
-    allocation).  An exception leaving such code is not propagated but reported as
-    unraisable and dropped, so the stop would be lost and the function run on.  This hook
-    runs on that thread, at once: if the thread's call is still open, a short-lived thread
-    sends the stop again (not this one: the exception would land in the hook itself),
-    under the call's lock as :meth:`StoppableCall.stop` does.  The report itself is
-    dropped: the exception was ours, not the program's error.
-    """
-
-    __slots__ = ("_previous",)
-
-    def __init__(self, previous: Callable[[Any], object]) -> None:
-        self._previous = previous
-
-    def __call__(self, unraisable: Any) -> None:
-        if not isinstance(unraisable.exc_value, CancelledInThread):
-            self._previous(unraisable)
-            return
-        call = _open_calls.get(threading.get_ident())
-        if call is not None:
-            _thread.start_new_thread(call._stop_again, ())  # pyright: ignore[reportPrivateUsage]
-
-
 _open_calls: dict[int, StoppableCall] = {}  # thread ident -> the call open on that thread
 
 
-def _watch_for_swallowed_stops() -> None:
-    """Make :class:`_RedeliverSwallowedStops` the unraisable hook (again, if replaced)."""
-    with _api_lock:
-        if not isinstance(sys.unraisablehook, _RedeliverSwallowedStops):
-            sys.unraisablehook = _RedeliverSwallowedStops(sys.unraisablehook)
+def _stop_the_call_in(ident: int) -> None:
+    call = _open_calls.get(ident)
+    if call is not None:
+        call._stop_again()  # pyright: ignore[reportPrivateUsage]
 
 
 def can_stop_threads() -> bool:
     """Whether this interpreter lets a thread's Python code be stopped from outside."""
-    return _get_api() is not None
+    return can_raise_in_threads()
 
 
 class StoppableCall:
@@ -136,7 +73,8 @@ class StoppableCall:
     * :meth:`stop` called on the thread itself (the function cancelling its own Pending)
       sends nothing.
     * An exception raised in code whose exceptions Python swallows (a ``__del__``, a gc
-      callback) is sent again while the call is open: see :class:`_RedeliverSwallowedStops`.
+      callback) is sent again while the call is open
+      (:func:`~async_kernel.async_exceptions.redeliver_if_swallowed`).
 
     What cannot be stopped: code that does not return to the interpreter (a C call such as
     ``time.sleep(60)``, a blocking read, a long numpy operation) sees the exception only
@@ -159,24 +97,23 @@ class StoppableCall:
 
     def stop(self) -> bool:
         """Interrupt the function if it is running now (thread-safe); True if sent."""
-        api = _get_api()  # first use imports ctypes: not under the lock
-        if api is not None:
-            _watch_for_swallowed_stops()
+        can_stop = can_raise_in_threads()  # first use imports ctypes: not under the lock
+        if can_stop:
+            redeliver_if_swallowed(CancelledInThread, _stop_the_call_in)
         with self._lock:
             self._stopped = True
-            if api is None or not self._running or self._sent:
+            if not can_stop or not self._running or self._sent:
                 return False
             if self._ident == threading.get_ident():
                 return False
-            self._sent = api[0](self._ident, CancelledInThread) == 1
+            self._sent = raise_in_thread(self._ident, CancelledInThread)
             return self._sent
 
     def _stop_again(self) -> None:
-        """Send the stop again: the last one was swallowed (on a thread of its own)."""
-        api = _get_api()
+        """Send the stop again: the last one was swallowed (called on another thread)."""
         with self._lock:
-            if api is not None and self._running and self._sent:
-                api[0](self._ident, CancelledInThread)
+            if self._running and self._sent:
+                raise_in_thread(self._ident, CancelledInThread)
 
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         """``fn(*args)`` on this thread, stoppable by :meth:`stop` while it runs.
@@ -210,6 +147,4 @@ class StoppableCall:
             if _open_calls.get(self._ident) is self:
                 del _open_calls[self._ident]
         if sent:
-            api = _get_api()
-            if api is not None:
-                api[1](self._ident)
+            withdraw_from_thread(self._ident)

@@ -230,7 +230,7 @@ class FdCapture:
     def cell_ended(self) -> None:
         request = current_request()
         _flush_c_stdio()
-        self.sync(force=True)
+        self.sync()  # (not forced: one look when the cell wrote nothing to the fds)
         if request is not None:
             with self._lock, contextlib.suppress(ValueError):
                 self._owners.remove(request)

@@ -16,10 +16,11 @@ Sizes (environment):
   (default 6,000: about 5 s on 2 cores, the CI size);
 - ``ASYNC_KERNEL_SOAK_CLIENTS_SECONDS``: spread them over this many seconds (default 0: as
   fast as the kernel answers);
-- ``ASYNC_KERNEL_SOAK_CLIENTS_WARMUP``: warm-up requests (default 5,000: the first
-  traceback through each source file makes IPython's formatter parse and keep that file, up
-  to ~3 MiB each; where interrupts land is random, and 2,000 left a run in eight still
-  meeting a new one after the warm-up). The codec's replay
+- ``ASYNC_KERNEL_SOAK_CLIENTS_WARMUP``: warm-up requests (default 5,000; after 2,000, five
+  runs still grew by 1.5-3.3 MiB). An interrupt's traceback once made IPython's formatter
+  parse and keep each kernel file the interrupt landed in (up to ~3 MiB each, met at
+  random, sometimes only after the warm-up); it now shows the user's frames only
+  (``users_frames`` in ``async_kernel/interrupt.py``). The codec's replay
   memory (the last 65,536 signatures, ~10 MiB when full) is a bounded cache that fills over
   the first 65,536 messages, so a run longer than that must warm up past it.
 

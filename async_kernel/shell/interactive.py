@@ -24,6 +24,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Any as AnyTrait
 from traitlets import Bool, Instance, default
 
+from ..interrupt import users_frames
 from ..parent import current_request
 from .dask_cells import CellFutures, cancel_started_futures, interrupted
 from .namespaces import active_namespace
@@ -418,6 +419,11 @@ class AsyncShell(InteractiveShell):
         except BaseException as err:
             if result is not None:
                 result.error_in_exec = err
+            if isinstance(err, KeyboardInterrupt):
+                # Where an interrupt lands in kernel code is chance; the traceback keeps
+                # the user's frames and the libraries they called (see users_frames).  Set
+                # on the exception, as IPython formats it twice (shown, and for history).
+                err.with_traceback(users_frames(err.__traceback__))
             self.showtraceback(running_compiled_code=True)
         else:
             return False

@@ -18,6 +18,10 @@ that frame's tracer, as pdb stops in a caller).
 Every wait the main thread does on a cell's behalf is a :class:`Latch` wait, in slices: a
 signal that arrives just before a blocking C wait begins is otherwise deferred by CPython
 until that wait ends, and the cell would look hung.
+
+An interrupt raised in code that runs on the side of a cell (a ``__del__``, a weakref or gc
+callback), where Python swallows exceptions, is delivered again
+(:mod:`async_kernel.async_exceptions`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from types import CodeType, FrameType, TracebackType
 from typing import TypeVar, cast
 
 import anyio
+
+from .async_exceptions import raise_in_thread, redeliver_if_swallowed
 
 __all__ = [
     "Latch",
@@ -317,6 +323,7 @@ def install_sigint_handler(
     """
     codes = frozenset(cell_codes)
     deferred = _Deferred(redeliver_later)
+    redeliver_if_swallowed(KeyboardInterrupt, _interrupt_again)
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         __tracebackhide__ = True
@@ -335,6 +342,10 @@ def install_sigint_handler(
         deferred.arm(resume)  # kernel code, mid-update: once it has returned
 
     signal.signal(signal.SIGINT, on_sigint)
+    _kernel_handler[:] = [on_sigint]
+
+
+_kernel_handler: list[Callable[[int, FrameType | None], None]] = []  # the one installed
 
 
 _handled = [0]  # how often the SIGINT handler has run (see interrupt_main_thread_surely)
@@ -349,6 +360,7 @@ async def interrupt_main_thread_surely(attempts: int = 40) -> None:
     Sent again, it interrupts the call.  Gives up after ``attempts`` (a handler that never
     runs: a C call that holds the GIL).
     """
+    redeliver_if_swallowed(KeyboardInterrupt, _interrupt_again)  # (the hook may be replaced)
     seen = _handled[0]
     interrupt_main_thread()
     for _ in range(attempts):
@@ -387,12 +399,31 @@ def interrupt_cells_on_other_threads(cell_code: CodeType) -> int:
     bytecode: a busy loop stops at once, a blocking call (``time.sleep``) returns first.
     Returns how many threads were asked.
     """
+    _thread_cell_codes.add(cell_code)
+    redeliver_if_swallowed(KeyboardInterrupt, _interrupt_again)
     main = threading.main_thread().ident
     asked = 0
     for ident, frame in thread_frames().items():
         if ident != main and _stack_contains(frame, cell_code):
-            import ctypes  # here, not at start-up: most kernels never need it (~0.3 MiB)
-
-            set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
-            asked += set_async_exc(ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt))
+            asked += raise_in_thread(ident, KeyboardInterrupt)
     return asked
+
+
+_thread_cell_codes: set[CodeType] = set()  # what interrupt_cells_on_other_threads looked for
+
+
+def _interrupt_again(ident: int) -> None:
+    """Deliver again an interrupt that code run on the side of a cell swallowed (a
+    ``__del__``, a gc callback: see :mod:`async_kernel.async_exceptions`); on another thread.
+
+    The main thread gets SIGINT again (while the kernel's handler is the one installed), and
+    that handler judges afresh where it lands; another
+    thread gets KeyboardInterrupt again if it still runs a cell.
+    """
+    if ident == threading.main_thread().ident:
+        if _kernel_handler and signal.getsignal(signal.SIGINT) is _kernel_handler[0]:
+            interrupt_main_thread()
+        return
+    frame = thread_frames().get(ident)
+    if any(_stack_contains(frame, code) for code in _thread_cell_codes):
+        raise_in_thread(ident, KeyboardInterrupt)

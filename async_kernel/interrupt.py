@@ -417,8 +417,8 @@ def _interrupt_again(ident: int) -> None:
     ``__del__``, a gc callback: see :mod:`async_kernel.async_exceptions`); on another thread.
 
     The main thread gets SIGINT again (while the kernel's handler is the one installed), and
-    that handler judges afresh where it lands; another
-    thread gets KeyboardInterrupt again if it still runs a cell.
+    that handler judges afresh where it lands; another thread gets KeyboardInterrupt again
+    if it still runs a cell.
     """
     if ident == threading.main_thread().ident:
         if _kernel_handler and signal.getsignal(signal.SIGINT) is _kernel_handler[0]:

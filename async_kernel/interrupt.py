@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -47,6 +48,7 @@ __all__ = [
     "Latch",
     "WaitInterrupted",
     "block_sigint_in_this_thread",
+    "cell_facing",
     "install_sigint_handler",
     "interrupt_cells_on_other_threads",
     "interrupt_main_thread",
@@ -126,9 +128,23 @@ class Latch:
 
 class WaitInterrupted(KeyboardInterrupt):
     """An interrupt that struck a kernel wait made for a cell (``input()``, ``process_events``),
-    not user code.  The kernel function the cell called raises a KeyboardInterrupt of its own
-    in its place (``raise KeyboardInterrupt from None``): the user's traceback then ends at the
-    call the cell made, without the kernel's wait and signal handler frames under it."""
+    not user code.  The kernel function the cell called raises a plain KeyboardInterrupt in
+    its place (:func:`cell_facing`)."""
+
+
+def cell_facing(fn: F) -> F:
+    """A kernel function a cell calls that waits for it (``input()``, ``process_events``):
+    an interrupted wait reaches the cell as a plain KeyboardInterrupt, without the wait's
+    exception chained to it (its frames are left out of the traceback: :func:`users_frames`)."""
+
+    @functools.wraps(fn)
+    def call(*args: object, **kwargs: object) -> object:
+        try:
+            return fn(*args, **kwargs)
+        except WaitInterrupted:
+            raise KeyboardInterrupt from None
+
+    return cast("F", call)
 
 
 def block_sigint_in_this_thread() -> None:

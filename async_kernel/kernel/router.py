@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Literal, cast
 
 import anyio
 
-from ..interrupt import Latch, WaitInterrupted
+from ..interrupt import Latch, cell_facing
 from ..parent import Request, current_request
 from ..shell.namespaces import Namespace, set_namespace
 from ..shell.stdin import StdinBridge
@@ -421,6 +421,7 @@ class Router:
         return handled
 
 
+@cell_facing
 def process_events(timeout: float = 0.0) -> int:
     """Let a blocking cell handle the comm messages that wait for it; returns how many ran.
 
@@ -442,7 +443,4 @@ def process_events(timeout: float = 0.0) -> int:
         if timeout > 0:
             time.sleep(timeout)
         return 0
-    try:
-        return router.process_events(timeout)
-    except WaitInterrupted:
-        raise KeyboardInterrupt from None  # ends the user's traceback here
+    return router.process_events(timeout)

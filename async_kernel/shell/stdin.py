@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import StdinNotImplementedError
 
-from ..interrupt import Latch, WaitInterrupted
+from ..interrupt import Latch, cell_facing
 from ..parent import current_request
 from ..transport.wire import Message, new_message
 
@@ -61,17 +61,13 @@ class StdinBridge:
         builtins.input = self.input
         getpass.getpass = self.getpass
 
+    @cell_facing
     def input(self, prompt: object = "") -> str:
-        try:
-            return self.ask(str(prompt), password=False)
-        except WaitInterrupted:
-            raise KeyboardInterrupt from None  # the user's traceback ends at the cell's call
+        return self.ask(str(prompt), password=False)
 
+    @cell_facing
     def getpass(self, prompt: str = "Password: ", stream: Any = None) -> str:
-        try:
-            return self.ask(prompt, password=True)
-        except WaitInterrupted:
-            raise KeyboardInterrupt from None
+        return self.ask(prompt, password=True)
 
     def ask(self, prompt: str, *, password: bool) -> str:
         request = current_request()

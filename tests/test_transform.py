@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from IPython.core.inputtransformer2 import TransformerManager
 
@@ -44,6 +44,7 @@ def _transform(manager: TransformerManager, cell: str) -> str:
 
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cells)
+@example("if a:\n  if a:\n : ,(")  # found by Hypothesis: IPython's tokenizer raises
 def test_shortcut_matches_ipython(cell: str) -> None:
     assert _transform(PlainPythonTransformerManager(), cell) == _transform(
         TransformerManager(), cell

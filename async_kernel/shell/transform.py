@@ -62,9 +62,36 @@ class PlainPythonTransformerManager(TransformerManager):
             cell
             and not cell[0].isspace()
             and _IPYTHON_SYNTAX.search(cell) is None
+            and _indents_tokenize(cell)
             and self.token_transformers == _TOKEN
             and self.line_transforms == _LINE
             and self.cleanup_transforms == _CLEANUP
         ):
             return cell if cell.endswith("\n") else cell + "\n"
         return super().transform_cell(cell)
+
+
+def _indents_tokenize(cell: str) -> bool:
+    """Whether each line's indent is one Python's tokenizer takes without an error: spaces
+    only, and on a dedent a level opened before.  IPython's transforms tokenize the cell
+    and raise the tokenizer's IndentationError (seen: a line indented one space under two
+    levels of 0 and 2); the shortcut must fail the same way, so such a cell takes the full
+    path.  A continuation line (inside brackets or a string) may look irregular here and
+    only loses the shortcut.
+    """
+    levels = [0]
+    for line in cell.split("\n"):
+        code = line.lstrip(" ")
+        if not code or code[0] == "#":
+            continue
+        if code[0].isspace():  # a tab, or other whitespace, in the indent
+            return False
+        indent = len(line) - len(code)
+        if indent > levels[-1]:
+            levels.append(indent)
+            continue
+        while indent < levels[-1]:
+            levels.pop()
+        if indent != levels[-1]:
+            return False
+    return True

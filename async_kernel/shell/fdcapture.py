@@ -242,14 +242,25 @@ class FdCapture:
             return [(-1, 0)]
 
     # -- moving data --------------------------------------------------------------------
-    def sync(self, *, force: bool = False) -> None:
+    def sync(self, *, force: bool = False, wait: bool = True) -> None:
         """Hand on everything written to fds 1 and 2 so far (called before each Python-level
-        write and flush: see Order in the module's docs)."""
+        write and flush: see Order in the module's docs).
+
+        ``wait=False`` (the transport's timed flush): not if another thread holds the lock.
+        That thread hands on what it reads; and it may be the reader, waiting for a stream's
+        lock held by a writer whose send waits for the transport's thread.
+        """
         # The pipes first, then the reader's flag: data the reader takes between the two
         # looks is then still seen (as in flight), never missed by both.
         if force or self.peek(0, 1) or self.in_flight:
-            with self._lock:
-                self._read_available()
+            if wait:
+                with self._lock:
+                    self._read_available()
+            elif self._lock.acquire(blocking=False):  # the transport's thread: none sent
+                try:
+                    self._read_available()
+                finally:
+                    self._lock.release()
 
     def _read_loop(self) -> None:
         poller = select.poll()
@@ -276,8 +287,8 @@ class FdCapture:
         thread) holds the data up as in flight until it is handed on: a writer on another
         thread that finds the pipes empty meanwhile must wait for it, not go first.
         """
-        self.in_flight = True
-        try:
+        try:  # set inside: an asynchronous exception must not leave it set
+            self.in_flight = True
             self._read_pipes()
         finally:
             self.in_flight = False

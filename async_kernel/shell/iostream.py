@@ -37,8 +37,9 @@ class FdSource(Protocol):
     # The pipes' readiness now, (timeout, max events) -> a poll result, empty if none waits.
     peek: Callable[[float, int], list[tuple[int, int]]]
 
-    def sync(self, *, force: bool = False) -> None:
-        """Hand on what the pipes hold now, before the caller's own output."""
+    def sync(self, *, force: bool = False, wait: bool = True) -> None:
+        """Hand on what the pipes hold now, before the caller's own output (``wait=False``:
+        only if no other thread is handing some on)."""
         ...
 
 
@@ -118,12 +119,12 @@ class OutStream(io.TextIOBase):
             else:
                 chunks.append((request, [s]))
             self._size += size
-            if not self._flush_pending:
-                self._flush_pending = True
+            if not self._flush_pending:  # _schedule_flush, inlined (the hot path)
                 self._transport.call_later(FLUSH_INTERVAL, self._flush_from_timer)
+                self._flush_pending = True
             elif self._size >= FLUSH_SIZE and not self._urgent_pending:
-                self._urgent_pending = True
                 self._transport.call_later(0, self._flush_from_timer)
+                self._urgent_pending = True
             behind = self._size >= WRITER_FLUSH_SIZE
         if behind:
             self.flush()
@@ -138,12 +139,21 @@ class OutStream(io.TextIOBase):
             else:
                 self._chunks.append((request, [s]))
             self._size += len(s)
-            if not self._flush_pending:
-                self._flush_pending = True
-                self._transport.call_later(FLUSH_INTERVAL, self._flush_from_timer)
-            elif self._size >= FLUSH_SIZE and not self._urgent_pending:
-                self._urgent_pending = True
-                self._transport.call_later(0, self._flush_from_timer)
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """Ask the transport's thread for a flush of what was just buffered (lock held).
+
+        Each flag is set after its flush is scheduled: an asynchronous exception striking in
+        between (an interrupt sent to a cell's thread) then leaves at worst one flush too
+        many, never a flag that says a flush is coming when none is.
+        """
+        if not self._flush_pending:
+            self._transport.call_later(FLUSH_INTERVAL, self._flush_from_timer)
+            self._flush_pending = True
+        elif self._size >= FLUSH_SIZE and not self._urgent_pending:
+            self._transport.call_later(0, self._flush_from_timer)
+            self._urgent_pending = True
 
     def writelines(self, lines: Iterable[object]) -> None:
         for line in lines:
@@ -159,19 +169,22 @@ class OutStream(io.TextIOBase):
         self._flush(wait=True, sync_fd=False)
 
     def _flush_from_timer(self) -> None:
-        """The scheduled flush, on the transport's thread: it must not wait long for the lock.
+        """The scheduled flush, on the transport's thread: it must not wait long for a lock.
 
         A writer holds the lock for a moment; but the holder may also be a writer flushing
         itself whose send waits for the transport's thread to make room in a full outbox, and
         waiting for it here would be a deadlock.  So the wait is short, and on time-out the
         flush is tried again later: the holder sends what it took, the retry what follows.
+        Nor does it wait for the fd capture's lock: its holder (the capture's reader) may be
+        waiting for this stream's lock, held by that same writer.  Whoever holds the
+        capture's lock hands on what it reads itself, and its text schedules its own flush.
         """
         self._flush(wait=False)
 
     def _flush(self, *, wait: bool, sync_fd: bool = True) -> None:
         capture = self._capture
         if capture is not None and sync_fd:
-            capture.sync()
+            capture.sync(wait=wait)
         if not self._chunks and not self._sending:
             # Nothing written (the common case: the kernel flushes twice per request).
             # A write that finished before this call is in the list already; one racing
@@ -180,24 +193,35 @@ class OutStream(io.TextIOBase):
             # before the list is taken) is waited for below: what it holds must leave
             # before whatever this caller sends next (the idle status).
             return
-        if not self._lock.acquire(timeout=-1 if wait else TIMER_LOCK_WAIT):
-            self._transport.call_later(FLUSH_INTERVAL, self._flush_from_timer)
-            return
-        try:
-            self._sending = True
+        if wait:
+            # ``with``, not acquire-then-try: a cell's thread may be sent an asynchronous
+            # exception (an interrupt, a cancelled to_thread call) while it waits for the
+            # lock, and raised between an ``acquire`` and its ``try`` it would keep the lock
+            # taken for ever (every later print on every thread would hang).
+            with self._lock:
+                self._send_buffered()
+        elif self._lock.acquire(timeout=TIMER_LOCK_WAIT):  # the transport's thread: none sent
             try:
-                chunks, self._chunks = self._chunks, []
-                self._size = 0
-                self._flush_pending = False
-                self._urgent_pending = False
-                for request, parts in chunks:
-                    parent = request.msg if request is not None else None
-                    content = {"name": self.name, "text": "".join(parts)}
-                    self._transport.send("iopub", new_message("stream", content, parent))
+                self._send_buffered()
             finally:
-                self._sending = False
+                self._lock.release()
+        else:
+            self._transport.call_later(FLUSH_INTERVAL, self._flush_from_timer)
+
+    def _send_buffered(self) -> None:
+        """Take the buffer and send it, one message per parent in order (the lock is held)."""
+        self._sending = True
+        try:
+            chunks, self._chunks = self._chunks, []
+            self._size = 0
+            self._flush_pending = False
+            self._urgent_pending = False
+            for request, parts in chunks:
+                parent = request.msg if request is not None else None
+                content = {"name": self.name, "text": "".join(parts)}
+                self._transport.send("iopub", new_message("stream", content, parent))
         finally:
-            self._lock.release()
+            self._sending = False
 
     def close(self) -> None:
         """Closing the kernel's stream only flushes it: a cell must not deafen the kernel."""

@@ -79,9 +79,9 @@ class StdinBridge:
         self._flush_output()  # the prompt's preceding output must arrive first
         msg = new_message("input_request", {"prompt": prompt, "password": password}, request.msg)
         pending = _Pending(msg["msg_id"])
-        with self._lock:
-            self._pending.append(pending)
-        try:
+        try:  # listed inside: an asynchronous exception must not leave a stale question
+            with self._lock:
+                self._pending.append(pending)
             self._transport.send("stdin", msg, request.identities)
             while not pending.answered:
                 if self._wait_here is not None:

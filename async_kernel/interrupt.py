@@ -42,7 +42,7 @@ from typing import TypeVar, cast
 
 import anyio
 
-from .async_exceptions import raise_in_thread, redeliver_if_swallowed
+from .async_exceptions import raise_in_thread, redeliver_if_swallowed, withdraw_from_thread
 
 __all__ = [
     "Latch",
@@ -413,7 +413,10 @@ def interrupt_cells_on_other_threads(cell_code: CodeType) -> int:
     Signals reach only the main thread; a subshell's or a ``# thread`` cell's Python code is
     stopped through ``PyThreadState_SetAsyncExc`` instead, which takes effect at its next
     bytecode: a busy loop stops at once, a blocking call (``time.sleep``) returns first.
-    Returns how many threads were asked.
+    As on the main thread, it is raised only where it lands safely (:func:`_lands_safely`):
+    a thread in other kernel code (a print half way through the stream's bookkeeping) gets
+    it once it has left that code (:func:`_raise_in_cell_thread`).  Returns how many threads
+    were asked.
     """
     _thread_cell_codes.add(cell_code)
     redeliver_if_swallowed(KeyboardInterrupt, _interrupt_again)
@@ -421,11 +424,78 @@ def interrupt_cells_on_other_threads(cell_code: CodeType) -> int:
     asked = 0
     for ident, frame in thread_frames().items():
         if ident != main and _stack_contains(frame, cell_code):
-            asked += raise_in_thread(ident, KeyboardInterrupt)
+            asked += _raise_in_cell_thread(ident)
     return asked
 
 
 _thread_cell_codes: set[CodeType] = set()  # what interrupt_cells_on_other_threads looked for
+
+# How often, and how long at most, an interrupt for a thread in kernel code looks again
+# whether that thread has left it; after the longest wait it is raised wherever it lands.
+THREAD_RETRY = 0.005  # seconds
+THREAD_PATIENCE = 5.0  # seconds
+
+
+def _raise_in_cell_thread(ident: int) -> bool:
+    """KeyboardInterrupt in thread ``ident``'s running cell: now if it lands safely there,
+    else from a short-lived thread once it does; False if the thread runs no cell (or
+    exceptions cannot be raised in threads)."""
+    landed = _raise_if_safe(ident)
+    if landed is None:
+        return False
+    if not landed:
+        with _retry_lock:
+            if ident in _retrying:  # an earlier interrupt waits for the same moment
+                return True
+            _retrying.add(ident)
+        threading.Thread(
+            target=_raise_once_safe, args=(ident,), name="async-kernel-interrupt", daemon=True
+        ).start()
+    return True
+
+
+_retrying: set[int] = set()  # threads an interrupt waits for (see _raise_once_safe)
+_retry_lock = threading.Lock()
+
+
+def _raise_if_safe(ident: int) -> bool | None:
+    """Raise KeyboardInterrupt in thread ``ident`` if its frame now lets it land safely.
+
+    True: raised; False: not now (the thread is in kernel code); None: the thread runs no
+    cell any more, or the exception cannot be raised.  The exception strikes at the thread's
+    next check between bytecodes; should the thread have moved into kernel code since its
+    frame was looked at (a thread switch in between), the exception is withdrawn before it
+    strikes and False is returned.
+    """
+    codes = _thread_cell_codes
+    frame = thread_frames().get(ident)
+    if not any(_stack_contains(frame, code) for code in codes):
+        return None
+    if not _lands_safely(frame, codes):
+        return False
+    if not raise_in_thread(ident, KeyboardInterrupt):
+        return None
+    if not _lands_safely(thread_frames().get(ident), codes):
+        withdraw_from_thread(ident)
+        return False
+    return True
+
+
+def _raise_once_safe(ident: int) -> None:
+    """Look again every THREAD_RETRY seconds; after THREAD_PATIENCE raise it anyway (a lost
+    interrupt would be worse than a bookkeeping step cut short), if a cell still runs."""
+    try:
+        deadline = time.monotonic() + THREAD_PATIENCE
+        while time.monotonic() < deadline:
+            time.sleep(THREAD_RETRY)
+            if _raise_if_safe(ident) is not False:
+                return
+        frame = thread_frames().get(ident)
+        if any(_stack_contains(frame, code) for code in _thread_cell_codes):
+            raise_in_thread(ident, KeyboardInterrupt)
+    finally:
+        with _retry_lock:
+            _retrying.discard(ident)
 
 
 def _interrupt_again(ident: int) -> None:
@@ -440,6 +510,4 @@ def _interrupt_again(ident: int) -> None:
         if _kernel_handler and signal.getsignal(signal.SIGINT) is _kernel_handler[0]:
             interrupt_main_thread()
         return
-    frame = thread_frames().get(ident)
-    if any(_stack_contains(frame, code) for code in _thread_cell_codes):
-        raise_in_thread(ident, KeyboardInterrupt)
+    _raise_in_cell_thread(ident)

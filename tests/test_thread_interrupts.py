@@ -1,0 +1,123 @@
+"""An interrupt for a cell on another thread (a subshell's, a ``# thread`` cell's) lands in
+the user's code, never half way through the kernel's: one that finds the thread in kernel
+code is raised once the thread has left it.  In-process, on real threads and frames."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+import pytest
+
+from async_kernel.async_exceptions import can_raise_in_threads
+from async_kernel.interrupt import interrupt_cells_on_other_threads
+from async_kernel.shell.iostream import OutStream
+
+WAIT = 10.0  # seconds; every wait is bounded
+
+pytestmark = pytest.mark.skipif(
+    not can_raise_in_threads(), reason="this interpreter cannot raise in other threads"
+)
+
+
+class Transport:
+    """Records the flushes asked for; sends nothing."""
+
+    def __init__(self) -> None:
+        self.timers: list[Callable[[], object]] = []
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> None:
+        self.timers.append(callback)
+
+    def send(self, channel: str, msg: dict[str, Any]) -> None:
+        pass
+
+
+def runner(cell: Callable[[], None]) -> None:
+    """Stands for ``run_code`` on a subshell's thread: the cell runs under it."""
+    cell()
+
+
+def _top_code(thread: threading.Thread) -> object:
+    assert thread.ident is not None
+    frame = sys._current_frames().get(thread.ident)  # pyright: ignore[reportPrivateUsage]
+    return None if frame is None else frame.f_code
+
+
+def test_an_interrupt_waits_for_the_thread_to_leave_kernel_code() -> None:
+    transport = Transport()
+    stream = OutStream("stdout", cast(Any, transport))
+    outcome: list[str] = []
+    printed = threading.Event()
+
+    def cell() -> None:
+        try:
+            stream.write("progress\n")  # waits for the stream's lock: in kernel code
+        except KeyboardInterrupt:
+            outcome.append("interrupted inside the kernel's write")
+            return
+        printed.set()
+        try:
+            deadline = time.monotonic() + WAIT
+            while time.monotonic() < deadline:
+                time.sleep(0.001)  # the user's code
+            outcome.append("never interrupted")
+        except KeyboardInterrupt:
+            outcome.append("interrupted in the user's code")
+
+    assert stream._lock.acquire(timeout=WAIT)
+    thread = threading.Thread(target=runner, args=(cell,))
+    try:
+        thread.start()
+        deadline = time.monotonic() + WAIT
+        while _top_code(thread) is not OutStream.write.__code__:
+            assert time.monotonic() < deadline, "the cell never waited in the stream's write"
+            time.sleep(0.001)
+        assert interrupt_cells_on_other_threads(runner.__code__) == 1
+        time.sleep(0.05)  # the interrupt is held back meanwhile
+        assert thread.is_alive() and not outcome
+    finally:
+        stream._lock.release()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    assert outcome == ["interrupted in the user's code"]
+    assert printed.is_set()
+    # The write was whole: its text is buffered and a flush is scheduled for it.
+    assert [parts for _, parts in stream._chunks] == [["progress\n"]]
+    assert stream._flush_pending and transport.timers
+
+
+def test_an_interrupt_for_a_thread_in_the_users_code_lands_at_once() -> None:
+    interrupted = threading.Event()
+    started = threading.Event()
+
+    def cell() -> None:
+        started.set()
+        try:
+            deadline = time.monotonic() + WAIT
+            while time.monotonic() < deadline:
+                time.sleep(0.001)
+        except KeyboardInterrupt:
+            interrupted.set()
+
+    thread = threading.Thread(target=runner, args=(cell,))
+    thread.start()
+    assert started.wait(WAIT)
+    assert interrupt_cells_on_other_threads(runner.__code__) == 1
+    assert interrupted.wait(WAIT)
+    thread.join(WAIT)
+    assert not thread.is_alive()
+
+
+def test_no_cell_no_interrupt() -> None:
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, args=(WAIT,))  # runs no cell
+    thread.start()
+    try:
+        assert interrupt_cells_on_other_threads(runner.__code__) == 0
+    finally:
+        stop.set()
+        thread.join(WAIT)

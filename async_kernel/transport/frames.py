@@ -27,6 +27,7 @@ __all__ = [
     "ZERO_COPY_FROM",
     "has_input",
     "notice_fd",
+    "prepare_zero_copy",
     "recv_multipart",
     "send_multipart",
     "send_or_log",
@@ -39,7 +40,8 @@ log = logging.getLogger("async_kernel.transport")
 # track) and (socket, option).  Each is typed for the one way it is called here, which
 # pyzmq's stubs cannot say (they choose by a literal `copy`, and an option's value may be
 # bytes): hence their assignment ignores.
-_send_frame: Callable[[zmq.Socket[bytes], bytes, int, bool], object] = _BackendSocket.send  # pyright: ignore[reportAssignmentType]
+_Out = bytes | zmq.Frame  # a frame to send: bytes copied, or a Frame sent as it is
+_send_frame: Callable[[zmq.Socket[bytes], _Out, int, bool], object] = _BackendSocket.send  # pyright: ignore[reportAssignmentType]
 _recv_frame: Callable[[zmq.Socket[bytes], int, bool, bool], zmq.Frame] = _BackendSocket.recv  # pyright: ignore[reportAssignmentType]
 _get_option: Callable[[zmq.Socket[bytes], int], int] = _BackendSocket.get  # pyright: ignore[reportAssignmentType]
 # Plain ints, as libzmq.MORE and LAST are: an enum's operations cost ~0.5 us each.
@@ -57,24 +59,38 @@ def send_multipart(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
     is not a buffer raises TypeError before anything is sent).  Non-blocking: our ROUTERs
     drop what they cannot route, and a full iopub raises zmq.Again before any frame is sent
     (see :mod:`.iopub`).  Large frames go out without a copy: libzmq holds the caller's
-    buffer until the frame has been written, then releases it.
+    buffer until the frame has been written, then releases it.  Their ``zmq.Frame`` wrappers
+    are all made before the first frame is sent, since making one runs Python code (pyzmq
+    registers the buffer with its garbage thread): made between two sends, it was where an
+    asynchronous exception could cut a message in two.
     """
     small_bytes = True
-    copy = True
     for frame in frames:
-        if type(frame) is bytes:
-            if len(frame) >= ZERO_COPY_FROM:
-                small_bytes = copy = False
-        else:
+        if type(frame) is not bytes or len(frame) >= ZERO_COPY_FROM:
             small_bytes = False
-            if memoryview(frame).nbytes >= ZERO_COPY_FROM:
-                copy = False
+            break
     if small_bytes and LIBZMQ is not None:
         LIBZMQ.send(sock.underlying, frames)
         return
-    flags = [MORE] * len(frames)
+    ready = [
+        zmq.Frame(frame, copy=False) if size_of([frame]) >= ZERO_COPY_FROM else frame
+        for frame in frames
+    ]
+    flags = [MORE] * len(ready)
     flags[-1] = LAST
-    deque(map(_send_frame, itertools.repeat(sock), frames, flags, itertools.repeat(copy)), 0)
+    # Small frames are copied (no Python code either); the Frames are sent as they are.
+    deque(map(_send_frame, itertools.repeat(sock), ready, flags, itertools.repeat(True)), 0)
+
+
+def prepare_zero_copy() -> None:
+    """Start now, on the calling thread, what pyzmq's first zero-copy frame starts: the import
+    of its garbage collector and that collector's thread.
+
+    Otherwise the first large frame sent starts them, on whichever thread sends it, maybe a
+    cell's thread that an interrupt strikes half way through the start: pyzmq's collector is
+    then left broken, and every later zero-copy send waits for it for ever.
+    """
+    zmq.Frame(bytes(ZERO_COPY_FROM), copy=False)
 
 
 def recv_multipart(sock: zmq.Socket[bytes]) -> list[bytes]:

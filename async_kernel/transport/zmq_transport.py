@@ -26,6 +26,7 @@ from .base import Deliver, Transport
 from .binding import Sockets
 from .connection import ConnectionInfo
 from .curve import curve_keys
+from .frames import prepare_zero_copy
 from .heartbeat import Heartbeat
 from .io_thread import IoThread, Waker
 from .iopub import IopubDrops
@@ -58,6 +59,7 @@ class ZmqTransport(Transport):
         return self._outbox.iopub.drops
 
     def start(self, deliver: Deliver) -> None:
+        prepare_zero_copy()
         self._reader.deliver = deliver
         self._heartbeat.start()
         self._io.start()

@@ -46,6 +46,11 @@ class Request:
         return self._claim.acquire(False)
 
     @property
+    def claimed(self) -> bool:
+        """Whether someone has taken this request for handling."""
+        return self._claim.locked()
+
+    @property
     def allow_stdin(self) -> bool:
         return bool(self.msg["content"].get("allow_stdin", False))
 

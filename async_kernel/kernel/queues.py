@@ -32,9 +32,18 @@ __all__ = ["RequestQueue"]
 class RequestQueue:
     """FIFO of requests with a single consumer task; ``put`` is safe from any thread."""
 
-    def __init__(self, caller: Caller, handle: Callable[[Request], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        caller: Caller,
+        handle: Callable[[Request], Awaitable[None]],
+        *,
+        gate: Callable[[Request], Awaitable[None]] | None = None,
+    ) -> None:
         self._caller = caller
         self._handle = handle
+        # Awaited for the first request before it is taken: the request stays in the queue
+        # meanwhile, where a blocked cell's take_one still finds it.
+        self._gate = gate
         self._queue: deque[Request] = deque()
         self._wakeup: anyio.Event | None = None
         self._idle = False
@@ -91,6 +100,11 @@ class RequestQueue:
         queue = self._queue
         while True:
             while queue:
+                if self._gate is not None:
+                    head = queue[0]
+                    await self._gate(head)
+                    if not queue or queue[0] is not head:
+                        continue  # taken meanwhile (take_one): the next one passes the gate
                 request = queue.popleft()
                 if not request.claim():
                     continue

@@ -109,13 +109,20 @@ class Responder:
         thread: threading.Thread,
         namespace: Namespace | None,
         queue: Callable[[Request], None],
+        *,
+        in_order: bool = False,
     ) -> None:
         """A request of ASKS for a lane that may be blocked (its thread ``thread``, its
         namespace ``namespace``): taken at once if that lane is in a cell's code, else put on
-        the lane's ``queue`` and answered here if the lane has not taken it up in time."""
+        the lane's ``queue`` and answered here if the lane has not taken it up in time.
+
+        ``in_order`` (comm_info, which lists what the comm messages before it opened): taken
+        up late only while the lane is in a cell's code; while the loop runs anything else (a
+        slow comm handler), the request waits for its turn.
+        """
         if not self._take_if_blocked(request, thread, namespace):
             queue(request)
-            self._answer_if_late(request, namespace)
+            self._answer_if_late(request, namespace, thread if in_order else None)
 
     def _take_if_blocked(
         self, request: Request, thread: threading.Thread, namespace: Namespace | None
@@ -135,10 +142,16 @@ class Responder:
             self._transport.call_later(0.0, answer)
         return True
 
-    def _answer_if_late(self, request: Request, namespace: Namespace | None) -> None:
+    def _answer_if_late(
+        self,
+        request: Request,
+        namespace: Namespace | None,
+        only_in_cell: threading.Thread | None = None,
+    ) -> None:
         """Answer ``request`` (queued on its lane) on the responder if the lane's loop has
-        not taken it up within :data:`ANSWER_ELSEWHERE_AFTER`."""
-        late = functools.partial(self._answer_if_unclaimed, request, namespace)
+        not taken it up within :data:`ANSWER_ELSEWHERE_AFTER` (with ``only_in_cell``, the
+        lane's thread: only once that thread is in a cell's code; till then, look again)."""
+        late = functools.partial(self._answer_if_unclaimed, request, namespace, only_in_cell)
         self._transport.call_later(ANSWER_ELSEWHERE_AFTER, late)
 
     def stop(self) -> Caller | None:
@@ -153,7 +166,14 @@ class Responder:
         """Answer a claimed request of INSTANT on this thread (its handler never suspends)."""
         run_to_end(contextvars.copy_context(), self._answer(request, flush=False))
 
-    def _answer_if_unclaimed(self, request: Request, namespace: Namespace | None) -> None:
+    def _answer_if_unclaimed(
+        self, request: Request, namespace: Namespace | None, only_in_cell: threading.Thread | None
+    ) -> None:
+        if request.claimed:
+            return
+        if only_in_cell is not None and not _runs_cell_code(only_in_cell.ident):
+            self._answer_if_late(request, namespace, only_in_cell)  # its turn is coming
+            return
         if request.claim():
             self._answer_on_responder(request, namespace)
 

@@ -164,8 +164,14 @@ class Lane:
         return min(running) if running else self.executes.first_seq()
 
     def take_queued(self) -> list[Request]:
-        """Remove and return this lane's queued execute requests."""
-        return self.executes.take_all()
+        """Remove and return this lane's queued execute requests (on this lane's thread).
+
+        They will be answered without running (aborted), so they are counted out here: a
+        cell counted in and never out would leave the lane looking busy for good.
+        """
+        taken = self.executes.take_all()
+        self._cells_out += len(taken)
+        return taken
 
     async def let_earlier_cells_start(self, seq: int) -> None:
         """Wait (on this lane's loop) while a cell that arrived before request ``seq`` waits
@@ -208,7 +214,7 @@ class Lane:
     async def close(self) -> None:
         """Interrupt what runs, answer what waits, then stop the loop (a deleted subshell)."""
         self.closing = True
-        for request in self.executes.take_all() + self.others.take_all():
+        for request in self.take_queued() + self.others.take_all():
             self.router.answer_closed(request, "aborted")
         self.router.shell.cancel_awaiting_cells()  # this thread's awaiting cells only
         with anyio.move_on_after(CLOSE_GRACE):
@@ -241,7 +247,9 @@ class Router:
         self.backend: Backend = backend
         self.single_thread = single_thread
         self.main = Lane(self, main, None)
-        self.comms = RequestQueue(main, self._run_comm)
+        # In arrival order with the main shell's cells too: a comm message waits for the
+        # cells that came before it to start (in the queue, where process_events finds it).
+        self.comms = RequestQueue(main, self._handle_comm, gate=self._let_earlier_cells_start)
         self.control = RequestQueue(control, replies.answer)
         self.responder = Responder(replies.answer, transport, backend)
         # input(): its replies come through deliver(); its waits let comm messages through.
@@ -333,7 +341,8 @@ class Router:
             return
         if msg["msg_type"] == "comm_info_request":  # in order with the comms it lists
             if self.main.may_be_blocked():
-                self.responder.route(request, self.main.caller.thread, None, self.comms.put)
+                main = self.main.caller.thread
+                self.responder.route(request, main, None, self.comms.put, in_order=True)
             else:
                 self.comms.put(request)
             return
@@ -369,10 +378,8 @@ class Router:
         Caller.spawn(answer_in, answer, request, namespace, backend=self.backend, name="cell")
 
     # -- comms on the main thread ------------------------------------------------------------
-    async def _run_comm(self, request: Request) -> None:
-        """The comm queue's handler: in arrival order with the main shell's cells too."""
+    async def _let_earlier_cells_start(self, request: Request) -> None:
         await self.main.let_earlier_cells_start(request.seq)
-        await self._handle_comm(request)
 
     async def _handle_comm(self, request: Request) -> None:
         set_namespace(None)

@@ -18,7 +18,7 @@ from async_kernel.transport import iopub, outbox
 from async_kernel.transport.binding import Sockets
 from async_kernel.transport.connection import ConnectionInfo
 from async_kernel.transport.iopub import IopubBound, IopubDrops, configure_iopub
-from async_kernel.transport.outbox import Outbox
+from async_kernel.transport.outbox import SEND_BATCH, Outbox
 from async_kernel.transport.wire import Codec, new_message
 
 pytestmark = pytest.mark.timeout(60)
@@ -253,6 +253,19 @@ def test_while_the_io_thread_is_busy_messages_queue_and_go_in_order(
     assert box.drain() == {"iopub"}
     assert box.drain() == set()
     assert _texts(subscriber, 301, box) == [*map(str, range(300)), "behind the queue"]
+
+
+def test_the_last_turn_sends_everything_queued(
+    bound_sockets: Sockets, subscriber: zmq.Socket[bytes]
+) -> None:
+    box = Outbox(bound_sockets, CODEC, _Wakes())
+    box.start(_an_io_thread())  # busy: everything queues
+    for i in range(3 * SEND_BATCH + 5):
+        box.send("iopub", _stream(str(i)))
+    box.stop()
+    box.drain_all()  # the I/O thread's last turn: not one batch of them, all
+    assert box.drain() == set()
+    assert _texts(subscriber, 3 * SEND_BATCH + 5, box) == [*map(str, range(3 * SEND_BATCH + 5))]
 
 
 def test_a_sender_finding_the_queue_full_waits_for_room(

@@ -209,7 +209,7 @@ class IoThread:
                         stepped_aside.begin(index, notice_fd(readers[index][0]))
                         ready.discard(index)
             timers.fire(everything=True)
-            outbox.drain()
+            outbox.drain_all()
         except Exception:
             # A kernel that cannot talk is worse than a dead one: the manager sees a dead
             # kernel and can restart it, where a deaf one would hang every client.

@@ -184,6 +184,15 @@ class Outbox:
         touched.update(channel for channel, _ in batch)
         return touched
 
+    def drain_all(self) -> None:
+        """The I/O thread's last turn: send everything still queued (not one batch), and
+        give what iopub holds back one more try."""
+        while True:
+            self.drain()
+            with self._lock:
+                if not self._queue:
+                    return
+
     def _put(self, channel: Channel, frames: list[bytes]) -> bool:
         """Send one message (lock held); True if it was held back (iopub, a client is full)."""
         if channel != "iopub":

@@ -20,6 +20,7 @@ frames themselves go on and off the sockets through :mod:`.frames`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from .base import Deliver, Transport
@@ -96,6 +97,11 @@ class ZmqTransport(Transport):
         """Run due timers (queued output), close every socket and join the threads (bounded)."""
         if self._io.running:
             self._io.stop()  # its last turn sends what is queued, then closes the sockets
+        elif self._io.thread.is_alive():
+            # Another closer stopped it (the stop thread's forced exit, the main thread's
+            # close): its last turn still uses the sockets, and closes them itself.
+            if threading.current_thread() is not self._io.thread:
+                self._io.thread.join(timeout=5)
         else:
             self._sockets.close()
         self._heartbeat.stop()

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import zmq
@@ -124,6 +125,53 @@ def test_past_the_stall_the_full_subscriber_misses_output_and_the_reader_gets_it
     bound.put(_frames(1000))  # caught up: it gets new output again
     assert xpub.read_all(stalled) == [1000]
     assert xpub.read_all(reader) == [1000]
+
+
+def test_after_a_drop_the_stalled_client_gets_each_requests_last_status_again(
+    xpub: _Iopub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libzmq skips a client it dropped for until it has caught up, whatever is sent: a
+    request's idle sent meanwhile would be lost to it for good (a front end showing the
+    kernel busy).  The last status of each request goes again once the drops are over."""
+    monkeypatch.setattr(iopub, "IOPUB_STALL", 0.0)  # every wait counts as a stall
+    monkeypatch.setattr(iopub, "IOPUB_RESYNC", 0.05)
+    stalled = xpub.subscribe()
+    bound = IopubBound(xpub.pub, CODEC.renew)
+    request = new_message("execute_request", {"code": "print(1)"})
+
+    def status(state: str) -> list[bytes]:
+        return CODEC.encode(new_message("status", {"execution_state": state}, request), [TOPIC])
+
+    for i in range(100):  # a flood the client does not read: drops
+        bound.put(_frames(i))
+        bound.retry()
+    assert bound.drops.total > 0
+    bound.put(status("idle"))  # while libzmq still skips the client: lost to it
+    before = _read_messages(stalled)
+    assert "idle" not in [m["content"].get("execution_state") for m in before]
+    xpub.pub.get(zmq.EVENTS)  # the XPUB learns that the client has caught up
+    assert bound.holding  # the status waits to go again: the I/O thread retries
+    time.sleep(0.06)
+    bound.retry()  # IOPUB_RESYNC after the last drop: the last status goes again
+    again = _read_messages(stalled)
+    states = [m for m in again if m["header"]["msg_type"] == "status"]
+    assert [m["content"]["execution_state"] for m in states] == ["idle"]
+    assert states[0]["parent_header"]["msg_id"] == request["header"]["msg_id"]
+    assert states[0]["header"]["msg_id"] != CODEC.decode(status("idle"))[1]["header"]["msg_id"]
+    assert not bound.holding
+
+
+TOPIC = b"kernel.status"
+
+
+def _read_messages(sub: zmq.Socket[bytes]) -> list[dict[str, Any]]:
+    """The real messages ``sub`` holds now (the flood's bare frames left out)."""
+    got: list[dict[str, Any]] = []
+    while sub.poll(50):
+        frames = sub.recv_multipart()
+        if frames[0] == TOPIC:
+            got.append(CODEC.decode(frames)[1])
+    return got
 
 
 def test_past_the_budget_output_is_dropped_without_waiting_for_the_stall(

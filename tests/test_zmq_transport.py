@@ -186,7 +186,9 @@ def test_an_asynchronous_exception_never_splits_a_message(
             # reader stops), in order, and the one after the interrupt arrives whole.  The
             # message being sent when the interrupt struck may or may not have gone.  The
             # reader shares this process's GIL with the sender: should it fall behind for
-            # IOPUB_STALL, the transport drops whole messages for it, and counts each.
+            # IOPUB_STALL, the transport drops for it (counted), and libzmq then skips it
+            # until it has caught up (one suite run beside another: 14,773 missed after 65
+            # counted drops).  So messages are missing only where drops were counted.
             received = reader.until(f"{round_}.after")
             assert received, f"round {round_}: the last message never came"
             interrupted = f"{round_}.{len(sent)}"
@@ -194,7 +196,10 @@ def test_an_asynchronous_exception_never_splits_a_message(
             assert _in_order_within(received[:-1], candidates)
             missing = set(candidates) - set(received)
             dropped = transport.iopub_drops.total - drops_before
-            assert len(missing - {interrupted}) <= dropped <= len(missing), (missing, dropped)
+            if not dropped:
+                assert missing <= {interrupted}, missing
+            else:
+                assert missing, f"round {round_}: {dropped} drops counted, nothing missing"
     finally:
         reader.stop()
 

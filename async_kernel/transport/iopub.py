@@ -8,6 +8,13 @@ subscribers with room and the full ones miss it (a drop, counted and logged), un
 again.  A subscriber that reads, however slowly, makes progress and is waited for.  A print
 flood's messages are ~0.25-1 MiB (see the shell's iostream).
 
+Status after a drop.  libzmq skips a subscriber it dropped for until that subscriber has
+caught up with its queue, and we cannot see when: every message sent meanwhile is lost to it,
+a request's ``idle`` status among them, and a front end would show the kernel busy for good.
+So after a drop, the last status message of each request sent from then on is sent again,
+with a header of its own, ``IOPUB_RESYNC`` seconds after the last drop, when the client has
+caught up.  A client that got the first copy sees the same state twice.
+
 Threads: :class:`IopubBound` is called with the transport's lock held
 (:attr:`.binding.Sockets.lock`), by a thread sending directly or by the I/O thread, which
 retries the backlog every ``IOPUB_RETRY`` seconds while there is one.
@@ -18,6 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 
 import zmq
 
@@ -26,6 +34,7 @@ from .frames import send_multipart, send_or_log, size_of
 __all__ = [
     "IOPUB_BACKLOG",
     "IOPUB_HWM",
+    "IOPUB_RESYNC",
     "IOPUB_RETRY",
     "IOPUB_STALL",
     "IopubBound",
@@ -39,6 +48,8 @@ IOPUB_HWM = 32
 IOPUB_BACKLOG = 16 * 1024 * 1024  # bytes
 IOPUB_STALL = 1.0  # seconds without progress
 IOPUB_RETRY = 0.002  # seconds between attempts while a backlog waits
+IOPUB_RESYNC = 1.0  # seconds after the last drop that the missed status messages go again
+_STATUS_TOPIC = b"kernel.status"
 _DROP_LOG_EVERY = 10.0  # seconds
 
 
@@ -86,17 +97,29 @@ class IopubBound:
     Every method is called with the transport's lock held (see the module's docstring).
     """
 
-    def __init__(self, sock: zmq.Socket[bytes]) -> None:
+    def __init__(
+        self,
+        sock: zmq.Socket[bytes],
+        renew: Callable[[list[bytes]], list[bytes]] | None = None,
+    ) -> None:
+        """``renew``: a message's frames with a header of its own (for the status sent again
+        after a drop; None: nothing is sent again)."""
         self._sock = sock
         self._backlog: deque[list[bytes]] = deque()
         self.backlog_bytes = 0
         self._progress = 0.0  # when a message last went out
         self.drops = IopubDrops()
+        self._renew = renew
+        # After a drop: when the status messages sent since go again, and those messages
+        # (each request's last, by its parent header's frame).
+        self._resync_at: float | None = None
+        self._resync: dict[bytes, list[bytes]] = {}
 
     @property
     def holding(self) -> bool:
-        """Whether messages wait for a full subscriber (then the I/O thread retries soon)."""
-        return bool(self._backlog)
+        """Whether messages wait for a full subscriber, or status messages to be sent again
+        after a drop (then the I/O thread retries soon)."""
+        return bool(self._backlog) or self._resync_at is not None
 
     def put(self, frames: list[bytes]) -> bool:
         """Send one message; True if it was held back (a subscriber is full)."""
@@ -121,7 +144,25 @@ class IopubBound:
                 self._send_lossy(backlog[0])
                 self.drops.dropped()
                 self._progress = time.monotonic()
+                if self._renew is not None:
+                    self._resync_at = self._progress + IOPUB_RESYNC
             self.backlog_bytes -= size_of(backlog.popleft())
+        if self._resync_at is not None and time.monotonic() >= self._resync_at:
+            self._send_again()
+
+    def _send_again(self) -> None:
+        """Send again, each with a header of its own, the status messages sent since the
+        last drop (see the module's docstring)."""
+        renew, missed = self._renew, list(self._resync.values())
+        self._resync_at, self._resync = None, {}
+        if renew is not None:
+            for frames in missed:
+                self.put(renew(frames))
+
+    def _note_status(self, frames: list[bytes]) -> None:
+        """Keep a status message sent while a dropped-for client may still be skipped."""
+        if frames[0] == _STATUS_TOPIC and len(frames) > 4:
+            self._resync[frames[4]] = frames  # frames[4]: the parent header
 
     def _send(self, frames: list[bytes]) -> bool:
         """False if a subscriber's queue is full (nothing was sent)."""
@@ -132,6 +173,8 @@ class IopubBound:
         except (zmq.ZMQError, TypeError, ValueError) as err:
             log.warning("could not send on iopub: %s", err)
         self._progress = time.monotonic()
+        if self._resync_at is not None:
+            self._note_status(frames)
         return True
 
     def _hold(self, frames: list[bytes]) -> None:
@@ -150,3 +193,5 @@ class IopubBound:
             send_or_log(self._sock, "iopub", frames)
         finally:
             self._sock.setsockopt(zmq.XPUB_NODROP, 1)
+        if self._renew is not None:
+            self._note_status(frames)

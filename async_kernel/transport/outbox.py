@@ -60,7 +60,7 @@ class Outbox:
         self._lock = sockets.lock
         self._codec = codec
         self._wake = wake
-        self.iopub = IopubBound(sockets.by_channel["iopub"])
+        self.iopub = IopubBound(sockets.by_channel["iopub"], codec.renew)
         # The thread that drains the queue, from start() until stop(); None otherwise.
         self._io_thread: threading.Thread | None = None
         # True while the I/O thread waits in select() and leaves the sockets to senders.

@@ -200,6 +200,14 @@ class Codec:
         frames.extend(msg.get("buffers") or [])
         return frames
 
+    def renew(self, frames: list[bytes]) -> list[bytes]:
+        """The frames of the same message with a header of its own (a new id and date),
+        signed: a message sent again, which clients must not take for a replayed one."""
+        identities, rest = self.split_identities(frames)
+        header = new_header(loads(rest[1])["msg_type"])
+        parts = [dumps(header), *rest[2:5]]
+        return [*identities, DELIMITER, self.sign(parts), *parts, *rest[5:]]
+
     def split_identities(self, frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
         try:
             index = frames.index(DELIMITER)

@@ -15,8 +15,10 @@ print before the command's output.  Every Python-level write (and every flush) t
 first asks whether the pipes hold data, or the reader holds some it has read but not yet
 handed on, and if so takes it first (:meth:`FdCapture.sync`).  The reader reads and hands on
 under one lock, so data written before a ``print`` began is always in the buffer before
-that print's text.  So does a flush on another thread (the transport's timer), which also
-takes what the pipes hold: whoever reads marks the data in flight until it is handed on.
+that print's text; whoever reads marks the data in flight until it is handed on.  The
+transport's timed flush does not look at the pipes: it sends what is buffered, and the reader
+hands on what it reads (handing on from the transport's thread could wait for a stream's lock
+held by a writer that waits for that thread).
 The check is one ``poll`` with a zero timeout (~0.3 µs).
 
 C's own buffer.  ``printf`` writes into libc's ``stdout`` buffer, which for a pipe is
@@ -242,25 +244,14 @@ class FdCapture:
             return [(-1, 0)]
 
     # -- moving data --------------------------------------------------------------------
-    def sync(self, *, force: bool = False, wait: bool = True) -> None:
+    def sync(self, *, force: bool = False) -> None:
         """Hand on everything written to fds 1 and 2 so far (called before each Python-level
-        write and flush: see Order in the module's docs).
-
-        ``wait=False`` (the transport's timed flush): not if another thread holds the lock.
-        That thread hands on what it reads; and it may be the reader, waiting for a stream's
-        lock held by a writer whose send waits for the transport's thread.
-        """
+        write and flush, never on the transport's thread: see Order in the module's docs)."""
         # The pipes first, then the reader's flag: data the reader takes between the two
         # looks is then still seen (as in flight), never missed by both.
         if force or self.peek(0, 1) or self.in_flight:
-            if wait:
-                with self._lock:
-                    self._read_available()
-            elif self._lock.acquire(blocking=False):  # the transport's thread: none sent
-                try:
-                    self._read_available()
-                finally:
-                    self._lock.release()
+            with self._lock:
+                self._read_available()
 
     def _read_loop(self) -> None:
         poller = select.poll()

@@ -37,9 +37,8 @@ class FdSource(Protocol):
     # The pipes' readiness now, (timeout, max events) -> a poll result, empty if none waits.
     peek: Callable[[float, int], list[tuple[int, int]]]
 
-    def sync(self, *, force: bool = False, wait: bool = True) -> None:
-        """Hand on what the pipes hold now, before the caller's own output (``wait=False``:
-        only if no other thread is handing some on)."""
+    def sync(self, *, force: bool = False) -> None:
+        """Hand on what the pipes hold now, before the caller's own output."""
         ...
 
 
@@ -175,16 +174,17 @@ class OutStream(io.TextIOBase):
         itself whose send waits for the transport's thread to make room in a full outbox, and
         waiting for it here would be a deadlock.  So the wait is short, and on time-out the
         flush is tried again later: the holder sends what it took, the retry what follows.
-        Nor does it wait for the fd capture's lock: its holder (the capture's reader) may be
-        waiting for this stream's lock, held by that same writer.  Whoever holds the
-        capture's lock hands on what it reads itself, and its text schedules its own flush.
+        Nor does it take in what fds 1 and 2 got: handing that on takes the capture's lock and
+        then a stream's lock without a time limit, which the same writer may hold.  The
+        capture's reader hands fd output on itself, and its text schedules its own flush;
+        the order of output is kept by the writers, each of which takes fd output in first.
         """
-        self._flush(wait=False)
+        self._flush(wait=False, sync_fd=False)
 
     def _flush(self, *, wait: bool, sync_fd: bool = True) -> None:
         capture = self._capture
         if capture is not None and sync_fd:
-            capture.sync(wait=wait)
+            capture.sync()
         if not self._chunks and not self._sending:
             # Nothing written (the common case: the kernel flushes twice per request).
             # A write that finished before this call is in the list already; one racing

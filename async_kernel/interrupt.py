@@ -42,7 +42,7 @@ from typing import TypeVar, cast
 
 import anyio
 
-from .async_exceptions import raise_in_thread, redeliver_if_swallowed, withdraw_from_thread
+from .async_exceptions import raise_in_thread, redeliver_if_swallowed
 
 __all__ = [
     "Latch",
@@ -437,65 +437,69 @@ THREAD_PATIENCE = 5.0  # seconds
 
 
 def _raise_in_cell_thread(ident: int) -> bool:
-    """KeyboardInterrupt in thread ``ident``'s running cell: now if it lands safely there,
-    else from a short-lived thread once it does; False if the thread runs no cell (or
-    exceptions cannot be raised in threads)."""
-    landed = _raise_if_safe(ident)
-    if landed is None:
+    """KeyboardInterrupt in the cell thread ``ident`` runs now: at once if it lands safely
+    there, else from a short-lived thread once it does; False if the thread runs no cell.
+
+    The interrupt is for that cell only: the cell runner's frame found now is the one that
+    must still be running when it is raised (an interrupt that comes too late does nothing
+    to the next cell on the thread, or to a new thread with the same ident).
+    """
+    frame = thread_frames().get(ident)
+    runner = _innermost_runner(frame)
+    if runner is None:
         return False
-    if not landed:
-        with _retry_lock:
-            if ident in _retrying:  # an earlier interrupt waits for the same moment
-                return True
-            _retrying.add(ident)
-        threading.Thread(
-            target=_raise_once_safe, args=(ident,), name="async-kernel-interrupt", daemon=True
-        ).start()
+    if _lands_safely(frame, _thread_cell_codes):
+        return raise_in_thread(ident, KeyboardInterrupt)
+    with _retry_lock:
+        if _retrying.get(ident) is runner:  # an earlier interrupt waits for the same moment
+            return True
+        _retrying[ident] = runner
+    threading.Thread(
+        target=_raise_once_safe, args=(ident, runner), name="async-kernel-interrupt", daemon=True
+    ).start()
     return True
 
 
-_retrying: set[int] = set()  # threads an interrupt waits for (see _raise_once_safe)
+def _innermost_runner(frame: FrameType | None) -> FrameType | None:
+    """The innermost frame of a cell runner (``run_code``) on the stack from ``frame``."""
+    while frame is not None:
+        if frame.f_code in _thread_cell_codes:
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def _runs(frame: FrameType | None, runner: FrameType) -> bool:
+    """Whether ``runner`` is on the stack from ``frame`` (the cell it runs has not ended)."""
+    while frame is not None:
+        if frame is runner:
+            return True
+        frame = frame.f_back
+    return False
+
+
+_retrying: dict[int, FrameType] = {}  # thread -> the runner an interrupt waits for there
 _retry_lock = threading.Lock()
 
 
-def _raise_if_safe(ident: int) -> bool | None:
-    """Raise KeyboardInterrupt in thread ``ident`` if its frame now lets it land safely.
-
-    True: raised; False: not now (the thread is in kernel code); None: the thread runs no
-    cell any more, or the exception cannot be raised.  The exception strikes at the thread's
-    next check between bytecodes; should the thread have moved into kernel code since its
-    frame was looked at (a thread switch in between), the exception is withdrawn before it
-    strikes and False is returned.
-    """
-    codes = _thread_cell_codes
-    frame = thread_frames().get(ident)
-    if not any(_stack_contains(frame, code) for code in codes):
-        return None
-    if not _lands_safely(frame, codes):
-        return False
-    if not raise_in_thread(ident, KeyboardInterrupt):
-        return None
-    if not _lands_safely(thread_frames().get(ident), codes):
-        withdraw_from_thread(ident)
-        return False
-    return True
-
-
-def _raise_once_safe(ident: int) -> None:
-    """Look again every THREAD_RETRY seconds; after THREAD_PATIENCE raise it anyway (a lost
-    interrupt would be worse than a bookkeeping step cut short), if a cell still runs."""
+def _raise_once_safe(ident: int, runner: FrameType) -> None:
+    """Look again every THREAD_RETRY seconds, and raise once the thread has left kernel code;
+    after THREAD_PATIENCE raise it anyway (a lost interrupt would be worse than a bookkeeping
+    step cut short).  Nothing if the cell has ended meanwhile."""
     try:
         deadline = time.monotonic() + THREAD_PATIENCE
-        while time.monotonic() < deadline:
+        while True:
             time.sleep(THREAD_RETRY)
-            if _raise_if_safe(ident) is not False:
+            frame = thread_frames().get(ident)
+            if not _runs(frame, runner):
                 return
-        frame = thread_frames().get(ident)
-        if any(_stack_contains(frame, code) for code in _thread_cell_codes):
-            raise_in_thread(ident, KeyboardInterrupt)
+            if _lands_safely(frame, _thread_cell_codes) or time.monotonic() >= deadline:
+                raise_in_thread(ident, KeyboardInterrupt)
+                return
     finally:
         with _retry_lock:
-            _retrying.discard(ident)
+            if _retrying.get(ident) is runner:
+                del _retrying[ident]
 
 
 def _interrupt_again(ident: int) -> None:

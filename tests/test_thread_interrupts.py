@@ -121,3 +121,44 @@ def test_no_cell_no_interrupt() -> None:
     finally:
         stop.set()
         thread.join(WAIT)
+
+
+def test_a_late_interrupt_does_nothing_to_the_next_cell() -> None:
+    """An interrupt held back while a cell was in kernel code is for that cell: if the cell
+    ends first, the next cell on the same thread runs on uninterrupted."""
+    transport = Transport()
+    stream = OutStream("stdout", cast(Any, transport))
+    outcome: list[str] = []
+
+    def last_line_prints() -> None:
+        stream.write("the cell's last line\n")  # waits for the stream's lock
+
+    def next_cell() -> None:
+        try:
+            time.sleep(0.3)  # the user's code, well past THREAD_RETRY
+            outcome.append("the next cell ran on")
+        except KeyboardInterrupt:
+            outcome.append("the next cell was interrupted")
+
+    def thread_of_cells() -> None:
+        try:
+            runner(last_line_prints)
+        except KeyboardInterrupt:  # in the runner itself, as the cell ends: its own
+            outcome.append("the first cell's runner")
+        runner(next_cell)
+
+    assert stream._lock.acquire(timeout=WAIT)
+    thread = threading.Thread(target=thread_of_cells)
+    try:
+        thread.start()
+        deadline = time.monotonic() + WAIT
+        while _top_code(thread) is not OutStream.write.__code__:
+            assert time.monotonic() < deadline, "the cell never waited in the stream's write"
+            time.sleep(0.001)
+        assert interrupt_cells_on_other_threads(runner.__code__) == 1
+    finally:
+        stream._lock.release()  # the cell ends at once, likely before the interrupt's look
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    assert "the next cell was interrupted" not in outcome
+    assert outcome[-1] == "the next cell ran on"

@@ -158,7 +158,14 @@ def test_after_a_drop_the_stalled_client_gets_each_requests_last_status_again(
     assert [m["content"]["execution_state"] for m in states] == ["idle"]
     assert states[0]["parent_header"]["msg_id"] == request["header"]["msg_id"]
     assert states[0]["header"]["msg_id"] != CODEC.decode(status("idle"))[1]["header"]["msg_id"]
-    assert not bound.holding
+    resent = 1
+    deadline = time.monotonic() + 10
+    while bound.holding:  # twice more, at doubling intervals, then it is forgotten
+        assert time.monotonic() < deadline
+        time.sleep(bound.retry_in())
+        bound.retry()
+        resent += len(_read_messages(stalled))
+    assert resent == iopub.RESYNC_TIMES
 
 
 TOPIC = b"kernel.status"

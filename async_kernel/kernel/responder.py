@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -85,6 +86,9 @@ def is_instant(request: Request) -> bool:
 # How long a request of ASKS waits for a lane that may be blocked before the responder
 # answers it.  A free loop takes a request up in well under a millisecond.
 ANSWER_ELSEWHERE_AFTER = 0.004  # seconds
+# How long a request that keeps its order (comm_info) waits for its turn on a loop busy with
+# something other than a cell (a slow comm handler) before it is answered elsewhere anyway.
+IN_ORDER_PATIENCE = 0.5  # seconds
 
 
 class Answer(Protocol):
@@ -118,11 +122,12 @@ class Responder:
 
         ``in_order`` (comm_info, which lists what the comm messages before it opened): taken
         up late only while the lane is in a cell's code; while the loop runs anything else (a
-        slow comm handler), the request waits for its turn.
+        slow comm handler), the request waits for its turn, up to IN_ORDER_PATIENCE.
         """
         if not self._take_if_blocked(request, thread, namespace):
             queue(request)
-            self._answer_if_late(request, namespace, thread if in_order else None)
+            patience = time.monotonic() + IN_ORDER_PATIENCE if in_order else None
+            self._answer_if_late(request, namespace, thread, patience)
 
     def _take_if_blocked(
         self, request: Request, thread: threading.Thread, namespace: Namespace | None
@@ -146,12 +151,14 @@ class Responder:
         self,
         request: Request,
         namespace: Namespace | None,
-        only_in_cell: threading.Thread | None = None,
+        thread: threading.Thread,
+        patience: float | None,
     ) -> None:
-        """Answer ``request`` (queued on its lane) on the responder if the lane's loop has
-        not taken it up within :data:`ANSWER_ELSEWHERE_AFTER` (with ``only_in_cell``, the
-        lane's thread: only once that thread is in a cell's code; till then, look again)."""
-        late = functools.partial(self._answer_if_unclaimed, request, namespace, only_in_cell)
+        """Answer ``request`` (queued on the lane of ``thread``) on the responder if the
+        lane's loop has not taken it up within :data:`ANSWER_ELSEWHERE_AFTER`; with a
+        ``patience`` (a monotonic time), only once that thread is in a cell's code or the
+        patience is over (till then, look again)."""
+        late = functools.partial(self._answer_if_unclaimed, request, namespace, thread, patience)
         self._transport.call_later(ANSWER_ELSEWHERE_AFTER, late)
 
     def stop(self) -> Caller | None:
@@ -167,12 +174,20 @@ class Responder:
         run_to_end(contextvars.copy_context(), self._answer(request, flush=False))
 
     def _answer_if_unclaimed(
-        self, request: Request, namespace: Namespace | None, only_in_cell: threading.Thread | None
+        self,
+        request: Request,
+        namespace: Namespace | None,
+        thread: threading.Thread,
+        patience: float | None,
     ) -> None:
         if request.claimed:
             return
-        if only_in_cell is not None and not _runs_cell_code(only_in_cell.ident):
-            self._answer_if_late(request, namespace, only_in_cell)  # its turn is coming
+        if (
+            patience is not None
+            and time.monotonic() < patience
+            and not _runs_cell_code(thread.ident)
+        ):
+            self._answer_if_late(request, namespace, thread, patience)  # its turn is coming
             return
         if request.claim():
             self._answer_on_responder(request, namespace)

@@ -32,7 +32,6 @@ import time
 from ..interrupt import block_sigint_in_this_thread
 from .binding import SocketReader, Sockets
 from .frames import notice_fd
-from .iopub import IOPUB_RETRY
 from .outbox import Outbox
 from .reader import Reader
 from .timers import Timers
@@ -190,7 +189,8 @@ class IoThread:
                 backlog = outbox.io_waits()
                 timeout = 0 if busy or backlog else timers.timeout()
                 if outbox.iopub.holding:  # a full client may read at any moment: try again soon
-                    timeout = IOPUB_RETRY if timeout is None else min(timeout, IOPUB_RETRY)
+                    soon = outbox.iopub.retry_in()
+                    timeout = soon if timeout is None else min(timeout, soon)
                 events = selector.select(stepped_aside.shorten(timeout))
                 outbox.io_busy()
                 fired: set[int] = {key.data for key, _ in events if key.data is not None}

@@ -11,9 +11,11 @@ flood's messages are ~0.25-1 MiB (see the shell's iostream).
 Status after a drop.  libzmq skips a subscriber it dropped for until that subscriber has
 caught up with its queue, and we cannot see when: every message sent meanwhile is lost to it,
 a request's ``idle`` status among them, and a front end would show the kernel busy for good.
-So after a drop, the last status message of each request sent from then on is sent again,
-with a header of its own, ``IOPUB_RESYNC`` seconds after the last drop, when the client has
-caught up.  A client that got the first copy sees the same state twice.
+So after a drop, the last status message of each request sent from then on (of the last
+``RESYNC_REQUESTS`` requests) is sent again, with a header of its own, ``IOPUB_RESYNC``
+seconds after the last drop, when the client has most likely caught up, and twice more at
+doubling intervals for one that took longer.  A client that got the first copy sees the same
+state again.
 
 Threads: :class:`IopubBound` is called with the transport's lock held
 (:attr:`.binding.Sockets.lock`), by a thread sending directly or by the I/O thread, which
@@ -37,6 +39,8 @@ __all__ = [
     "IOPUB_RESYNC",
     "IOPUB_RETRY",
     "IOPUB_STALL",
+    "RESYNC_REQUESTS",
+    "RESYNC_TIMES",
     "IopubBound",
     "IopubDrops",
     "configure_iopub",
@@ -49,6 +53,8 @@ IOPUB_BACKLOG = 16 * 1024 * 1024  # bytes
 IOPUB_STALL = 1.0  # seconds without progress
 IOPUB_RETRY = 0.002  # seconds between attempts while a backlog waits
 IOPUB_RESYNC = 1.0  # seconds after the last drop that the missed status messages go again
+RESYNC_TIMES = 3  # how often they go again (after 1, 2 and 4 times IOPUB_RESYNC)
+RESYNC_REQUESTS = 64  # the most requests whose status is kept for that
 _STATUS_TOPIC = b"kernel.status"
 _DROP_LOG_EVERY = 10.0  # seconds
 
@@ -114,6 +120,7 @@ class IopubBound:
         # (each request's last, by its parent header's frame).
         self._resync_at: float | None = None
         self._resync: dict[bytes, list[bytes]] = {}
+        self._resent = 0  # times the kept status messages went again since the last drop
 
     @property
     def holding(self) -> bool:
@@ -146,23 +153,38 @@ class IopubBound:
                 self._progress = time.monotonic()
                 if self._renew is not None:
                     self._resync_at = self._progress + IOPUB_RESYNC
+                    self._resent = 0
             self.backlog_bytes -= size_of(backlog.popleft())
         if self._resync_at is not None and time.monotonic() >= self._resync_at:
             self._send_again()
 
+    def retry_in(self) -> float:
+        """Seconds until :meth:`retry` has something to do (while :attr:`holding`)."""
+        if self._backlog or self._resync_at is None:
+            return IOPUB_RETRY
+        return max(0.0, self._resync_at - time.monotonic())
+
     def _send_again(self) -> None:
-        """Send again, each with a header of its own, the status messages sent since the
-        last drop (see the module's docstring)."""
-        renew, missed = self._renew, list(self._resync.values())
-        self._resync_at, self._resync = None, {}
+        """Send again, each with a header of its own, the status messages kept since the
+        last drop (see the module's docstring); then again later, or forget them."""
+        renew, kept = self._renew, list(self._resync.values())
+        self._resent += 1
+        if self._resent < RESYNC_TIMES:
+            self._resync_at = time.monotonic() + IOPUB_RESYNC * 2**self._resent
+        else:
+            self._resync_at, self._resync = None, {}
         if renew is not None:
-            for frames in missed:
+            for frames in kept:
                 self.put(renew(frames))
 
     def _note_status(self, frames: list[bytes]) -> None:
         """Keep a status message sent while a dropped-for client may still be skipped."""
         if frames[0] == _STATUS_TOPIC and len(frames) > 4:
-            self._resync[frames[4]] = frames  # frames[4]: the parent header
+            parent = frames[4]  # the parent header: each request's last status is kept
+            self._resync.pop(parent, None)
+            self._resync[parent] = frames
+            if len(self._resync) > RESYNC_REQUESTS:
+                del self._resync[next(iter(self._resync))]
 
     def _send(self, frames: list[bytes]) -> bool:
         """False if a subscriber's queue is full (nothing was sent)."""

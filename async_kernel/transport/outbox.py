@@ -185,13 +185,12 @@ class Outbox:
         return touched
 
     def drain_all(self) -> None:
-        """The I/O thread's last turn: send everything still queued (not one batch), and
-        give what iopub holds back one more try."""
-        while True:
+        """The I/O thread's last turn: send everything queued now (not one batch; not what
+        senders keep adding meanwhile), and give what iopub holds back one more try."""
+        with self._lock:
+            batches = -(-len(self._queue) // SEND_BATCH)
+        for _ in range(max(1, batches)):
             self.drain()
-            with self._lock:
-                if not self._queue:
-                    return
 
     def _put(self, channel: Channel, frames: list[bytes]) -> bool:
         """Send one message (lock held); True if it was held back (iopub, a client is full)."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from ..interrupt import sigint_blocked
 from .base import Deliver, Transport
 from .binding import Sockets
 from .connection import ConnectionInfo
@@ -60,7 +61,8 @@ class ZmqTransport(Transport):
         return self._outbox.iopub.drops
 
     def start(self, deliver: Deliver) -> None:
-        prepare_zero_copy()
+        with sigint_blocked():  # the thread it starts must leave SIGINT to the main thread
+            prepare_zero_copy()
         self._reader.deliver = deliver
         self._heartbeat.start()
         self._io.start()

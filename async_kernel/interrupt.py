@@ -494,12 +494,20 @@ def _raise_once_safe(ident: int, runner: FrameType) -> None:
             if not _runs(frame, runner):
                 return
             if _lands_safely(frame, _thread_cell_codes) or time.monotonic() >= deadline:
+                # No longer waiting, before it is raised: should it be swallowed where it
+                # lands (a __del__, a gc callback) and delivered again at once, that delivery
+                # must not take this finished wait for one still to come.
+                _stop_waiting(ident, runner)
                 raise_in_thread(ident, KeyboardInterrupt)
                 return
     finally:
-        with _retry_lock:
-            if _retrying.get(ident) is runner:
-                del _retrying[ident]
+        _stop_waiting(ident, runner)
+
+
+def _stop_waiting(ident: int, runner: FrameType) -> None:
+    with _retry_lock:
+        if _retrying.get(ident) is runner:
+            del _retrying[ident]
 
 
 def _interrupt_again(ident: int) -> None:

@@ -47,6 +47,14 @@ def _top_code(thread: threading.Thread) -> object:
     return None if frame is None else frame.f_code
 
 
+def _wait_until_in_write(thread: threading.Thread) -> None:
+    """Until ``thread`` waits in the stream's write (for its lock): in kernel code (bounded)."""
+    deadline = time.monotonic() + WAIT
+    while _top_code(thread) is not OutStream.write.__code__:
+        assert time.monotonic() < deadline, "the cell never waited in the stream's write"
+        time.sleep(0.001)
+
+
 def test_an_interrupt_waits_for_the_thread_to_leave_kernel_code() -> None:
     transport = Transport()
     stream = OutStream("stdout", cast(Any, transport))
@@ -72,10 +80,7 @@ def test_an_interrupt_waits_for_the_thread_to_leave_kernel_code() -> None:
     thread = threading.Thread(target=runner, args=(cell,))
     try:
         thread.start()
-        deadline = time.monotonic() + WAIT
-        while _top_code(thread) is not OutStream.write.__code__:
-            assert time.monotonic() < deadline, "the cell never waited in the stream's write"
-            time.sleep(0.001)
+        _wait_until_in_write(thread)
         assert interrupt_cells_on_other_threads(runner.__code__) == 1
         time.sleep(0.05)  # the interrupt is held back meanwhile
         assert thread.is_alive() and not outcome
@@ -151,10 +156,7 @@ def test_a_late_interrupt_does_nothing_to_the_next_cell() -> None:
     thread = threading.Thread(target=thread_of_cells)
     try:
         thread.start()
-        deadline = time.monotonic() + WAIT
-        while _top_code(thread) is not OutStream.write.__code__:
-            assert time.monotonic() < deadline, "the cell never waited in the stream's write"
-            time.sleep(0.001)
+        _wait_until_in_write(thread)
         assert interrupt_cells_on_other_threads(runner.__code__) == 1
     finally:
         stream._lock.release()  # the cell ends at once, likely before the interrupt's look

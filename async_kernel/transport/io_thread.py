@@ -31,7 +31,7 @@ import time
 
 from ..interrupt import block_sigint_in_this_thread
 from .binding import SocketReader, Sockets
-from .frames import notice_fd
+from .frames import notice_fd, prepare_zero_copy
 from .outbox import Outbox
 from .reader import Reader
 from .timers import Timers
@@ -164,6 +164,9 @@ class IoThread:
 
     def _run(self) -> None:
         block_sigint_in_this_thread()
+        # Before any request is read, so before any cell can send; off the main thread's
+        # start-up, and the garbage thread it starts inherits this thread's blocked SIGINT.
+        prepare_zero_copy()
         self._timers.io_thread = threading.get_ident()
         by_channel = self._sockets.by_channel
         readers: list[SocketReader] = [

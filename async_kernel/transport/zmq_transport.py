@@ -23,12 +23,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from ..interrupt import sigint_blocked
 from .base import Deliver, Transport
 from .binding import Sockets
 from .connection import ConnectionInfo
 from .curve import curve_keys
-from .frames import prepare_zero_copy
 from .heartbeat import Heartbeat
 from .io_thread import IoThread, Waker
 from .iopub import IopubDrops
@@ -61,8 +59,6 @@ class ZmqTransport(Transport):
         return self._outbox.iopub.drops
 
     def start(self, deliver: Deliver) -> None:
-        with sigint_blocked():  # the thread it starts must leave SIGINT to the main thread
-            prepare_zero_copy()
         self._reader.deliver = deliver
         self._heartbeat.start()
         self._io.start()

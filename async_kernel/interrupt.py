@@ -407,8 +407,11 @@ def thread_frames() -> dict[int, FrameType]:
     return sys._current_frames()  # pyright: ignore[reportPrivateUsage]  # no public equivalent
 
 
-def interrupt_cells_on_other_threads(cell_code: CodeType) -> int:
+def interrupt_cells_on_other_threads(runner_code: CodeType, cell_code: CodeType) -> int:
     """Raise KeyboardInterrupt in every thread but the main one that runs a cell right now.
+
+    ``runner_code`` is the code of the frame that calls a cell's code (one call per block of
+    the cell), ``cell_code`` that of the frame that runs one whole cell (all its blocks).
 
     Signals reach only the main thread; a subshell's or a ``# thread`` cell's Python code is
     stopped through ``PyThreadState_SetAsyncExc`` instead, which takes effect at its next
@@ -418,17 +421,21 @@ def interrupt_cells_on_other_threads(cell_code: CodeType) -> int:
     it once it has left that code (:func:`_raise_in_cell_thread`).  Returns how many threads
     were asked.
     """
-    _thread_cell_codes.add(cell_code)
+    _thread_cell_codes.add(runner_code)
+    _thread_cell_scopes.add(cell_code)
     redeliver_if_swallowed(KeyboardInterrupt, _interrupt_again)
     main = threading.main_thread().ident
     asked = 0
     for ident, frame in thread_frames().items():
-        if ident != main and _stack_contains(frame, cell_code):
+        if ident != main and _stack_contains(frame, runner_code):
             asked += _raise_in_cell_thread(ident)
     return asked
 
 
-_thread_cell_codes: set[CodeType] = set()  # what interrupt_cells_on_other_threads looked for
+# What interrupt_cells_on_other_threads looked for: the runners of a cell's blocks, and the
+# frames that each run one whole cell.
+_thread_cell_codes: set[CodeType] = set()
+_thread_cell_scopes: set[CodeType] = set()
 
 # How often, and how long at most, an interrupt for a thread in kernel code looks again
 # whether that thread has left it; after the longest wait it is raised wherever it lands.
@@ -440,49 +447,55 @@ def _raise_in_cell_thread(ident: int) -> bool:
     """KeyboardInterrupt in the cell thread ``ident`` runs now: at once if it lands safely
     there, else from a short-lived thread once it does; False if the thread runs no cell.
 
-    The interrupt is for that cell only: the cell runner's frame found now is the one that
-    must still be running when it is raised (an interrupt that comes too late does nothing
-    to the next cell on the thread, or to a new thread with the same ident).
+    The interrupt is for that cell only: the frame running the cell found now is the one
+    that must still be running when it is raised (an interrupt that comes too late does
+    nothing to the next cell on the thread, or to a new thread with the same ident).  That
+    is the frame of the whole cell, not the runner of the block running now: a deferred
+    interrupt that waited for a ``print`` in the first block lands in the next one.
     """
     frame = thread_frames().get(ident)
-    runner = _innermost_runner(frame)
-    if runner is None:
+    cell = _running_cell(frame)
+    if cell is None:
         return False
     if _lands_safely(frame, _thread_cell_codes):
         return raise_in_thread(ident, KeyboardInterrupt)
     with _retry_lock:
-        if _retrying.get(ident) is runner:  # an earlier interrupt waits for the same moment
+        if _retrying.get(ident) is cell:  # an earlier interrupt waits for the same moment
             return True
-        _retrying[ident] = runner
+        _retrying[ident] = cell
     threading.Thread(
-        target=_raise_once_safe, args=(ident, runner), name="async-kernel-interrupt", daemon=True
+        target=_raise_once_safe, args=(ident, cell), name="async-kernel-interrupt", daemon=True
     ).start()
     return True
 
 
-def _innermost_runner(frame: FrameType | None) -> FrameType | None:
-    """The innermost frame of a cell runner (``run_code``) on the stack from ``frame``."""
+def _running_cell(frame: FrameType | None) -> FrameType | None:
+    """The frame running the cell whose block runs on the stack from ``frame``: the
+    innermost cell frame under the innermost runner (the runner itself if there is none)."""
+    runner = None
     while frame is not None:
-        if frame.f_code in _thread_cell_codes:
+        if runner is None and frame.f_code in _thread_cell_codes:
+            runner = frame
+        elif runner is not None and frame.f_code in _thread_cell_scopes:
             return frame
         frame = frame.f_back
-    return None
+    return runner
 
 
-def _runs(frame: FrameType | None, runner: FrameType) -> bool:
-    """Whether ``runner`` is on the stack from ``frame`` (the cell it runs has not ended)."""
+def _runs(frame: FrameType | None, cell: FrameType) -> bool:
+    """Whether ``cell`` is on the stack from ``frame`` (the cell it runs has not ended)."""
     while frame is not None:
-        if frame is runner:
+        if frame is cell:
             return True
         frame = frame.f_back
     return False
 
 
-_retrying: dict[int, FrameType] = {}  # thread -> the runner an interrupt waits for there
+_retrying: dict[int, FrameType] = {}  # thread -> the cell an interrupt waits for there
 _retry_lock = threading.Lock()
 
 
-def _raise_once_safe(ident: int, runner: FrameType) -> None:
+def _raise_once_safe(ident: int, cell: FrameType) -> None:
     """Look again every THREAD_RETRY seconds, and raise once the thread has left kernel code;
     after THREAD_PATIENCE raise it anyway (a lost interrupt would be worse than a bookkeeping
     step cut short).  Nothing if the cell has ended meanwhile."""
@@ -491,22 +504,22 @@ def _raise_once_safe(ident: int, runner: FrameType) -> None:
         while True:
             time.sleep(THREAD_RETRY)
             frame = thread_frames().get(ident)
-            if not _runs(frame, runner):
+            if not _runs(frame, cell):
                 return
             if _lands_safely(frame, _thread_cell_codes) or time.monotonic() >= deadline:
                 # No longer waiting, before it is raised: should it be swallowed where it
                 # lands (a __del__, a gc callback) and delivered again at once, that delivery
                 # must not take this finished wait for one still to come.
-                _stop_waiting(ident, runner)
+                _stop_waiting(ident, cell)
                 raise_in_thread(ident, KeyboardInterrupt)
                 return
     finally:
-        _stop_waiting(ident, runner)
+        _stop_waiting(ident, cell)
 
 
-def _stop_waiting(ident: int, runner: FrameType) -> None:
+def _stop_waiting(ident: int, cell: FrameType) -> None:
     with _retry_lock:
-        if _retrying.get(ident) is runner:
+        if _retrying.get(ident) is cell:
             del _retrying[ident]
 
 

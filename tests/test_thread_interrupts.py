@@ -36,9 +36,18 @@ class Transport:
         pass
 
 
-def runner(cell: Callable[[], None]) -> None:
-    """Stands for ``run_code`` on a subshell's thread: the cell runs under it."""
-    cell()
+def runner(block: Callable[[], None]) -> None:
+    """Stands for ``run_code`` on a subshell's thread: one block of a cell runs under it."""
+    block()
+
+
+def whole_cell(*blocks: Callable[[], None]) -> None:
+    """Stands for ``run_cell_async``: one cell, its blocks run one by one."""
+    for block in blocks:
+        runner(block)
+
+
+CODES = (runner.__code__, whole_cell.__code__)
 
 
 def _top_code(thread: threading.Thread) -> object:
@@ -77,11 +86,11 @@ def test_an_interrupt_waits_for_the_thread_to_leave_kernel_code() -> None:
             outcome.append("interrupted in the user's code")
 
     assert stream._lock.acquire(timeout=WAIT)
-    thread = threading.Thread(target=runner, args=(cell,))
+    thread = threading.Thread(target=whole_cell, args=(cell,))
     try:
         thread.start()
         _wait_until_in_write(thread)
-        assert interrupt_cells_on_other_threads(runner.__code__) == 1
+        assert interrupt_cells_on_other_threads(*CODES) == 1
         time.sleep(0.05)  # the interrupt is held back meanwhile
         assert thread.is_alive() and not outcome
     finally:
@@ -108,10 +117,10 @@ def test_an_interrupt_for_a_thread_in_the_users_code_lands_at_once() -> None:
         except KeyboardInterrupt:
             interrupted.set()
 
-    thread = threading.Thread(target=runner, args=(cell,))
+    thread = threading.Thread(target=whole_cell, args=(cell,))
     thread.start()
     assert started.wait(WAIT)
-    assert interrupt_cells_on_other_threads(runner.__code__) == 1
+    assert interrupt_cells_on_other_threads(*CODES) == 1
     assert interrupted.wait(WAIT)
     thread.join(WAIT)
     assert not thread.is_alive()
@@ -122,7 +131,7 @@ def test_no_cell_no_interrupt() -> None:
     thread = threading.Thread(target=stop.wait, args=(WAIT,))  # runs no cell
     thread.start()
     try:
-        assert interrupt_cells_on_other_threads(runner.__code__) == 0
+        assert interrupt_cells_on_other_threads(*CODES) == 0
     finally:
         stop.set()
         thread.join(WAIT)
@@ -147,20 +156,54 @@ def test_a_late_interrupt_does_nothing_to_the_next_cell() -> None:
 
     def thread_of_cells() -> None:
         try:
-            runner(last_line_prints)
-        except KeyboardInterrupt:  # in the runner itself, as the cell ends: its own
+            whole_cell(last_line_prints)
+        except KeyboardInterrupt:  # in the cell's frames, as the cell ends: its own
             outcome.append("the first cell's runner")
-        runner(next_cell)
+        whole_cell(next_cell)
 
     assert stream._lock.acquire(timeout=WAIT)
     thread = threading.Thread(target=thread_of_cells)
     try:
         thread.start()
         _wait_until_in_write(thread)
-        assert interrupt_cells_on_other_threads(runner.__code__) == 1
+        assert interrupt_cells_on_other_threads(*CODES) == 1
     finally:
         stream._lock.release()  # the cell ends at once, likely before the interrupt's look
     thread.join(WAIT)
     assert not thread.is_alive()
     assert "the next cell was interrupted" not in outcome
     assert outcome[-1] == "the next cell ran on"
+
+
+def test_an_interrupt_held_back_in_one_block_lands_in_the_next_block_of_the_cell() -> None:
+    """A cell of two blocks (``print(...)`` then ``while True: pass``) runs each under a
+    runner of its own.  An interrupt held back while the first block's print was in kernel
+    code is for the cell, not for that block: it lands in the second block (it was lost
+    once: the held-back interrupt waited for the first block's runner, which had ended)."""
+    transport = Transport()
+    stream = OutStream("stdout", cast(Any, transport))
+    outcome: list[str] = []
+
+    def first_block() -> None:
+        stream.write("spinning\n")  # waits for the stream's lock: in kernel code
+
+    def second_block() -> None:
+        try:
+            deadline = time.monotonic() + WAIT
+            while time.monotonic() < deadline:
+                pass  # the user's busy loop
+            outcome.append("never interrupted")
+        except KeyboardInterrupt:
+            outcome.append("interrupted in the second block")
+
+    assert stream._lock.acquire(timeout=WAIT)
+    thread = threading.Thread(target=whole_cell, args=(first_block, second_block))
+    try:
+        thread.start()
+        _wait_until_in_write(thread)
+        assert interrupt_cells_on_other_threads(*CODES) == 1
+    finally:
+        stream._lock.release()
+    thread.join(WAIT + 1)
+    assert not thread.is_alive()
+    assert outcome == ["interrupted in the second block"]

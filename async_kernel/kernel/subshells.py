@@ -102,7 +102,9 @@ class Subshells:
             caller = Caller.of_thread(ident)
             if caller is not None:
                 caller.schedule(shell.cancel_awaiting_cells)
-        interrupt_cells_on_other_threads(AsyncShell.run_code.__code__)
+        interrupt_cells_on_other_threads(
+            AsyncShell.run_code.__code__, AsyncShell.run_cell_async.__code__
+        )
 
     # -- %subshell -------------------------------------------------------------------------
     def magic(self, line: str) -> None:

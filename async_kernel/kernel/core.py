@@ -37,7 +37,7 @@ from ..settings import InterfaceSettings
 from ..shell.comms import install_comms
 from ..shell.fdcapture import start_fd_capture
 from ..shell.history import batch_history_writes
-from ..shell.interactive import AsyncShell
+from ..shell.interactive import AsyncShell, import_before_threads
 from ..shell.iostream import OutStream
 from ..shell.profile import load_profile_config, run_startup_files
 from ..toolkit.caller import Caller
@@ -130,6 +130,7 @@ class Kernel:
 
     def _init_shell(self) -> None:
         install_thread_inheritance()
+        import_before_threads()  # before the responder, a subshell or control can race it
         self._real_stdout, self._real_stderr = sys.stdout, sys.stderr
         self._streams = (
             OutStream("stdout", self.transport, fallback=sys.__stdout__),

@@ -138,9 +138,9 @@ class RequestHandlers:
         pygments), tens of milliseconds each the first time, that would otherwise land on a
         user's keystroke or interrupt; format one traceback.
 
-        Run on the shell's own loop, between requests, not on a thread: pygments swaps its
-        lexer module in ``sys.modules`` while importing it, so an import racing with an
-        inspection on another thread broke that inspection.
+        Run on the shell's own loop, between requests, not on a thread: a first import
+        racing one on another thread can break it (pygments' self-replacing modules are
+        therefore imported before serving: ``import_before_threads``).
         """
         try:
             # Imported, not run: a warm-up completion saved a first Tab ~30 ms of ~300 but

@@ -7,6 +7,7 @@ uses the kernel's backend (asyncio or trio) directly: no nested loop, no runner 
 from __future__ import annotations
 
 import bdb
+import importlib
 import re
 import sys
 import threading
@@ -37,7 +38,22 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import ExecutionResult
     from traitlets.config import Configurable
 
-__all__ = ["AsyncShell", "Publisher"]
+__all__ = ["AsyncShell", "Publisher", "import_before_threads"]
+
+
+# Modules that replace themselves in sys.modules while first imported (pygments' lazy
+# lexer and formatter registries).  A second thread importing one of them while the first
+# import runs gets the module being replaced, without its lazy names: an inspection on the
+# responder ("cannot import name 'PythonLexer' from 'pygments.lexers'") raced a traceback
+# formatted on the main thread that way.
+SELF_REPLACING_MODULES = ("pygments.lexers", "pygments.formatters")
+
+
+def import_before_threads() -> None:
+    """Import the SELF_REPLACING_MODULES that the shell's inspection and traceback
+    formatting use, on this thread, before any request can run on another (~3 ms)."""
+    for name in SELF_REPLACING_MODULES:
+        importlib.import_module(name)
 
 
 class Publisher(Protocol):

@@ -17,6 +17,8 @@ thread).  It imports nothing of the kernel's.
 from __future__ import annotations
 
 import _thread
+import contextvars
+import functools
 import sys
 import threading
 from collections.abc import Callable
@@ -99,7 +101,9 @@ class _RedeliverSwallowed:
     of a registered type is not reported (it was the kernel's, not the program's error):
     the registered ``redeliver`` is called with that thread's ident, on a short-lived
     thread of its own (not on this one: an exception sent now would land in the hook
-    itself).  Anything else goes to the hook there was before.
+    itself), in a copy of this thread's context (so it can tell what the exception was
+    for: a cell that has ended meanwhile must not pass it to the next).  Anything else
+    goes to the hook there was before.
     """
 
     __slots__ = ("_previous",)
@@ -110,7 +114,9 @@ class _RedeliverSwallowed:
     def __call__(self, unraisable: Any) -> None:
         for exc_type, redeliver in _redelivery.items():
             if isinstance(unraisable.exc_value, exc_type):
-                _thread.start_new_thread(redeliver, (threading.get_ident(),))
+                context = contextvars.copy_context()
+                ident = threading.get_ident()
+                _thread.start_new_thread(context.run, (functools.partial(redeliver, ident),))
                 return
         self._previous(unraisable)
 

@@ -35,17 +35,20 @@ import sys
 import sysconfig
 import threading
 import time
-from collections.abc import Callable, Collection, Generator
+from collections.abc import Callable, Collection, Generator, Iterable
 from contextlib import contextmanager
 from types import CodeType, FrameType, TracebackType
-from typing import TypeVar, cast
+from typing import Protocol, TypeVar, cast
 
 import anyio
 
 from .async_exceptions import raise_in_thread, redeliver_if_swallowed
+from .cells import Cells, RunningCell, Scope
 
 __all__ = [
+    "DEFER_PATIENCE",
     "Latch",
+    "MainThreadCells",
     "WaitInterrupted",
     "block_sigint_in_this_thread",
     "cell_facing",
@@ -86,7 +89,7 @@ def interruption_point(fn: F) -> F:
 class Latch:
     """A one-slot wake-up a thread waits on; safe against an interrupt striking the waiter.
 
-    Built on a raw lock: a KeyboardInterrupt raised in :meth:`wait` leaves nothing half
+    Built on a raw lock: a KeyboardInterrupt raised in a wait leaves nothing half
     updated (``threading.Event`` and ``Condition`` can be left broken that way).  Setting it
     twice before a wait is the same as once.
     """
@@ -102,26 +105,34 @@ class Latch:
         with contextlib.suppress(RuntimeError):  # already set
             self._lock.release()
 
-    @interruption_point
-    def wait(self, timeout: float | None = None) -> bool:
+    def wait(self, timeout: float) -> bool:
         """Wait until set (and unset it), at most ``timeout`` seconds; True if it was set.
+
+        For the kernel's own waits (a sender waiting for room in the outbox): not an
+        interruption point, so an interrupt that strikes it waits for the kernel code to
+        return, as anywhere in kernel code.
+        """
+        return self._lock.acquire(timeout=timeout)
+
+    @interruption_point
+    def wait_for_cell(self, timeout: float | None = None) -> bool:
+        """Wait until set (and unset it), at most ``timeout`` seconds; True if it was set.
+        Made for a cell (``input()``, ``process_events``): an interruption point, where an
+        interrupt raises :class:`WaitInterrupted`, for the kernel function the cell called
+        to turn into a KeyboardInterrupt of its own.
 
         Waits in slices of WAIT_SLICE, so an interrupt is never held up longer than that.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = WAIT_SLICE if deadline is None else min(WAIT_SLICE, deadline - time.monotonic())
-            if left <= 0:
-                return self._lock.acquire(False)
-            if self._lock.acquire(timeout=left):
-                return True
-
-    def wait_for_cell(self, timeout: float | None = None) -> bool:
-        """:meth:`wait`, made for a cell (``input()``, ``process_events``): an interrupt
-        raises :class:`WaitInterrupted`, for the kernel function the cell called to turn into
-        a KeyboardInterrupt of its own."""
         try:
-            return self.wait(timeout)
+            while True:
+                left = WAIT_SLICE
+                if deadline is not None:
+                    left = min(WAIT_SLICE, deadline - time.monotonic())
+                if left <= 0:
+                    return self._lock.acquire(False)
+                if self._lock.acquire(timeout=left):
+                    return True
         except KeyboardInterrupt:
             raise WaitInterrupted from None
 
@@ -290,17 +301,23 @@ class _Deferred:
     """An interrupt that struck kernel code, waiting for that code to return.
 
     It is raised in the frame the kernel code returns to, at that frame's next event (the
-    frame's own tracer, as pdb stops in a caller).  Should that frame not run again soon
-    (a coroutine that suspends there), the signal is delivered again after REDELIVER_AFTER,
-    and judged afresh: by then the cell may be awaiting (and is cancelled) or blocking in
-    user code (and gets it there).
+    frame's own tracer, as pdb stops in a caller), if the cell is still owed it then.
+    Should that frame not run again soon (a coroutine that suspends there), the signal is
+    delivered again after REDELIVER_AFTER, and judged afresh: by then the cell may be
+    awaiting (and is cancelled) or blocking in user code (and gets it there).  Deferred for
+    longer than DEFER_PATIENCE (C code that calls kernel code for ever, such as
+    ``deque(map(print, count()))``), it is raised wherever it lands: a lost interrupt would
+    be worse than a print cut short.
     """
 
     def __init__(self, redeliver_later: Callable[[Callable[[], object]], object]) -> None:
         self._frame: FrameType | None = None
         self._redeliver_later = redeliver_later
+        self._since: float | None = None  # when the interrupt deferred now was first
 
     def arm(self, frame: FrameType) -> None:
+        if self._since is None:
+            self._since = time.monotonic()
         self._frame = frame
         frame.f_trace = self._fire
         frame.f_trace_lines = True
@@ -313,48 +330,100 @@ class _Deferred:
             frame.f_trace = None
             sys.settrace(None)
 
+    def done(self) -> None:
+        """The interrupt deferred was delivered, or is owed no more."""
+        self.disarm()
+        self._since = None
+
+    def out_of_patience(self) -> bool:
+        since = self._since
+        return since is not None and time.monotonic() - since >= DEFER_PATIENCE
+
     def _fire(self, frame: FrameType, event: str, arg: object) -> None:
         __tracebackhide__ = True
-        self.disarm()
-        raise KeyboardInterrupt
+        self.done()
+        if _take_current():
+            raise KeyboardInterrupt
 
     def _redeliver(self) -> None:  # on another thread
         if self._frame is not None:
-            interrupt_main_thread()
+            interrupt_main_thread(again=True)
+
+
+def _take_current() -> bool:
+    """Deliver the interrupt owed to the cell whose code runs here: True if it was owed."""
+    cell = Cells.current()
+    return cell is not None and cell.take()
+
+
+class MainThreadCells(Protocol):
+    """What the SIGINT handler asks of the kernel, from the handler (so: set flags and
+    schedule work in a thread-safe, reentrant way, no locks, no waits)."""
+
+    def signalled(self, fresh: bool) -> None:
+        """A SIGINT arrived.  ``fresh``: a new interrupt (an interrupt_request's, or one from
+        outside: ``kill -INT``), which every main-thread cell is owed; else one the kernel
+        sent again to deliver what is owed already."""
+
+    def outside_cell_code(self, fresh: bool) -> None:
+        """No cell's code runs on the main thread now: cancel the awaits of the cells owed
+        an interrupt; a ``fresh`` one is also owed to the cells in hand not started yet."""
+
+    def owed(self) -> bool:
+        """Whether a main-thread cell is still owed an interrupt."""
+        ...
 
 
 def install_sigint_handler(
     cell_codes: Collection[CodeType],
-    outside_cell_code: Callable[[], object],
+    cells: MainThreadCells,
     redeliver_later: Callable[[Callable[[], object]], object],
 ) -> None:
     """On SIGINT: raise in running cell code (one of ``cell_codes`` on the stack), at a safe
-    point; else call ``outside_cell_code`` (which cancels the awaiting cells, or marks the
-    cell in hand to be interrupted when its code starts).
+    point, if that cell is owed an interrupt (:mod:`async_kernel.cells`); else tell
+    ``cells`` that no cell code runs (the awaiting cells are cancelled, the cell in hand is
+    owed it when it starts).  Whatever stays owed is looked at again REDELIVER_AFTER later.
 
-    ``outside_cell_code`` is called from the signal handler and must only set flags and
-    schedule work in a thread-safe, reentrant way (a caller's ``schedule``); so must
-    ``redeliver_later``, which runs its argument on another thread about REDELIVER_AFTER
-    seconds later.
+    ``redeliver_later`` runs its argument on another thread about REDELIVER_AFTER seconds
+    later (thread-safe and reentrant, as everything called from the handler).
     """
     codes = frozenset(cell_codes)
     deferred = _Deferred(redeliver_later)
     redeliver_if_swallowed(KeyboardInterrupt, _interrupt_again)
 
+    def look_again() -> None:  # on another thread
+        if cells.owed():
+            interrupt_main_thread(again=True)
+
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         __tracebackhide__ = True
         _handled[0] += 1
+        fresh = not _sent_again[0]
+        _sent_again[0] = False
         deferred.disarm()  # judged afresh: where is the main thread now?
+        cells.signalled(fresh)
         if not any(_stack_contains(frame, code) for code in codes) or _shows_an_ended_cell(
             frame, codes
         ):
-            outside_cell_code()
+            deferred.done()
+            cells.outside_cell_code(fresh)
+            redeliver_later(look_again)  # a cell that resumes first (and spins) gets it then
             return
-        if _lands_safely(frame, codes) or sys.gettrace() is not None:
-            raise KeyboardInterrupt  # (under a debugger's tracer: at once, as before)
+        if (
+            _lands_safely(frame, codes)
+            or sys.gettrace() is not None  # (under a debugger's tracer: at once, as before)
+            or deferred.out_of_patience()
+        ):
+            deferred.done()
+            if _take_current():
+                raise KeyboardInterrupt
+            return
         resume = _return_point(frame, codes)
         if resume is None:
-            raise KeyboardInterrupt
+            deferred.done()
+            if _take_current():
+                raise KeyboardInterrupt
+            return
         deferred.arm(resume)  # kernel code, mid-update: once it has returned
 
     signal.signal(signal.SIGINT, on_sigint)
@@ -365,6 +434,9 @@ _kernel_handler: list[Callable[[int, FrameType | None], None]] = []  # the one i
 
 
 _handled = [0]  # how often the SIGINT handler has run (see interrupt_main_thread_surely)
+# True while a SIGINT sent again to deliver what is owed is on its way (not a fresh one: see
+# MainThreadCells.signalled).
+_sent_again = [False]
 
 
 async def interrupt_main_thread_surely(attempts: int = 40) -> None:
@@ -374,7 +446,8 @@ async def interrupt_main_thread_surely(attempts: int = 40) -> None:
     lands after the last check before a blocking C call (``time.sleep`` right after a
     ``print``) waits for that call to end: seen under load, a 10 s sleep went uninterrupted.
     Sent again, it interrupts the call.  Gives up after ``attempts`` (a handler that never
-    runs: a C call that holds the GIL).
+    runs: a C call that holds the GIL).  Once the handler has run, it looks after what is
+    still owed itself.
     """
     redeliver_if_swallowed(KeyboardInterrupt, _interrupt_again)  # (the hook may be replaced)
     seen = _handled[0]
@@ -383,14 +456,20 @@ async def interrupt_main_thread_surely(attempts: int = 40) -> None:
         await anyio.sleep(WAIT_SLICE)
         if _handled[0] != seen:
             return
-        interrupt_main_thread()
+        interrupt_main_thread()  # the same interrupt: signals pending at once are one
 
 
-def interrupt_main_thread() -> None:
-    """Deliver SIGINT to the main thread now, waking it from any blocking system call."""
+def interrupt_main_thread(*, again: bool = False) -> None:
+    """Deliver SIGINT to the main thread now, waking it from any blocking system call.
+
+    ``again``: to deliver an interrupt the main thread's cells are owed already (see
+    :class:`MainThreadCells`); else a fresh interrupt.
+    """
     main = threading.main_thread().ident
     if main is None:  # pragma: no cover - the main thread always has an ident
         return
+    if again:
+        _sent_again[0] = True
     if hasattr(signal, "pthread_kill"):
         signal.pthread_kill(main, signal.SIGINT)
     else:  # Windows: no per-thread signals; raise KeyboardInterrupt in the main thread
@@ -407,83 +486,92 @@ def thread_frames() -> dict[int, FrameType]:
     return sys._current_frames()  # pyright: ignore[reportPrivateUsage]  # no public equivalent
 
 
-def interrupt_cells_on_other_threads(runner_code: CodeType, cell_code: CodeType) -> int:
-    """Raise KeyboardInterrupt in every thread but the main one that runs a cell right now.
-
-    ``runner_code`` is the code of the frame that calls a cell's code (one call per block of
-    the cell), ``cell_code`` that of the frame that runs one whole cell (all its blocks).
+def interrupt_cells_on_other_threads(cells: Iterable[RunningCell], runner_code: CodeType) -> int:
+    """Deliver the interrupt owed to each of ``cells`` that runs on a thread other than the
+    main one; ``runner_code`` is the code of the frame that runs each block of a cell.
 
     Signals reach only the main thread; a subshell's or a ``# thread`` cell's Python code is
     stopped through ``PyThreadState_SetAsyncExc`` instead, which takes effect at its next
-    bytecode: a busy loop stops at once, a blocking call (``time.sleep``) returns first.
-    As on the main thread, it is raised only where it lands safely (:func:`_lands_safely`):
-    a thread in other kernel code (a print half way through the stream's bookkeeping) gets
-    it once it has left that code (:func:`_raise_in_cell_thread`).  Returns how many threads
-    were asked.
+    bytecode: a busy loop stops at once, a blocking call (``time.sleep``) returns first.  As
+    on the main thread, it is raised only where it lands safely (:func:`_lands_safely`): a
+    thread in other kernel code (a print half way through the stream's bookkeeping) gets it
+    once it has left that code, and a cell that awaits gets it as the cancellation of its
+    await, on its own loop (:func:`_deliver_to_thread`).  Returns how many cells were owed.
     """
     _thread_cell_codes.add(runner_code)
-    _thread_cell_scopes.add(cell_code)
     redeliver_if_swallowed(KeyboardInterrupt, _interrupt_again)
     main = threading.main_thread().ident
     asked = 0
-    for ident, frame in thread_frames().items():
-        if ident != main and _stack_contains(frame, runner_code):
-            asked += _raise_in_cell_thread(ident)
+    for cell in cells:
+        if cell.thread != main and cell.owes:
+            _deliver_to_thread(cell)
+            asked += 1
     return asked
 
 
-# What interrupt_cells_on_other_threads looked for: the runners of a cell's blocks, and the
-# frames that each run one whole cell.
-_thread_cell_codes: set[CodeType] = set()
-_thread_cell_scopes: set[CodeType] = set()
+_thread_cell_codes: set[CodeType] = set()  # what interrupt_cells_on_other_threads was given
 
-# How often, and how long at most, an interrupt for a thread in kernel code looks again
-# whether that thread has left it; after the longest wait it is raised wherever it lands.
+# How often a thread cell's owed interrupt is looked at again while it cannot be delivered,
+# and how long at most it waits for the cell's thread to leave kernel code; after that it is
+# raised wherever it lands there.
 THREAD_RETRY = 0.005  # seconds
 THREAD_PATIENCE = 5.0  # seconds
+# The same for the main thread (see _Deferred): the signal comes again every REDELIVER_AFTER.
+DEFER_PATIENCE = 1.0  # seconds
 
 
-def _raise_in_cell_thread(ident: int) -> bool:
-    """KeyboardInterrupt in the cell thread ``ident`` runs now: at once if it lands safely
-    there, else from a short-lived thread once it does; False if the thread runs no cell.
-
-    The interrupt is for that cell only: the frame running the cell found now is the one
-    that must still be running when it is raised (an interrupt that comes too late does
-    nothing to the next cell on the thread, or to a new thread with the same ident).  That
-    is the frame of the whole cell, not the runner of the block running now: a deferred
-    interrupt that waited for a ``print`` in the first block lands in the next one.
-    """
-    frame = thread_frames().get(ident)
-    cell = _running_cell(frame)
-    if cell is None:
-        return False
-    if _lands_safely(frame, _thread_cell_codes):
-        return raise_in_thread(ident, KeyboardInterrupt)
-    with _retry_lock:
-        if _retrying.get(ident) is cell:  # an earlier interrupt waits for the same moment
-            return True
-        _retrying[ident] = cell
+def _deliver_to_thread(cell: RunningCell) -> None:
+    """Deliver what ``cell`` (on another thread) is owed: at once if its code runs where an
+    interrupt lands safely, else from a short-lived thread that looks again every
+    THREAD_RETRY seconds until it is delivered, taken by another path (the start of the
+    cell's next block, the cancel of its await) or the cell has ended."""
+    if _look_at(cell, {}, patience_over=False):
+        return
+    with _watch_lock:
+        if cell in _watched:  # an earlier interrupt already waits for the same moment
+            return
+        _watched.add(cell)
     threading.Thread(
-        target=_raise_once_safe, args=(ident, cell), name="async-kernel-interrupt", daemon=True
+        target=_watch, args=(cell,), name="async-kernel-interrupt", daemon=True
     ).start()
-    return True
 
 
-def _running_cell(frame: FrameType | None) -> FrameType | None:
-    """The frame running the cell whose block runs on the stack from ``frame``: the
-    innermost cell frame under the innermost runner (the runner itself if there is none)."""
-    runner = None
-    while frame is not None:
-        if runner is None and frame.f_code in _thread_cell_codes:
-            runner = frame
-        elif runner is not None and frame.f_code in _thread_cell_scopes:
-            return frame
-        frame = frame.f_back
-    return runner
+def _look_at(cell: RunningCell, asked: dict[int, Scope], *, patience_over: bool) -> bool:
+    """One look at ``cell``'s thread: deliver its interrupt if it can be now; True once
+    nothing more is to be done.  ``asked``: the awaits whose cancel was asked already."""
+    if cell.ended or not cell.owes:
+        return True
+    frame = thread_frames().get(cell.thread)
+    if _runs(frame, cell.frame):  # the cell's code, or kernel code it called, runs now
+        if _lands_safely(frame, _thread_cell_codes) or patience_over:
+            # No longer watched, before it is raised: should it be swallowed where it lands
+            # (a __del__) and owed again at once, that delivery must find no watcher.
+            with _watch_lock:
+                _watched.discard(cell)
+            if cell.take():
+                raise_in_thread(cell.thread, KeyboardInterrupt)
+            return True
+        return False
+    for scope in list(cell.scopes):  # the cell awaits: its loop cancels the await
+        if id(scope) not in asked:
+            asked[id(scope)] = scope  # (kept alive: its id is not reused meanwhile)
+            cell.cancel_await()
+    return False
+
+
+def _watch(cell: RunningCell) -> None:
+    try:
+        deadline = time.monotonic() + THREAD_PATIENCE
+        asked: dict[int, Scope] = {}
+        while not _look_at(cell, asked, patience_over=time.monotonic() >= deadline):
+            time.sleep(THREAD_RETRY)
+    finally:
+        with _watch_lock:
+            _watched.discard(cell)
 
 
 def _runs(frame: FrameType | None, cell: FrameType) -> bool:
-    """Whether ``cell`` is on the stack from ``frame`` (the cell it runs has not ended)."""
+    """Whether ``cell`` is on the stack from ``frame`` (its code runs, not awaits)."""
     while frame is not None:
         if frame is cell:
             return True
@@ -491,48 +579,25 @@ def _runs(frame: FrameType | None, cell: FrameType) -> bool:
     return False
 
 
-_retrying: dict[int, FrameType] = {}  # thread -> the cell an interrupt waits for there
-_retry_lock = threading.Lock()
-
-
-def _raise_once_safe(ident: int, cell: FrameType) -> None:
-    """Look again every THREAD_RETRY seconds, and raise once the thread has left kernel code;
-    after THREAD_PATIENCE raise it anyway (a lost interrupt would be worse than a bookkeeping
-    step cut short).  Nothing if the cell has ended meanwhile."""
-    try:
-        deadline = time.monotonic() + THREAD_PATIENCE
-        while True:
-            time.sleep(THREAD_RETRY)
-            frame = thread_frames().get(ident)
-            if not _runs(frame, cell):
-                return
-            if _lands_safely(frame, _thread_cell_codes) or time.monotonic() >= deadline:
-                # No longer waiting, before it is raised: should it be swallowed where it
-                # lands (a __del__, a gc callback) and delivered again at once, that delivery
-                # must not take this finished wait for one still to come.
-                _stop_waiting(ident, cell)
-                raise_in_thread(ident, KeyboardInterrupt)
-                return
-    finally:
-        _stop_waiting(ident, cell)
-
-
-def _stop_waiting(ident: int, cell: FrameType) -> None:
-    with _retry_lock:
-        if _retrying.get(ident) is cell:
-            del _retrying[ident]
+_watched: set[RunningCell] = set()  # the cells a _watch thread looks after
+_watch_lock = threading.Lock()
 
 
 def _interrupt_again(ident: int) -> None:
     """Deliver again an interrupt that code run on the side of a cell swallowed (a
-    ``__del__``, a gc callback: see :mod:`async_kernel.async_exceptions`); on another thread.
+    ``__del__``, a gc callback: see :mod:`async_kernel.async_exceptions`); on another
+    thread, in a copy of the swallowing thread's context, so the cell it was for is known.
 
-    The main thread gets SIGINT again (while the kernel's handler is the one installed), and
-    that handler judges afresh where it lands; another thread gets KeyboardInterrupt again
-    if it still runs a cell.
+    That cell is owed it again, if it still runs: an interrupt swallowed as a cell ended
+    does nothing to the next one.  The main thread gets SIGINT again (while the kernel's
+    handler is the one installed); another thread's cell gets it as any interrupt does.
     """
+    cell = Cells.current()
+    if cell is None or cell.ended:
+        return
+    cell.owe()
     if ident == threading.main_thread().ident:
         if _kernel_handler and signal.getsignal(signal.SIGINT) is _kernel_handler[0]:
-            interrupt_main_thread()
+            interrupt_main_thread(again=True)
         return
-    _raise_in_cell_thread(ident)
+    _deliver_to_thread(cell)

@@ -19,7 +19,7 @@ LAYERS = [
     {"kernel"},
     {"shell", "transport", "debugger"},
     {"toolkit", "guest", "gui_hosts"},
-    {"settings", "parent", "interrupt", "_version"},
+    {"settings", "parent", "interrupt", "cells", "async_exceptions", "_version"},
 ]
 
 

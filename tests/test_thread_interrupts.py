@@ -4,6 +4,7 @@ code is raised once the thread has left it.  In-process, on real threads and fra
 
 from __future__ import annotations
 
+import inspect
 import sys
 import threading
 import time
@@ -13,6 +14,7 @@ from typing import Any, cast
 import pytest
 
 from async_kernel.async_exceptions import can_raise_in_threads
+from async_kernel.cells import Cells
 from async_kernel.interrupt import interrupt_cells_on_other_threads
 from async_kernel.shell.iostream import OutStream
 
@@ -36,18 +38,28 @@ class Transport:
         pass
 
 
+CELLS = Cells()  # stands for the shell's registry of running cells
+
+
 def runner(block: Callable[[], None]) -> None:
     """Stands for ``run_code`` on a subshell's thread: one block of a cell runs under it."""
     block()
 
 
 def whole_cell(*blocks: Callable[[], None]) -> None:
-    """Stands for ``run_cell_async``: one cell, its blocks run one by one."""
-    for block in blocks:
-        runner(block)
+    """Stands for ``run_cell_async``: one cell, registered while it runs; its blocks run one
+    by one."""
+    frame = inspect.currentframe()
+    assert frame is not None
+    with CELLS.run(frame, None, None):
+        for block in blocks:
+            runner(block)
 
 
-CODES = (runner.__code__, whole_cell.__code__)
+def interrupt() -> int:
+    """An interrupt_request: every running cell is owed one; those on other threads are
+    delivered it (how many)."""
+    return interrupt_cells_on_other_threads(CELLS.owe(), runner.__code__)
 
 
 def _top_code(thread: threading.Thread) -> object:
@@ -90,7 +102,7 @@ def test_an_interrupt_waits_for_the_thread_to_leave_kernel_code() -> None:
     try:
         thread.start()
         _wait_until_in_write(thread)
-        assert interrupt_cells_on_other_threads(*CODES) == 1
+        assert interrupt() == 1
         time.sleep(0.05)  # the interrupt is held back meanwhile
         assert thread.is_alive() and not outcome
     finally:
@@ -120,7 +132,7 @@ def test_an_interrupt_for_a_thread_in_the_users_code_lands_at_once() -> None:
     thread = threading.Thread(target=whole_cell, args=(cell,))
     thread.start()
     assert started.wait(WAIT)
-    assert interrupt_cells_on_other_threads(*CODES) == 1
+    assert interrupt() == 1
     assert interrupted.wait(WAIT)
     thread.join(WAIT)
     assert not thread.is_alive()
@@ -131,7 +143,7 @@ def test_no_cell_no_interrupt() -> None:
     thread = threading.Thread(target=stop.wait, args=(WAIT,))  # runs no cell
     thread.start()
     try:
-        assert interrupt_cells_on_other_threads(*CODES) == 0
+        assert interrupt() == 0
     finally:
         stop.set()
         thread.join(WAIT)
@@ -166,7 +178,7 @@ def test_a_late_interrupt_does_nothing_to_the_next_cell() -> None:
     try:
         thread.start()
         _wait_until_in_write(thread)
-        assert interrupt_cells_on_other_threads(*CODES) == 1
+        assert interrupt() == 1
     finally:
         stream._lock.release()  # the cell ends at once, likely before the interrupt's look
     thread.join(WAIT)
@@ -201,7 +213,7 @@ def test_an_interrupt_held_back_in_one_block_lands_in_the_next_block_of_the_cell
     try:
         thread.start()
         _wait_until_in_write(thread)
-        assert interrupt_cells_on_other_threads(*CODES) == 1
+        assert interrupt() == 1
     finally:
         stream._lock.release()
     thread.join(WAIT + 1)

@@ -51,7 +51,9 @@ class CallbackKernel:
 
     def interrupt(self) -> None:
         """Cancel every cell that is awaiting (blocking code cannot be interrupted here)."""
-        self.kernel.main.schedule(self.kernel.shell.cancel_awaiting_cells)
+        cells = self.kernel.shell.cells
+        cells.owe()
+        self.kernel.main.schedule(cells.cancel_owed_awaits)
 
     def stop(self) -> None:
         """End :meth:`run` as a shutdown_request would."""

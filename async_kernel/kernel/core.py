@@ -65,6 +65,30 @@ _WARM_UP_DELAY = 0.5
 log = logging.getLogger("async_kernel")
 
 
+class _MainThreadCells:
+    """The SIGINT handler's view of the main thread's cells (``interrupt.MainThreadCells``);
+    called from the handler, on the main thread."""
+
+    def __init__(self, shell: AsyncShell, router: Router, main: Caller) -> None:
+        self._shell = shell
+        self._router = router
+        self._main = main
+        self._thread = threading.get_ident()
+
+    def signalled(self, fresh: bool) -> None:
+        if fresh:
+            self._shell.cells.owe(self._thread)
+
+    def outside_cell_code(self, fresh: bool) -> None:
+        if fresh:  # the cells being prepared (or between blocks) get it as they start
+            for seq in self._router.main.cells_in_hand():
+                self._shell.interrupt_cell_in_hand(seq)
+        self._main.schedule(self._shell.cells.cancel_owed_awaits)
+
+    def owed(self) -> bool:
+        return self._shell.cells.owed_on(self._thread)
+
+
 class Kernel:
     """One kernel process: a shell, its callers, and a transport."""
 
@@ -177,7 +201,7 @@ class Kernel:
         if self.is_main_thread:
             install_sigint_handler(
                 AsyncShell.cell_codes(),
-                self._interrupt_outside_cell_code,
+                _MainThreadCells(self.shell, self.router, self.main),
                 lambda redeliver: self.control.schedule(
                     self.control.call_later, REDELIVER_AFTER, redeliver
                 ),
@@ -191,17 +215,6 @@ class Kernel:
                 )
             )
             self.main.start_soon(self._warm_up_soon)
-
-    def _interrupt_outside_cell_code(self) -> None:
-        """SIGINT found no cell code running on the main thread (called from its handler):
-        cancel the cells that await there; with none, a cell in hand (being prepared, or
-        between two of its blocks) is interrupted as soon as its code starts."""
-        main = threading.main_thread().ident
-        if main not in self.shell.threads_with_awaiting_cells():
-            seq = self.router.main.first_cell_in_hand()
-            if seq is not None:
-                self.shell.interrupt_cell_in_hand(seq)
-        self.main.schedule(self.shell.cancel_awaiting_cells)
 
     def _main_is_free(self) -> bool:
         """No request in hand on the main loop (asked on the transport's thread).
@@ -254,15 +267,17 @@ class Kernel:
         threading.Thread(target=self._end_if_stuck, name="async-kernel-stop", daemon=True).start()
 
     def interrupt(self) -> None:
-        """Interrupt every cell (an interrupt_request, on the control loop)."""
+        """Interrupt every cell running now (an interrupt_request, on the control loop):
+        each is owed the interrupt until it is delivered (see cells.py)."""
+        owed = self.shell.cells.owe()
         if self.single_thread:
             # No signals between threads here: cancel what awaits (blocking code cannot be
             # interrupted in this mode, as in Pyodide).
-            self.shell.cancel_awaiting_cells()
+            self.shell.cells.cancel_owed_awaits()
             return
         self.control.start_soon(interrupt_main_thread_surely)
         if self.subshells is not None:
-            self.subshells.interrupt_all()
+            self.subshells.interrupt_all(owed)
 
     def _end_if_stuck(self) -> None:
         if self._served.wait(STOP_DEADLINE):

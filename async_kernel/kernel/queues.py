@@ -45,6 +45,9 @@ class RequestQueue:
         # meanwhile, where a blocked cell's take_one still finds it.
         self._gate = gate
         self._queue: deque[Request] = deque()
+        # The request taken off the queue and being handled (set before it leaves the
+        # queue: a signal handler looking at the two between bytecodes never misses it).
+        self.current: Request | None = None
         self._wakeup: anyio.Event | None = None
         self._idle = False
         # Set while a thread that cannot run the consumer (a blocked cell) waits to take
@@ -105,15 +108,18 @@ class RequestQueue:
                     await self._gate(head)
                     if not queue or queue[0] is not head:
                         continue  # taken meanwhile (take_one): the next one passes the gate
-                request = queue.popleft()
-                if not request.claim():
-                    continue
+                self.current = request = queue[0]
+                queue.popleft()
                 try:
+                    if not request.claim():
+                        continue
                     await self._handle(request)
                 except anyio.get_cancelled_exc_class():
                     raise
                 except BaseException:  # a stray KeyboardInterrupt must not end the queue
                     log.exception("handling %s failed", request.msg.get("msg_type"))
+                finally:
+                    self.current = None
             self._wakeup = anyio.Event()
             self._idle = True
             if not queue:

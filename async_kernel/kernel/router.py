@@ -157,11 +157,16 @@ class Lane:
         """Whether a cell delivered to this lane has not been answered yet (any thread)."""
         return self._cells_in != self._cells_out
 
-    def first_cell_in_hand(self) -> int | None:
-        """The arrival number of the oldest cell this lane has taken up and not answered, or
-        else of the first waiting to start (on this lane's thread, e.g. its signal handler)."""
-        running = [r.seq for r in self._running.values() if r.msg["msg_type"] == "execute_request"]
-        return min(running) if running else self.executes.first_seq()
+    def cells_in_hand(self) -> list[int]:
+        """The arrival numbers of the cells this lane has taken up and not answered: the
+        one taken off its queue included, running or still being prepared (on this lane's
+        thread, e.g. its signal handler).  Not those still waiting: an interrupt is for what
+        runs, and one that came as a cell ended must not stop the next."""
+        seqs = {r.seq for r in self._running.values() if r.msg["msg_type"] == "execute_request"}
+        current = self.executes.current
+        if current is not None and current.msg["msg_type"] == "execute_request":
+            seqs.add(current.seq)
+        return sorted(seqs)
 
     def take_queued(self) -> list[Request]:
         """Remove and return this lane's queued execute requests (on this lane's thread).
@@ -448,6 +453,6 @@ def process_events(timeout: float = 0.0) -> int:
     router = Router.current
     if router is None or threading.current_thread() is not router.main.caller.thread:
         if timeout > 0:
-            time.sleep(timeout)
+            Latch().wait_for_cell(timeout)  # (an interruption point, as a sleep is not)
         return 0
     return router.process_events(timeout)

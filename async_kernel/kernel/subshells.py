@@ -16,7 +16,6 @@ exists in single-thread mode (a subshell is a thread).
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from typing import TYPE_CHECKING
 
@@ -26,10 +25,10 @@ from ..interrupt import interrupt_cells_on_other_threads
 from ..parent import current_request
 from ..shell.interactive import AsyncShell
 from ..shell.namespaces import Namespace, new_namespace
-from ..toolkit.caller import Caller
 from ..transport.wire import error_content
 
 if TYPE_CHECKING:
+    from ..cells import RunningCell
     from ..parent import Request
     from .replies import Replies, Reply
     from .router import Router
@@ -93,18 +92,11 @@ class Subshells:
         return {"status": "ok", "subshell_id": self._router.subshell_ids}
 
     # -- interrupts ------------------------------------------------------------------------
-    def interrupt_all(self) -> None:
-        """Cancel the awaiting cells off the main thread (subshells, ``# thread`` cells), each
-        on its own loop; stop the Python code of running ones."""
-        shell = self._shell
-        main = threading.main_thread().ident
-        for ident in shell.threads_with_awaiting_cells() - {main}:
-            caller = Caller.of_thread(ident)
-            if caller is not None:
-                caller.schedule(shell.cancel_awaiting_cells)
-        interrupt_cells_on_other_threads(
-            AsyncShell.run_code.__code__, AsyncShell.run_cell_async.__code__
-        )
+    def interrupt_all(self, owed: list[RunningCell]) -> None:
+        """Deliver the interrupt ``owed`` to the cells off the main thread (subshells,
+        ``# thread`` cells): raised in the code of those that run, the await cancelled on
+        its own loop for those that await (see interrupt.py)."""
+        interrupt_cells_on_other_threads(owed, AsyncShell.run_code.__code__)
 
     # -- %subshell -------------------------------------------------------------------------
     def magic(self, line: str) -> None:

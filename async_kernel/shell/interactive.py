@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bdb
 import importlib
+import inspect
 import re
 import sys
 import threading
@@ -25,8 +26,10 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Any as AnyTrait
 from traitlets import Bool, Instance, default
 
+from ..cells import Cells, RunningCell
 from ..interrupt import users_frames
 from ..parent import current_request
+from ..toolkit.caller import Caller
 from .dask_cells import CellFutures, cancel_started_futures, interrupted
 from .namespaces import active_namespace
 from .payloads import RequestPayloads
@@ -269,11 +272,7 @@ class AsyncShell(InteractiveShell):
         self._ipython().__init__(**kwargs)
         self.autoawait = True
         self.last_error = None
-        # Each scope with the thread whose loop owns it: a scope is cancelled only there.
-        self._cell_scopes: dict[anyio.CancelScope, int] = {}
-        # The arrival number of a main-thread cell an interrupt came for while none of its
-        # code ran (IPython preparing it, between its blocks): its code raises as it starts.
-        self._interrupt_cell_seq: int | None = None
+        self.cells = Cells()  # the cells running now, and the interrupts owed to them
         self._ipython().set_hook("show_in_pager", self._page_payload, 99)
         from .magics import register as register_magics  # %callers, %%thread, %%trio, ...
 
@@ -394,9 +393,19 @@ class AsyncShell(InteractiveShell):
         return etype, value, tb
 
     async def run_cell_async(self, *args: Any, **kwargs: Any) -> ExecutionResult:
-        """IPython's; then an interrupted cell's unfinished Dask futures are cancelled."""
+        """IPython's, as one running cell (see cells.py); then an interrupted cell's
+        unfinished Dask futures are cancelled."""
         started = CellFutures()  # see dask_cells.py
-        result: ExecutionResult = await self._ipython().run_cell_async(*args, **kwargs)
+        request = current_request()
+        caller = Caller.of_thread(threading.get_ident())
+        frame = inspect.currentframe()
+        assert frame is not None  # (CPython: always)
+        with self.cells.run(
+            frame,
+            None if request is None else request.seq,
+            None if caller is None else caller.schedule,
+        ):
+            result: ExecutionResult = await self._ipython().run_cell_async(*args, **kwargs)
         if self.cancel_dask_on_interrupt and interrupted(result.error_in_exec):
             await cancel_started_futures(started)
         return result
@@ -404,56 +413,66 @@ class AsyncShell(InteractiveShell):
     async def run_code(
         self, code_obj: CodeType, result: ExecutionResult | None = None, *, async_: bool = False
     ) -> bool:
-        """Run one compiled block; returns True if it raised (shown as a traceback)."""
+        """Run one compiled block; returns True if it raised (shown as a traceback).
+
+        Everything after the first line is inside the ``try``: an interrupt anywhere in here
+        is this block's error, never one that escapes into IPython's own handling.
+        """
         __tracebackhide__ = "__ipython_bottom__"
-        saved_hook, sys.excepthook = sys.excepthook, self._ipython().excepthook
-        self.sys_excepthook = saved_hook
+        cell = Cells.current()
+        saved_hook = sys.excepthook
         try:
             try:
-                if self._interrupt_cell_seq is not None and self._is_interrupted_cell():
-                    self._interrupt_cell_seq = None
+                sys.excepthook = self._ipython().excepthook
+                self.sys_excepthook = saved_hook
+                if cell is not None and cell.take():  # an interrupt came before this block started
                     raise KeyboardInterrupt
                 if async_:
-                    await self._await_interruptibly(
-                        eval(code_obj, self.user_global_ns, self.user_ns)
-                    )
+                    coro = eval(code_obj, self.user_global_ns, self.user_ns)
+                    await self._await_interruptibly(coro, cell)
                 else:
                     exec(code_obj, self.user_global_ns, self.user_ns)
             finally:
                 sys.excepthook = saved_hook
-        except SystemExit as err:
-            if result is not None:
-                result.error_in_exec = err
-            self.showtraceback(exception_only=True)
-        except bdb.BdbQuit as err:
-            if result is not None:
-                result.error_in_exec = err
-        except self.custom_exceptions as err:
-            if result is not None:
-                result.error_in_exec = err
-            self.CustomTB(*sys.exc_info())
         except BaseException as err:
-            if result is not None:
-                result.error_in_exec = err
+            if cell is not None:
+                cell.ending = True  # its error is shown next: no later interrupt is for it
+            self._show_error(err, result)
+            return True
+        return False
+
+    def _show_error(self, err: BaseException, result: ExecutionResult | None) -> None:
+        """Show the error a block raised (called while it is being handled), as IPython's
+        own ``run_code`` does."""
+        if result is not None:
+            result.error_in_exec = err
+        if isinstance(err, SystemExit):
+            self.showtraceback(exception_only=True)
+        elif isinstance(err, bdb.BdbQuit):
+            return
+        elif isinstance(err, self.custom_exceptions):
+            self.CustomTB(*sys.exc_info())
+        else:
             if isinstance(err, KeyboardInterrupt):
                 # Where an interrupt lands in kernel code is chance; the traceback keeps
                 # the user's frames and the libraries they called (see users_frames).  Set
                 # on the exception, as IPython formats it twice (shown, and for history).
                 err.with_traceback(users_frames(err.__traceback__))
             self.showtraceback(running_compiled_code=True)
-        else:
-            return False
-        return True
 
-    async def _await_interruptibly(self, coro: Coroutine[Any, Any, Any]) -> None:
+    async def _await_interruptibly(
+        self, coro: Coroutine[Any, Any, Any], cell: RunningCell | None
+    ) -> None:
         """Await a cell; an interrupt cancels it and surfaces as KeyboardInterrupt."""
         __tracebackhide__ = True
         with anyio.CancelScope() as scope:
-            self._cell_scopes[scope] = threading.get_ident()
+            if cell is not None:
+                cell.scopes.add(scope)
             try:
                 await coro
             finally:
-                self._cell_scopes.pop(scope, None)
+                if cell is not None:
+                    cell.scopes.discard(scope)
         if scope.cancelled_caught:
             raise KeyboardInterrupt("the awaiting cell was interrupted")
 
@@ -463,31 +482,18 @@ class AsyncShell(InteractiveShell):
         in it): a SIGINT that finds one on the stack is the cell's; tracebacks start below."""
         return (AsyncShell.run_code.__code__, AsyncShell._await_interruptibly.__code__)
 
-    def threads_with_awaiting_cells(self) -> set[int]:
-        """The threads whose loops have a cell waiting in an ``await`` (any thread may ask)."""
-        return set(self._cell_scopes.values())
-
     def interrupt_cell_in_hand(self, seq: int) -> None:
         """An interrupt came while the main thread's cell in hand (arrival number ``seq``)
-        ran none of its code (from the SIGINT handler): that cell's code raises
-        KeyboardInterrupt as soon as it starts, instead of the interrupt being lost.  A cell
-        that has ended meanwhile is never started again, so the mark then does nothing."""
-        self._interrupt_cell_seq = seq
-
-    def _is_interrupted_cell(self) -> bool:
-        request = current_request()
-        return (
-            request is not None
-            and request.seq == self._interrupt_cell_seq
-            and threading.current_thread() is threading.main_thread()
-        )
+        had not started (from the SIGINT handler): it starts owed the interrupt, and its
+        code raises KeyboardInterrupt as soon as it starts.  A cell that has ended meanwhile
+        is never started again, so the mark then does nothing."""
+        if not self.cells.started(seq):
+            self.cells.owe_seq(seq)
 
     def cancel_awaiting_cells(self) -> None:
-        """Cancel the cells waiting in an ``await`` on this thread's loop (call it there).
+        """Cancel the cells waiting in an ``await`` on this thread's loop (call it there),
+        owed an interrupt or not (a subshell being deleted).
 
         Cells of other threads (subshells) are left alone: a scope is not thread-safe.
         """
-        me = threading.get_ident()
-        for scope, owner in list(self._cell_scopes.items()):
-            if owner == me:
-                scope.cancel()
+        self.cells.cancel_awaits()

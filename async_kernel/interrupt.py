@@ -57,6 +57,7 @@ __all__ = [
     "interrupt_main_thread",
     "interrupt_main_thread_surely",
     "interruption_point",
+    "lands_safely_in_thread",
     "sigint_blocked",
     "thread_frames",
     "users_frames",
@@ -277,6 +278,13 @@ def _lands_safely(frame: FrameType | None, cell_codes: Collection[CodeType]) -> 
             return True  # the user's own code (a cell, a module of theirs)
         frame = frame.f_back
     return True
+
+
+def lands_safely_in_thread(ident: int, runner_codes: Collection[CodeType]) -> bool:
+    """Whether an asynchronous exception raised in thread ``ident`` now would land where it
+    may (:func:`_lands_safely`): in the user's code or a library it called, under a frame of
+    one of ``runner_codes``, and not in the kernel's own code."""
+    return _lands_safely(thread_frames().get(ident), runner_codes)
 
 
 def _return_point(frame: FrameType | None, cell_codes: Collection[CodeType]) -> FrameType | None:

@@ -370,3 +370,65 @@ def test_a_stop_swallowed_by_side_code_is_sent_again(where: str) -> None:
     assert not thread.is_alive()
     assert len(outcome) == 1 and isinstance(outcome[0], CancelledInThread), outcome
     assert unraisable == []
+
+
+def test_a_stop_waits_for_the_function_to_leave_kernel_code() -> None:
+    """Stopped while its ``print`` waits in the kernel's output stream (for the stream's
+    lock), the function is not hit there: the stop lands once it is back in its own code,
+    and what it wrote is whole (buffered, its flush scheduled)."""
+    from async_kernel.shell.iostream import OutStream
+
+    class Transport:
+        def __init__(self) -> None:
+            self.timers: list[Callable[[], object]] = []
+
+        def call_later(self, delay: float, callback: Callable[[], object]) -> None:
+            self.timers.append(callback)
+
+        def send(self, channel: str, msg: dict[str, Any]) -> None:
+            pass
+
+    transport = Transport()
+    stream = OutStream("stdout", transport)  # pyright: ignore[reportArgumentType]
+    outcome: list[str] = []
+    in_write = threading.Event()
+
+    def fn() -> None:
+        try:
+            in_write.set()
+            stream.write("progress\n")  # waits for the stream's lock: in kernel code
+        except CancelledInThread:
+            outcome.append("stopped inside the kernel's write")
+            raise
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            time.sleep(0.001)  # the function's own code
+        outcome.append("never stopped")
+
+    call = StoppableCall()
+    assert stream._lock.acquire(timeout=WAIT)  # pyright: ignore[reportPrivateUsage]
+    result: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            call.call(fn, ())
+        except CancelledInThread as err:
+            result.append(err)
+
+    thread = threading.Thread(target=worker)
+    try:
+        thread.start()
+        assert in_write.wait(WAIT)
+        deadline = time.monotonic() + WAIT
+        while sys._current_frames()[thread.ident or 0].f_code is not OutStream.write.__code__:  # pyright: ignore[reportPrivateUsage]
+            assert time.monotonic() < deadline, "the function never waited in the write"
+            time.sleep(0.001)
+        assert call.stop()  # to be sent once the thread has left the write
+        time.sleep(0.05)
+        assert thread.is_alive() and not outcome and not result
+    finally:
+        stream._lock.release()  # pyright: ignore[reportPrivateUsage]
+    thread.join(WAIT + 1)
+    assert not thread.is_alive()
+    assert outcome == [] and len(result) == 1  # stopped in its own code, after the write
+    assert [parts for _, parts in stream._chunks] == [["progress\n"]]  # pyright: ignore[reportPrivateUsage]

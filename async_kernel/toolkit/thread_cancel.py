@@ -10,6 +10,7 @@ pool's own code once the function has returned; the reasoning is in its docstrin
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from ..async_exceptions import (
     redeliver_if_swallowed,
     withdraw_from_thread,
 )
+from ..interrupt import THREAD_PATIENCE, THREAD_RETRY, lands_safely_in_thread
 
 __all__ = ["CancelledInThread", "StoppableCall", "can_stop_threads"]
 
@@ -72,6 +74,10 @@ class StoppableCall:
       treats it as "stopped".
     * :meth:`stop` called on the thread itself (the function cancelling its own Pending)
       sends nothing.
+    * Nor does the exception land in kernel code the function called (a ``print``, half
+      way through the output stream's bookkeeping): found there, the thread is looked at
+      again until it has left it (:meth:`_send_when_safe`), as an interrupt for a cell on
+      another thread is.
     * An exception raised in code whose exceptions Python swallows (a ``__del__``, a gc
       callback) is sent again while the call is open
       (:func:`~async_kernel.async_exceptions.redeliver_if_swallowed`).
@@ -86,7 +92,7 @@ class StoppableCall:
     replace ours, or be withdrawn with it.
     """
 
-    __slots__ = ("_ident", "_lock", "_running", "_sent", "_stopped")
+    __slots__ = ("_ident", "_lock", "_running", "_sent", "_stopped", "_waiting")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -94,20 +100,47 @@ class StoppableCall:
         self._running = False
         self._sent = False
         self._stopped = False  # stop() was called: the function should not start
+        self._waiting = False  # a stop waits for the thread to leave kernel code
 
     def stop(self) -> bool:
-        """Interrupt the function if it is running now (thread-safe); True if sent."""
+        """Interrupt the function if it is running now (thread-safe); True if sent, or to be
+        sent once the thread has left the kernel code the function called (a ``print``
+        half way through the stream's bookkeeping: see :meth:`_send_when_safe`)."""
         can_stop = can_raise_in_threads()  # first use imports ctypes: not under the lock
         if can_stop:
             redeliver_if_swallowed(CancelledInThread, _stop_the_call_in)
         with self._lock:
             self._stopped = True
-            if not can_stop or not self._running or self._sent:
+            if not can_stop or not self._running or self._sent or self._waiting:
                 return False
             if self._ident == threading.get_ident():
                 return False
-            self._sent = raise_in_thread(self._ident, CancelledInThread)
-            return self._sent
+            if lands_safely_in_thread(self._ident, _CALL_CODES):
+                self._sent = raise_in_thread(self._ident, CancelledInThread)
+                return self._sent
+            self._waiting = True
+        threading.Thread(
+            target=self._send_when_safe, name="async-kernel-stop-call", daemon=True
+        ).start()
+        return True
+
+    def _send_when_safe(self) -> None:
+        """Look again every THREAD_RETRY seconds, and send the stop once the thread has left
+        kernel code (or after THREAD_PATIENCE, wherever it lands: a call that cannot be
+        stopped would be worse than a bookkeeping step cut short); nothing once the call has
+        returned.  The same rule as an interrupt's for a cell on another thread."""
+        deadline = time.monotonic() + THREAD_PATIENCE
+        while True:
+            time.sleep(THREAD_RETRY)
+            with self._lock:
+                if not self._running:
+                    self._waiting = False
+                    return
+                safe = lands_safely_in_thread(self._ident, _CALL_CODES)
+                if safe or time.monotonic() >= deadline:
+                    self._waiting = False
+                    self._sent = raise_in_thread(self._ident, CancelledInThread)
+                    return
 
     def _stop_again(self) -> None:
         """Send the stop again: the last one was swallowed (called on another thread)."""
@@ -148,3 +181,7 @@ class StoppableCall:
                 del _open_calls[self._ident]
         if sent:
             withdraw_from_thread(self._ident)
+
+
+# Where a stop may land: the user's function, or a library it called, under this frame.
+_CALL_CODES = (StoppableCall.call.__code__,)

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Protocol
 
-__all__ = ["Cells", "RunningCell", "Scope"]
+__all__ = ["Cells", "RunningCell", "Scope", "owed_anywhere"]
 
 
 class Scope(Protocol):
@@ -67,11 +67,13 @@ class RunningCell:
     def owe(self) -> None:
         """An interrupt came for this cell (nothing, once its error is being shown)."""
         if not self.ending and not self.ended:
+            _owing.add(self)
             self._owed.add(True)
 
     @property
     def owes(self) -> bool:
-        return bool(self._owed)
+        """Owed an interrupt still to deliver (never once its error is being shown)."""
+        return bool(self._owed) and not self.ending
 
     def take(self) -> bool:
         """Deliver what the cell is owed: True if it was owed an interrupt (it no longer
@@ -82,6 +84,7 @@ class RunningCell:
             self._owed.remove(True)
         except KeyError:
             return False
+        _owing.discard(self)
         return True
 
     def cancel_await(self) -> None:
@@ -103,6 +106,14 @@ class RunningCell:
 _current: contextvars.ContextVar[RunningCell | None] = contextvars.ContextVar(
     "async_kernel_cell", default=None
 )
+# The cells owed an interrupt, of every registry: a hint for owed_anywhere (a cell is added
+# before it owes, and removed once it has been delivered or has ended).
+_owing: set[RunningCell] = set()
+
+
+def owed_anywhere() -> bool:
+    """Whether any cell may be owed an interrupt (cheap: for the kernel's hot paths)."""
+    return bool(_owing)
 
 
 class Cells:
@@ -133,6 +144,7 @@ class Cells:
         finally:
             _current.reset(token)
             cell.ended = True
+            _owing.discard(cell)
             self._running.pop(cell, None)
 
     @staticmethod
@@ -161,6 +173,10 @@ class Cells:
         """An interrupt came for the cell of request ``seq``, which has not started yet (it
         is in hand: being prepared): it starts owed it."""
         self._owed_seqs.add(seq)
+
+    def forget_seq(self, seq: int) -> None:
+        """Request ``seq`` has been answered: nothing is owed to its cell any more."""
+        self._owed_seqs.discard(seq)
 
     def owed_on(self, thread: int) -> bool:
         """Whether a cell running on ``thread`` is owed an interrupt."""

@@ -43,7 +43,7 @@ from typing import Protocol, TypeVar, cast
 import anyio
 
 from .async_exceptions import raise_in_thread, redeliver_if_swallowed
-from .cells import Cells, RunningCell, Scope
+from .cells import Cells, RunningCell, Scope, owed_anywhere
 
 __all__ = [
     "DEFER_PATIENCE",
@@ -52,6 +52,7 @@ __all__ = [
     "WaitInterrupted",
     "block_sigint_in_this_thread",
     "cell_facing",
+    "deliver_owed_interrupt",
     "install_sigint_handler",
     "interrupt_cells_on_other_threads",
     "interrupt_main_thread",
@@ -318,9 +319,14 @@ class _Deferred:
     be worse than a print cut short.
     """
 
-    def __init__(self, redeliver_later: Callable[[Callable[[], object]], object]) -> None:
+    def __init__(
+        self,
+        redeliver_later: Callable[[Callable[[], object]], object],
+        deliver: Callable[[FrameType], None],
+    ) -> None:
         self._frame: FrameType | None = None
         self._redeliver_later = redeliver_later
+        self._deliver = deliver  # raises in the frame given, if its cell is owed it
         self._since: float | None = None  # when the interrupt deferred now was first
 
     def arm(self, frame: FrameType) -> None:
@@ -350,8 +356,7 @@ class _Deferred:
     def _fire(self, frame: FrameType, event: str, arg: object) -> None:
         __tracebackhide__ = True
         self.done()
-        if _take_current():
-            raise KeyboardInterrupt
+        self._deliver(frame)
 
     def _redeliver(self) -> None:  # on another thread
         if self._frame is not None:
@@ -359,9 +364,27 @@ class _Deferred:
 
 
 def _take_current() -> bool:
-    """Deliver the interrupt owed to the cell whose code runs here: True if it was owed."""
+    """Deliver the interrupt owed to the cell whose code runs here: True if it was owed.
+
+    Only on the cell's own thread: a thread the cell started runs in a copy of its context,
+    and must not take the cell's interrupt.
+    """
     cell = Cells.current()
-    return cell is not None and cell.take()
+    return cell is not None and cell.thread == threading.get_ident() and cell.take()
+
+
+def deliver_owed_interrupt() -> None:
+    """A point in kernel code with nothing half done (the end of an output stream's write):
+    the interrupt the current cell is owed, if any, is raised here.
+
+    A cell on another thread that prints flat out spends most of its time in the stream's
+    code, and the thread delivering its interrupt, which gets the GIL only where that code
+    gives it up, would otherwise find it there every time.  One set lookup when nothing is
+    owed anywhere.
+    """
+    __tracebackhide__ = True
+    if owed_anywhere() and _take_current():
+        raise KeyboardInterrupt
 
 
 class MainThreadCells(Protocol):
@@ -396,12 +419,27 @@ def install_sigint_handler(
     later (thread-safe and reentrant, as everything called from the handler).
     """
     codes = frozenset(cell_codes)
-    deferred = _Deferred(redeliver_later)
     redeliver_if_swallowed(KeyboardInterrupt, _interrupt_again)
 
     def look_again() -> None:  # on another thread
         if cells.owed():
             interrupt_main_thread(again=True)
+
+    def deliver_here(frame: FrameType | None) -> None:
+        """Raise in ``frame`` if the cell running it is owed an interrupt.  Not in a cell
+        runner's own lines (before its ``try``, in its ``except`` clause): the interrupt
+        would escape the runner; it waits there for the next look."""
+        __tracebackhide__ = True
+        if frame is not None and frame.f_code in codes:
+            redeliver_later(look_again)
+            return
+        taken = _take_current()
+        if cells.owed():  # another cell still is (a cell that ran this one with run_cell)
+            redeliver_later(look_again)
+        if taken:
+            raise KeyboardInterrupt
+
+    deferred = _Deferred(redeliver_later, deliver_here)
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         __tracebackhide__ = True
@@ -423,14 +461,12 @@ def install_sigint_handler(
             or deferred.out_of_patience()
         ):
             deferred.done()
-            if _take_current():
-                raise KeyboardInterrupt
+            deliver_here(frame)
             return
         resume = _return_point(frame, codes)
         if resume is None:
             deferred.done()
-            if _take_current():
-                raise KeyboardInterrupt
+            deliver_here(frame)
             return
         deferred.arm(resume)  # kernel code, mid-update: once it has returned
 
@@ -448,7 +484,9 @@ _sent_again = [False]
 
 
 async def interrupt_main_thread_surely(attempts: int = 40) -> None:
-    """Send SIGINT to the main thread, and again each WAIT_SLICE until its handler has run.
+    """Send SIGINT to the main thread, to deliver the interrupt its cells are owed (the
+    caller has owed it them: see :mod:`async_kernel.cells`), and again each WAIT_SLICE until
+    its handler has run.
 
     CPython runs a signal's handler at its next check between bytecodes.  A signal that
     lands after the last check before a blocking C call (``time.sleep`` right after a
@@ -459,12 +497,12 @@ async def interrupt_main_thread_surely(attempts: int = 40) -> None:
     """
     redeliver_if_swallowed(KeyboardInterrupt, _interrupt_again)  # (the hook may be replaced)
     seen = _handled[0]
-    interrupt_main_thread()
+    interrupt_main_thread(again=True)
     for _ in range(attempts):
         await anyio.sleep(WAIT_SLICE)
         if _handled[0] != seen:
             return
-        interrupt_main_thread()  # the same interrupt: signals pending at once are one
+        interrupt_main_thread(again=True)
 
 
 def interrupt_main_thread(*, again: bool = False) -> None:
@@ -481,8 +519,6 @@ def interrupt_main_thread(*, again: bool = False) -> None:
     if hasattr(signal, "pthread_kill"):
         signal.pthread_kill(main, signal.SIGINT)
     else:  # Windows: no per-thread signals; raise KeyboardInterrupt in the main thread
-        import _thread
-
         _thread.interrupt_main(signal.SIGINT)
 
 
@@ -532,16 +568,17 @@ def _deliver_to_thread(cell: RunningCell) -> None:
     """Deliver what ``cell`` (on another thread) is owed: at once if its code runs where an
     interrupt lands safely, else from a short-lived thread that looks again every
     THREAD_RETRY seconds until it is delivered, taken by another path (the start of the
-    cell's next block, the cancel of its await) or the cell has ended."""
+    cell's next block, the cancel of its await, the end of a print) or the cell has ended."""
     if _look_at(cell, {}, patience_over=False):
         return
     with _watch_lock:
-        if cell in _watched:  # an earlier interrupt already waits for the same moment
+        if cell in _watchers:  # an earlier interrupt already waits for the same moment
             return
-        _watched.add(cell)
-    threading.Thread(
-        target=_watch, args=(cell,), name="async-kernel-interrupt", daemon=True
-    ).start()
+        watcher = threading.Thread(
+            target=_watch, args=(cell,), name="async-kernel-interrupt", daemon=True
+        )
+        _watchers[cell] = watcher
+    watcher.start()
 
 
 def _look_at(cell: RunningCell, asked: dict[int, Scope], *, patience_over: bool) -> bool:
@@ -550,16 +587,21 @@ def _look_at(cell: RunningCell, asked: dict[int, Scope], *, patience_over: bool)
     if cell.ended or not cell.owes:
         return True
     frame = thread_frames().get(cell.thread)
-    if _runs(frame, cell.frame):  # the cell's code, or kernel code it called, runs now
+    innermost = _innermost_cell_frame(frame, cell.frame.f_code)
+    if innermost is cell.frame:  # the cell's code, or kernel code it called, runs now
+        if frame is not None and frame.f_code in _thread_cell_codes:
+            return False  # the runner's own lines (its except clause): not there
         if _lands_safely(frame, _thread_cell_codes) or patience_over:
             # No longer watched, before it is raised: should it be swallowed where it lands
             # (a __del__) and owed again at once, that delivery must find no watcher.
             with _watch_lock:
-                _watched.discard(cell)
+                _watchers.pop(cell, None)
             if cell.take():
                 raise_in_thread(cell.thread, KeyboardInterrupt)
             return True
         return False
+    if innermost is not None:  # a cell it runs (nested run_cell) gets its own; this one
+        return False  # gets it once that has ended (AsyncShell.run_cell_async)
     for scope in list(cell.scopes):  # the cell awaits: its loop cancels the await
         if id(scope) not in asked:
             asked[id(scope)] = scope  # (kept alive: its id is not reused meanwhile)
@@ -568,6 +610,9 @@ def _look_at(cell: RunningCell, asked: dict[int, Scope], *, patience_over: bool)
 
 
 def _watch(cell: RunningCell) -> None:
+    """Look at ``cell`` every THREAD_RETRY seconds until nothing more is to be done; after
+    THREAD_PATIENCE in kernel code, raise wherever it lands there."""
+    block_sigint_in_this_thread()
     try:
         deadline = time.monotonic() + THREAD_PATIENCE
         asked: dict[int, Scope] = {}
@@ -575,19 +620,20 @@ def _watch(cell: RunningCell) -> None:
             time.sleep(THREAD_RETRY)
     finally:
         with _watch_lock:
-            _watched.discard(cell)
+            if _watchers.get(cell) is threading.current_thread():
+                del _watchers[cell]
 
 
-def _runs(frame: FrameType | None, cell: FrameType) -> bool:
-    """Whether ``cell`` is on the stack from ``frame`` (its code runs, not awaits)."""
+def _innermost_cell_frame(frame: FrameType | None, cell_code: CodeType) -> FrameType | None:
+    """The innermost frame of ``cell_code`` (a running cell) on the stack from ``frame``."""
     while frame is not None:
-        if frame is cell:
-            return True
+        if frame.f_code is cell_code:
+            return frame
         frame = frame.f_back
-    return False
+    return None
 
 
-_watched: set[RunningCell] = set()  # the cells a _watch thread looks after
+_watchers: dict[RunningCell, threading.Thread] = {}  # the thread looking after each cell
 _watch_lock = threading.Lock()
 
 
@@ -600,6 +646,7 @@ def _interrupt_again(ident: int) -> None:
     does nothing to the next one.  The main thread gets SIGINT again (while the kernel's
     handler is the one installed); another thread's cell gets it as any interrupt does.
     """
+    block_sigint_in_this_thread()
     cell = Cells.current()
     if cell is None or cell.ended:
         return

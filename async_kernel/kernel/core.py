@@ -49,6 +49,7 @@ from .subshells import Subshells
 if TYPE_CHECKING:
     from comm.base_comm import CommManager
 
+    from ..cells import RunningCell
     from ..shell.stdin import StdinBridge
     from ..transport import Transport
     from ..transport.wire import Message
@@ -76,14 +77,16 @@ class _MainThreadCells:
         self._thread = threading.get_ident()
 
     def signalled(self, fresh: bool) -> None:
+        cells = self._shell.cells
         if fresh:
-            self._shell.cells.owe(self._thread)
+            cells.owe(self._thread)
+        if cells.owed_on(self._thread):  # those that await, of all (``# task`` cells too)
+            self._main.schedule(cells.cancel_owed_awaits)
 
     def outside_cell_code(self, fresh: bool) -> None:
         if fresh:  # the cells being prepared (or between blocks) get it as they start
             for seq in self._router.main.cells_in_hand():
                 self._shell.interrupt_cell_in_hand(seq)
-        self._main.schedule(self._shell.cells.cancel_owed_awaits)
 
     def owed(self) -> bool:
         return self._shell.cells.owed_on(self._thread)
@@ -263,13 +266,14 @@ class Kernel:
             return
         router: Router | None = getattr(self, "router", None)  # None: serve() is starting
         if router is not None and router.main.handling:
+            self._owe_interrupt()
             self.control.start_soon(interrupt_main_thread_surely)
         threading.Thread(target=self._end_if_stuck, name="async-kernel-stop", daemon=True).start()
 
     def interrupt(self) -> None:
         """Interrupt every cell running now (an interrupt_request, on the control loop):
         each is owed the interrupt until it is delivered (see cells.py)."""
-        owed = self.shell.cells.owe()
+        owed = self._owe_interrupt()
         if self.single_thread:
             # No signals between threads here: cancel what awaits (blocking code cannot be
             # interrupted in this mode, as in Pyodide).
@@ -278,6 +282,13 @@ class Kernel:
         self.control.start_soon(interrupt_main_thread_surely)
         if self.subshells is not None:
             self.subshells.interrupt_all(owed)
+
+    def _owe_interrupt(self) -> list[RunningCell]:
+        """An interrupt came: every cell running now is owed it, and so is each main-shell
+        cell in hand that has not started (any thread); the cells running now."""
+        for seq in self.router.main.cells_in_hand():
+            self.shell.interrupt_cell_in_hand(seq)
+        return self.shell.cells.owe()
 
     def _end_if_stuck(self) -> None:
         if self._served.wait(STOP_DEADLINE):

@@ -160,13 +160,12 @@ class Lane:
     def cells_in_hand(self) -> list[int]:
         """The arrival numbers of the cells this lane has taken up and not answered: the
         one taken off its queue included, running or still being prepared (on this lane's
-        thread, e.g. its signal handler).  Not those still waiting: an interrupt is for what
-        runs, and one that came as a cell ended must not stop the next."""
-        seqs = {r.seq for r in self._running.values() if r.msg["msg_type"] == "execute_request"}
-        current = self.executes.current
-        if current is not None and current.msg["msg_type"] == "execute_request":
-            seqs.add(current.seq)
-        return sorted(seqs)
+        thread, its signal handler, or any other).  Not those still waiting: an interrupt is
+        for what runs, and one that came as a cell ended must not stop the next."""
+        in_hand = [*self._running.values(), self.executes.current]  # (atomic copies)
+        return sorted(
+            {r.seq for r in in_hand if r is not None and r.msg["msg_type"] == "execute_request"}
+        )
 
     def take_queued(self) -> list[Request]:
         """Remove and return this lane's queued execute requests (on this lane's thread).
@@ -213,6 +212,7 @@ class Lane:
                 self.handling -= 1
                 if is_cell:
                     self._cells_out += 1
+                    self.router.shell.cells.forget_seq(request.seq)
         if scope.cancelled_caught:
             self.router.answer_closed(request, "the subshell was deleted", busy=False)
 

@@ -415,8 +415,8 @@ class AsyncShell(InteractiveShell):
     ) -> bool:
         """Run one compiled block; returns True if it raised (shown as a traceback).
 
-        Everything after the first line is inside the ``try``: an interrupt anywhere in here
-        is this block's error, never one that escapes into IPython's own handling.
+        An interrupt is never raised in this method's own lines (see interrupt.py): before
+        its ``try`` it would escape into IPython's own handling.
         """
         __tracebackhide__ = "__ipython_bottom__"
         cell = Cells.current()

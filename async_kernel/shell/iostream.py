@@ -15,6 +15,8 @@ import io
 import threading
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from ..cells import owed_anywhere
+from ..interrupt import deliver_owed_interrupt
 from ..parent import current_request
 from ..transport.wire import new_message
 
@@ -127,6 +129,8 @@ class OutStream(io.TextIOBase):
             behind = self._size >= WRITER_FLUSH_SIZE
         if behind:
             self.flush()
+        if owed_anywhere():  # the interrupt owed to this cell lands here, the write whole
+            deliver_owed_interrupt()
         return size
 
     def append(self, request: Request | None, s: str) -> None:

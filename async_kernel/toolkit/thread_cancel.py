@@ -20,7 +20,12 @@ from ..async_exceptions import (
     redeliver_if_swallowed,
     withdraw_from_thread,
 )
-from ..interrupt import THREAD_PATIENCE, THREAD_RETRY, lands_safely_in_thread
+from ..interrupt import (
+    THREAD_PATIENCE,
+    THREAD_RETRY,
+    block_sigint_in_this_thread,
+    lands_safely_in_thread,
+)
 
 __all__ = ["CancelledInThread", "StoppableCall", "can_stop_threads"]
 
@@ -37,6 +42,7 @@ _open_calls: dict[int, StoppableCall] = {}  # thread ident -> the call open on t
 
 
 def _stop_the_call_in(ident: int) -> None:
+    block_sigint_in_this_thread()  # (a short-lived thread: SIGINT is the main thread's)
     call = _open_calls.get(ident)
     if call is not None:
         call._stop_again()  # pyright: ignore[reportPrivateUsage]
@@ -111,7 +117,9 @@ class StoppableCall:
             redeliver_if_swallowed(CancelledInThread, _stop_the_call_in)
         with self._lock:
             self._stopped = True
-            if not can_stop or not self._running or self._sent or self._waiting:
+            if self._waiting:
+                return True  # to be sent, once the thread has left kernel code
+            if not can_stop or not self._running or self._sent:
                 return False
             if self._ident == threading.get_ident():
                 return False
@@ -129,6 +137,7 @@ class StoppableCall:
         kernel code (or after THREAD_PATIENCE, wherever it lands: a call that cannot be
         stopped would be worse than a bookkeeping step cut short); nothing once the call has
         returned.  The same rule as an interrupt's for a cell on another thread."""
+        block_sigint_in_this_thread()
         deadline = time.monotonic() + THREAD_PATIENCE
         while True:
             time.sleep(THREAD_RETRY)

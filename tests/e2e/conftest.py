@@ -249,3 +249,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 page.screenshot(path=str(ARTIFACTS / f"failure-{item.name}.png"))
             except Exception as exc:  # the page may be gone; the report matters more
                 report.sections.append(("screenshot", f"no failure screenshot: {exc}"))
+        # The kernel messages the page sent and received (a test module that records them
+        # yields them as the second part of its ``kernel_page``): what the kernel was asked,
+        # and what it answered, up to the failure.
+        kernel_page = getattr(item, "funcargs", {}).get("kernel_page")
+        log = getattr(kernel_page[1], "log", None) if isinstance(kernel_page, tuple) else None
+        if isinstance(log, list):
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            lines = [str(line) for line in log[-500:]]
+            (ARTIFACTS / f"failure-{item.name}-frames.txt").write_text("\n".join(lines) + "\n")

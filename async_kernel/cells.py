@@ -8,6 +8,8 @@ came, until it is delivered once, by whichever path gets there first:
 * raised in the cell's code: KeyboardInterrupt from the main thread's SIGINT handler, or
   raised in another thread's cell from outside (:mod:`async_kernel.interrupt`);
 * the cancellation of the ``await`` the cell is in, on the cell's own loop;
+* at the end of a write to the cell's output stream (kernel code with nothing left half
+  done: ``interrupt.deliver_owed_interrupt``);
 * at the start of the cell's next block (an interrupt that came while IPython prepared the
   cell, between two blocks, or while the cell ran kernel code it could not land in).
 
@@ -51,8 +53,9 @@ class RunningCell:
         seq: int | None,
         schedule: Callable[[Callable[[], object]], object] | None,
     ) -> None:
-        self.frame = frame  # the frame running the whole cell (on its thread's stack while
-        # its code runs; off it while the cell awaits)
+        # The frame running the whole cell: on its thread's stack while its code runs, off
+        # it while the cell awaits.
+        self.frame = frame
         self.seq = seq  # its request's arrival number (None: not run for a request)
         self.thread = threading.get_ident()
         # Runs a callable on the cell's own loop, from any thread (None: no loop to ask).

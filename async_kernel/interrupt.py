@@ -600,8 +600,8 @@ def _look_at(cell: RunningCell, asked: dict[int, Scope], *, patience_over: bool)
                 raise_in_thread(cell.thread, KeyboardInterrupt)
             return True
         return False
-    if innermost is not None:  # a cell it runs (nested run_cell) gets its own; this one
-        return False  # gets it once that has ended (AsyncShell.run_cell_async)
+    if innermost is not None:  # a cell it runs (run_cell in its code) takes its own first;
+        return False  # this one gets it when its own code runs again, or at its next block
     for scope in list(cell.scopes):  # the cell awaits: its loop cancels the await
         if id(scope) not in asked:
             asked[id(scope)] = scope  # (kept alive: its id is not reused meanwhile)

@@ -99,10 +99,15 @@ class RunningCell:
             self.schedule(self.cancel_await_here)
 
     def cancel_await_here(self) -> None:
-        """:meth:`cancel_await`, on the cell's own loop."""
-        scopes = list(self.scopes)
-        if scopes and self.take():
-            for scope in scopes:
+        """:meth:`cancel_await`, on the cell's own loop.
+
+        The interrupt stays owed until the cancel surfaces in the cell (the shell's await
+        then takes it): a cell whose await had already been woken (trio) runs on to its
+        next checkpoint first, and if its code spins meanwhile, the interrupt must still be
+        raised there.
+        """
+        if self.owes:
+            for scope in list(self.scopes):
                 scope.cancel()
 
 
@@ -187,7 +192,7 @@ class Cells:
 
     def cancel_owed_awaits(self) -> None:
         """Cancel the await of each cell on this thread that is owed an interrupt (call it
-        on the thread's loop, which owns the scopes); each such cell is then delivered."""
+        on the thread's loop, which owns the scopes)."""
         for cell in self.running(threading.get_ident()):
             cell.cancel_await_here()
 

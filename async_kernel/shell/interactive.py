@@ -474,6 +474,8 @@ class AsyncShell(InteractiveShell):
                 if cell is not None:
                     cell.scopes.discard(scope)
         if scope.cancelled_caught:
+            if cell is not None:
+                cell.take()  # delivered (see RunningCell.cancel_await_here)
             raise KeyboardInterrupt("the awaiting cell was interrupted")
 
     @staticmethod

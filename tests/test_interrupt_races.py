@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import queue
 import time
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
@@ -49,6 +50,14 @@ def _on_kernel_code(ident, then):
                 return
             time.sleep(0.0005)
     threading.Thread(target=watch, daemon=True).start()
+def _hold_stdout(seconds):
+    held = threading.Event()
+    def hold():
+        with sys.stdout._lock:
+            held.set()
+            time.sleep(seconds)
+    threading.Thread(target=hold, daemon=True).start()
+    held.wait(10)
 def _interrupt_from_elsewhere():
     threading.Thread(target=_k.interrupt, daemon=True).start()
 """
@@ -80,6 +89,18 @@ def execute_on(kc: BlockingKernelClient, subshell: str | None, code: str) -> str
         allow_stdin=False,
         stop_on_error=False,
     )
+
+
+@contextmanager
+def shell_for(kc: BlockingKernelClient, where: str) -> Iterator[str | None]:
+    """The subshell to run in (created, and deleted after) if ``where`` says "subshell";
+    else None: the main shell (a ``# thread`` cell, or the main thread's)."""
+    subshell = create_subshell(kc) if where == "subshell" else None
+    try:
+        yield subshell
+    finally:
+        if subshell is not None:
+            control(kc, "delete_subshell_request", subshell_id=subshell)
 
 
 def setup(kc: BlockingKernelClient, code: str = "") -> None:
@@ -306,7 +327,10 @@ def test_interrupt_while_the_lane_runs_a_comm_handler_before_the_cell(backend: s
 
 BLOCK_1 = {
     "process_events": "process_events(0.5)",
-    "print": "print('x' * 20_000_000)",
+    # A print held inside the kernel's write: another thread holds the stream's lock for
+    # 0.3 s (a print of a huge string was tried first: the watcher, which needs the GIL to
+    # look, did not always get it while the print ran).
+    "print": "_hold_stdout(0.3)\n    print('held')",
 }
 
 
@@ -317,7 +341,8 @@ def test_interrupt_held_in_kernel_code_survives_an_await(
     backend: str, where: str, block: str
 ) -> None:
     """A ``# thread`` cell, and the same cell in a subshell: block 1 is kernel code that takes
-    a while (``process_events(0.5)`` off the main thread, or a print of a 20 MB string),
+    a while (``process_events(0.5)`` off the main thread, or a print held in the kernel's
+    write while another thread holds the stream's lock),
     block 2 ``await anyio.sleep(0.05)``, block 3 spins.  A thread started by the cell
     interrupts (``kernel.interrupt()``, as an interrupt_request does) as soon as the cell's
     thread is inside the kernel's code of block 1, where the interrupt is held back.
@@ -335,8 +360,7 @@ def test_interrupt_held_in_kernel_code_survives_an_await(
     )
     with fresh(backend) as (_, kc):
         setup(kc)
-        subshell = create_subshell(kc) if where == "subshell" else None
-        try:
+        with shell_for(kc, where) as subshell:
             if where == "thread":
                 code = "# thread\n" + code
             msg_id = execute_in(kc, subshell, code)
@@ -344,9 +368,6 @@ def test_interrupt_held_in_kernel_code_survives_an_await(
             assert interrupted(reply), reply
             assert_one_error(outputs_of(kc, msg_id)[msg_id])
             assert_alive(kc, subshell)
-        finally:
-            if subshell is not None:
-                control(kc, "delete_subshell_request", subshell_id=subshell)
 
 
 # -- 6 --------------------------------------------------------------------------------------
@@ -379,8 +400,7 @@ def test_process_events_off_the_main_thread_is_interrupted_at_once(
     )
     with fresh(backend) as (_, kc):
         setup(kc)
-        subshell = create_subshell(kc) if where == "subshell" else None
-        try:
+        with shell_for(kc, where) as subshell:
             if where == "thread":
                 code = "# thread\n" + code
             msg_id = execute_in(kc, subshell, code)
@@ -393,9 +413,6 @@ def test_process_events_off_the_main_thread_is_interrupted_at_once(
             assert took < 2.5, f"the interrupt took {took:.2f} s"
             assert_one_error(outputs_of(kc, msg_id)[msg_id])
             assert_alive(kc, subshell)
-        finally:
-            if subshell is not None:
-                control(kc, "delete_subshell_request", subshell_id=subshell)
 
 
 def replies_for_within(kc: BlockingKernelClient, msg_id: str, seconds: float) -> dict[str, Any]:
@@ -443,8 +460,7 @@ def test_an_interrupt_swallowed_by_a_del_spares_the_next_cell(backend: str, wher
     runs ok too."""
     with fresh(backend) as (_, kc):
         setup(kc)
-        subshell = create_subshell(kc) if where == "subshell" else None
-        try:
+        with shell_for(kc, where) as subshell:
             first = execute_on(kc, subshell, SWALLOWING_CELL)
             nxt = execute_in(kc, subshell, "time.sleep(1)\nprint('next done')")
             replies = replies_for(kc, first, nxt)
@@ -452,9 +468,6 @@ def test_an_interrupt_swallowed_by_a_del_spares_the_next_cell(backend: str, wher
             assert replies[nxt]["content"]["status"] == "ok", replies[nxt]["content"]
             assert "next done" in stdout(outputs[nxt])
             assert_alive(kc, subshell)
-        finally:
-            if subshell is not None:
-                control(kc, "delete_subshell_request", subshell_id=subshell)
 
 
 # -- 8 --------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ came, until it is delivered once, by whichever path gets there first:
 * raised in the cell's code: KeyboardInterrupt from the main thread's SIGINT handler, or
   raised in another thread's cell from outside (:mod:`async_kernel.interrupt`);
 * the cancellation of the ``await`` the cell is in, on the cell's own loop;
-* at the end of a write to the cell's output stream (kernel code with nothing left half
-  done: ``interrupt.deliver_owed_interrupt``);
+* at the end of a write to the cell's output stream that ends a line (kernel code with
+  nothing left half done: ``interrupt.deliver_owed_interrupt``);
 * at the start of the cell's next block (an interrupt that came while IPython prepared the
   cell, between two blocks, or while the cell ran kernel code it could not land in).
 

@@ -374,8 +374,8 @@ def _take_current() -> bool:
 
 
 def deliver_owed_interrupt() -> None:
-    """A point in kernel code with nothing half done (the end of an output stream's write):
-    the interrupt the current cell is owed, if any, is raised here.
+    """A point in kernel code with nothing half done (an output stream's write that ends a
+    line): the interrupt the current cell is owed, if any, is raised here.
 
     A cell on another thread that prints flat out spends most of its time in the stream's
     code, and the thread delivering its interrupt, which gets the GIL only where that code

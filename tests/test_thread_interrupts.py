@@ -228,3 +228,33 @@ def test_an_interrupt_held_back_in_one_block_lands_in_the_next_block_of_the_cell
     thread.join(WAIT + 1)
     assert not thread.is_alive()
     assert outcome == ["interrupted in the second block"]
+
+
+def test_an_interrupt_landing_in_a_print_lets_the_whole_line_out() -> None:
+    """``print`` is several writes (its items, the separators, the end).  An interrupt that
+    comes while the first is in kernel code lands at the end of the line, not after the
+    first item: the cell's output is whole ("got value", never a lone "got")."""
+    transport = Transport()
+    stream = OutStream("stdout", cast(Any, transport))
+    outcome: list[str] = []
+
+    def cell() -> None:
+        try:
+            print("got", "value", file=stream)  # the first write waits for the stream's lock
+        except KeyboardInterrupt:
+            outcome.append("interrupted at the end of the line")
+            return
+        outcome.append("never interrupted")
+
+    assert stream._lock.acquire(timeout=WAIT)
+    thread = threading.Thread(target=whole_cell, args=(cell,))
+    try:
+        thread.start()
+        _wait_until_in_write(thread)
+        assert interrupt() == 1
+    finally:
+        stream._lock.release()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    assert outcome == ["interrupted at the end of the line"]
+    assert "".join(part for _, parts in stream._chunks for part in parts) == "got value\n"

@@ -129,7 +129,9 @@ class OutStream(io.TextIOBase):
             behind = self._size >= WRITER_FLUSH_SIZE
         if behind:
             self.flush()
-        if owed_anywhere():  # the interrupt owed to this cell lands here, the write whole
+        if owed_anywhere() and s[-1] == "\n":
+            # The interrupt owed to this cell lands here, at the end of a line: a print is
+            # several writes (its items, separators, end), and is not cut short.
             deliver_owed_interrupt()
         return size
 

@@ -72,6 +72,14 @@ class RunningCell:
         if not self.ending and not self.ended:
             _owing.add(self)
             self._owed.add(True)
+            if self.ended:  # it ended meanwhile (on its own thread): nothing is owed to it
+                self.end()
+
+    def end(self) -> None:
+        """The cell has ended: it is owed nothing, now or later."""
+        self.ended = True
+        self._owed.clear()
+        _owing.discard(self)
 
     @property
     def owes(self) -> bool:
@@ -81,7 +89,7 @@ class RunningCell:
     def take(self) -> bool:
         """Deliver what the cell is owed: True if it was owed an interrupt (it no longer
         is); False if it was not, or another path took it first, or it is ending."""
-        if self.ending:
+        if self.ending or self.ended:
             return False
         try:
             self._owed.remove(True)
@@ -151,8 +159,7 @@ class Cells:
             yield cell
         finally:
             _current.reset(token)
-            cell.ended = True
-            _owing.discard(cell)
+            cell.end()
             self._running.pop(cell, None)
 
     @staticmethod

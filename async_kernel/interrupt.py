@@ -29,6 +29,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import functools
+import inspect
 import os
 import signal
 import sys
@@ -68,8 +69,10 @@ __all__ = [
 # handler run (see the module's docstring).
 WAIT_SLICE = 0.05  # seconds
 # How long an interrupt deferred out of kernel code waits for that code to return before it
-# is delivered again (see _Deferred).
+# is delivered again (see _Deferred), and how often at most an interrupt still owed on the
+# main thread is looked at again (install_sigint_handler).
 REDELIVER_AFTER = 0.05  # seconds
+LOOK_AGAIN_MAX = 1.0  # seconds
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _LIBRARY_DIRS = tuple(
@@ -321,7 +324,7 @@ class _Deferred:
 
     def __init__(
         self,
-        redeliver_later: Callable[[Callable[[], object]], object],
+        redeliver_later: Callable[[float, Callable[[], object]], object],
         deliver: Callable[[FrameType], None],
     ) -> None:
         self._frame: FrameType | None = None
@@ -336,7 +339,7 @@ class _Deferred:
         frame.f_trace = self._fire
         frame.f_trace_lines = True
         sys.settrace(_no_tracing)
-        self._redeliver_later(self._redeliver)
+        self._redeliver_later(REDELIVER_AFTER, self._redeliver)
 
     def disarm(self) -> None:
         frame, self._frame = self._frame, None
@@ -363,19 +366,28 @@ class _Deferred:
             interrupt_main_thread(again=True)
 
 
-def _take_current() -> bool:
-    """Deliver the interrupt owed to the cell whose code runs here: True if it was owed.
+def _take_current(frame: FrameType | None) -> bool:
+    """Deliver the interrupt owed to the cell whose code runs at ``frame``: True if it was
+    owed (it no longer is).
 
-    Only on the cell's own thread: a thread the cell started runs in a copy of its context,
-    and must not take the cell's interrupt.
+    Only where that cell's own code is on the stack: not in a task or callback the cell
+    started, which runs in a copy of its context on the same loop (a KeyboardInterrupt
+    there would end the loop), nor on a thread it started.
     """
     cell = Cells.current()
-    return cell is not None and cell.thread == threading.get_ident() and cell.take()
+    return (
+        cell is not None
+        and cell.thread == threading.get_ident()
+        and _innermost_cell_frame(frame, cell.frame.f_code) is cell.frame
+        and cell.take()
+    )
 
 
 def deliver_owed_interrupt() -> None:
     """A point in kernel code with nothing half done (an output stream's write that ends a
-    line): the interrupt the current cell is owed, if any, is raised here.
+    line): the interrupt the current cell is owed, if any, is raised here, if the code that
+    wrote is the cell's own (a ``print`` in it: not kernel code, such as the report of an
+    error a ``__del__`` raised, where it would be swallowed).
 
     A cell on another thread that prints flat out spends most of its time in the stream's
     code, and the thread delivering its interrupt, which gets the GIL only where that code
@@ -383,7 +395,12 @@ def deliver_owed_interrupt() -> None:
     owed anywhere.
     """
     __tracebackhide__ = True
-    if owed_anywhere() and _take_current():
+    if not owed_anywhere():
+        return
+    here = inspect.currentframe()
+    writer = None if here is None else here.f_back  # the stream's write
+    caller = None if writer is None else writer.f_back
+    if _lands_safely(caller, _landing_codes) and _take_current(caller):
         raise KeyboardInterrupt
 
 
@@ -408,22 +425,34 @@ class MainThreadCells(Protocol):
 def install_sigint_handler(
     cell_codes: Collection[CodeType],
     cells: MainThreadCells,
-    redeliver_later: Callable[[Callable[[], object]], object],
+    redeliver_later: Callable[[float, Callable[[], object]], object],
 ) -> None:
     """On SIGINT: raise in running cell code (one of ``cell_codes`` on the stack), at a safe
     point, if that cell is owed an interrupt (:mod:`async_kernel.cells`); else tell
     ``cells`` that no cell code runs (the awaiting cells are cancelled, the cell in hand is
     owed it when it starts).  Whatever stays owed is looked at again REDELIVER_AFTER later.
 
-    ``redeliver_later`` runs its argument on another thread about REDELIVER_AFTER seconds
-    later (thread-safe and reentrant, as everything called from the handler).
+    ``redeliver_later(delay, fn)`` runs ``fn`` on another thread ``delay`` seconds later
+    (thread-safe and reentrant, as everything called from the handler).
     """
     codes = frozenset(cell_codes)
+    _landing_codes.update(codes)
     redeliver_if_swallowed(KeyboardInterrupt, _interrupt_again)
+
+    # What stays owed is looked at again after REDELIVER_AFTER, then at doubling intervals
+    # up to LOOK_AGAIN_MAX while it still cannot be delivered (a shielded await).
+    look_delay = [REDELIVER_AFTER]
+
+    def look_later() -> None:
+        delay = look_delay[0]
+        look_delay[0] = min(2 * delay, LOOK_AGAIN_MAX)
+        redeliver_later(delay, look_again)
 
     def look_again() -> None:  # on another thread
         if cells.owed():
             interrupt_main_thread(again=True)
+        else:
+            look_delay[0] = REDELIVER_AFTER
 
     def deliver_here(frame: FrameType | None) -> None:
         """Raise in ``frame`` if the cell running it is owed an interrupt.  Not in a cell
@@ -431,11 +460,11 @@ def install_sigint_handler(
         would escape the runner; it waits there for the next look."""
         __tracebackhide__ = True
         if frame is not None and frame.f_code in codes:
-            redeliver_later(look_again)
+            look_later()
             return
-        taken = _take_current()
+        taken = _take_current(frame)
         if cells.owed():  # another cell still is (a cell that ran this one with run_cell)
-            redeliver_later(look_again)
+            look_later()
         if taken:
             raise KeyboardInterrupt
 
@@ -446,6 +475,8 @@ def install_sigint_handler(
         _handled[0] += 1
         fresh = not _sent_again[0]
         _sent_again[0] = False
+        if fresh:
+            look_delay[0] = REDELIVER_AFTER
         deferred.disarm()  # judged afresh: where is the main thread now?
         cells.signalled(fresh)
         if not any(_stack_contains(frame, code) for code in codes) or _shows_an_ended_cell(
@@ -453,7 +484,7 @@ def install_sigint_handler(
         ):
             deferred.done()
             cells.outside_cell_code(fresh)
-            redeliver_later(look_again)  # a cell that resumes first (and spins) gets it then
+            look_later()  # a cell that resumes first (and spins) gets it then
             return
         if (
             _lands_safely(frame, codes)
@@ -543,6 +574,7 @@ def interrupt_cells_on_other_threads(cells: Iterable[RunningCell], runner_code: 
     await, on its own loop (:func:`_deliver_to_thread`).  Returns how many cells were owed.
     """
     _thread_cell_codes.add(runner_code)
+    _landing_codes.add(runner_code)
     redeliver_if_swallowed(KeyboardInterrupt, _interrupt_again)
     main = threading.main_thread().ident
     asked = 0
@@ -554,6 +586,9 @@ def interrupt_cells_on_other_threads(cells: Iterable[RunningCell], runner_code: 
 
 
 _thread_cell_codes: set[CodeType] = set()  # what interrupt_cells_on_other_threads was given
+# Every cell runner's code given to this module (the main thread's and the others'): where
+# an interrupt may land, for deliver_owed_interrupt.
+_landing_codes: set[CodeType] = set()
 
 # How often a thread cell's owed interrupt is looked at again while it cannot be delivered,
 # and how long at most it waits for the cell's thread to leave kernel code; after that it is

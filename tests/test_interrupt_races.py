@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
-from conftest import TIMEOUT, start_kernel
+from conftest import TIMEOUT, run_ok, start_kernel
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 from test_subshells import control, create_subshell, execute_in, replies_for, send_shell
@@ -537,4 +537,107 @@ def test_c_code_calling_kernel_code_for_ever_is_interrupted(backend: str) -> Non
         reply = replies_for_within(kc, msg_id, 5)
         assert interrupted(reply), reply
         assert_one_error(outputs_of(kc, msg_id)[msg_id])
+        assert_alive(kc)
+
+
+# -- 10 -------------------------------------------------------------------------------------
+
+TICKER = """
+import anyio, sniffio, threading, time
+async def _tick():
+    while True:
+        print("tick")
+        await anyio.sleep(0.01)
+if sniffio.current_async_library() == "asyncio":
+    import asyncio
+    _ticker = asyncio.create_task(_tick())
+else:
+    from async_kernel.toolkit.caller import Caller
+    Caller.of_thread(threading.get_ident()).start_soon(_tick)
+print("waiting", flush=True)
+await anyio.to_thread.run_sync(time.sleep, 1.5)
+print("CELL RAN ON")
+"""
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_an_interrupt_never_lands_in_a_task_the_cell_started(backend: str) -> None:
+    """The cell starts a task on its loop that prints a line every 10 ms (it runs in a copy
+    of the cell's context, on the cell's thread), then waits for a worker thread (anyio's
+    ``to_thread``, which a cancel does not cut short).  Interrupted meanwhile.
+
+    Must: the task's print does not take the cell's interrupt (a KeyboardInterrupt in a task
+    ended the kernel's loop: the kernel died); the cell ends with KeyboardInterrupt once its
+    wait is over; the kernel answers the next cell."""
+    with fresh(backend) as (_, kc):
+        msg_id = execute_in(kc, None, TICKER)
+        wait_for_streams(kc, "waiting", msg_id)
+        interrupt_request(kc)
+        reply = replies_for(kc, msg_id)[msg_id]["content"]
+        assert interrupted(reply), reply
+        assert "CELL RAN ON" not in stdout(outputs_of(kc, msg_id)[msg_id])
+        assert_alive(kc)
+
+
+# -- 11 -------------------------------------------------------------------------------------
+
+BROKEN_DEL = """
+import time
+class _Bad:
+    def __del__(self):
+        raise ValueError("a broken __del__")
+print("breaking", flush=True)
+_t0 = time.monotonic()
+while time.monotonic() - _t0 < 5:
+    _Bad()
+print("CELL RAN ON")
+"""
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_an_interrupt_never_lands_in_the_report_of_an_ignored_error(backend: str) -> None:
+    """The cell makes objects whose ``__del__`` raises: most of its time goes into Python's
+    "Exception ignored in ..." report, which the kernel's stream writes.  Interrupted
+    meanwhile.
+
+    Must: the interrupt is not taken inside that report (raised there, Python drops it as
+    one more ignored error: the cell ran on); the cell ends with KeyboardInterrupt."""
+    with fresh(backend) as (_, kc):
+        msg_id = execute_in(kc, None, BROKEN_DEL)
+        wait_for_streams(kc, "breaking", msg_id)
+        interrupt_request(kc)
+        reply = replies_for(kc, msg_id)[msg_id]["content"]
+        assert interrupted(reply), reply
+        assert_alive(kc)
+
+
+# -- 12 -------------------------------------------------------------------------------------
+
+SHIELDED = """
+import anyio, async_kernel.interrupt as _interrupt
+print("shielded", flush=True)
+with anyio.CancelScope(shield=True):
+    _before = _interrupt._handled[0]
+    await anyio.sleep(2)
+    _signals = _interrupt._handled[0] - _before
+"""
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_an_interrupt_during_a_shielded_await_comes_once_it_is_over(backend: str) -> None:
+    """The cell awaits in a shielded scope for 2 s; interrupted meanwhile, its await cannot
+    be cancelled.
+
+    Must: the cell ends with KeyboardInterrupt once the await is over (it used to end "ok",
+    the interrupt dropped); meanwhile the kernel looks again at doubling intervals, not 20
+    times a second (a SIGINT each time: ~40 in those 2 s)."""
+    with fresh(backend) as (_, kc):
+        msg_id = execute_in(kc, None, SHIELDED)
+        wait_for_streams(kc, "shielded", msg_id)
+        time.sleep(0.2)
+        interrupt_request(kc)
+        reply = replies_for(kc, msg_id)[msg_id]["content"]
+        assert interrupted(reply), reply
+        signals = int(run_ok(kc, "print(_signals)"))
+        assert 1 <= signals <= 12, signals
         assert_alive(kc)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import time
+from pathlib import Path
+
 import pytest
 from conftest import execute, kernel_argv
 from jupyter_client.manager import KernelManager
@@ -44,6 +49,39 @@ def test_shutdown_request_ends_the_process() -> None:
             assert reply["msg_type"] == "shutdown_reply"
             assert reply["content"]["restart"] is False
         assert process.wait(timeout=10) == 0
+    finally:
+        kc.stop_channels()
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_interrupts_while_the_kernel_stops_end_it_cleanly(backend: str, tmp_path: Path) -> None:
+    """SIGINTs that keep coming while the kernel stops (a front end's interrupt button, or the
+    kernel's own signal sent again) reach its handler after its loops have ended: the
+    process still exits with status 0 and no traceback.  (One did not: the handler asked the
+    ended control loop to look again later, and the error was raised into the transport's
+    close.)"""
+    km = KernelManager(kernel_name="async")
+    km.kernel_spec.argv = kernel_argv(f"--interface.backend={backend}")
+    stderr = tmp_path / "kernel.err"
+    with stderr.open("w") as err:
+        km.start_kernel(stderr=err)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=30)
+        process = km.provisioner.process  # type: ignore[union-attr]
+        kc.execute("import anyio\nawait anyio.sleep(60)")
+        time.sleep(0.3)
+        kc.shutdown()
+        deadline = time.monotonic() + 10
+        while process.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGINT)
+            time.sleep(0.002)
+        assert process.wait(timeout=10) == 0
+        assert "Traceback" not in stderr.read_text(), stderr.read_text()
     finally:
         kc.stop_channels()
         if km.has_kernel:

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..interrupt import block_sigint_in_this_thread
 from ..settings import InterfaceSettings
 from ..transport.connection import (
     ConnectionInfo,
@@ -89,6 +90,10 @@ def run_kernel(connection_file: str | None, settings: InterfaceSettings) -> None
         kernel.stop()
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     _run_on_host(kernel, settings, str(path))
+    # The process ends: a SIGINT now has nothing left to interrupt.  Blocked, it waits and
+    # goes with the process, instead of ending it by the signal once Python's handler is
+    # gone at exit (status -2 for a clean shutdown).
+    block_sigint_in_this_thread()
     # A transport never taken (the kernel stopped first) is not closed: it never started,
     # and the process is about to exit.  What the cells started ends with the kernel, and
     # the exit itself is bounded (a cell's non-daemon thread would otherwise hold it).

@@ -13,6 +13,7 @@ subshells' and the responder's.  :meth:`Kernel.stop` may be called from any thre
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -27,7 +28,6 @@ import anyio
 from ..debugger import install_debugger
 from ..debugger.parts import DebuggerParts
 from ..interrupt import (
-    REDELIVER_AFTER,
     install_sigint_handler,
     interrupt_main_thread_surely,
     sigint_blocked,
@@ -66,6 +66,14 @@ _WARM_UP_DELAY = 0.5
 log = logging.getLogger("async_kernel")
 
 
+def _schedule_from_handler(caller: Caller, fn: Callable[..., object], *args: object) -> None:
+    """``caller.schedule(fn, *args)`` from the SIGINT handler: nothing once the caller's loop
+    has ended (the kernel is stopping; a late signal came), rather than an exception raised
+    into whatever the main thread was running (seen: the transport's close at exit)."""
+    with contextlib.suppress(RuntimeError):  # (trio's RunFinishedError is one)
+        caller.schedule(fn, *args)
+
+
 class _MainThreadCells:
     """The SIGINT handler's view of the main thread's cells (``interrupt.MainThreadCells``);
     called from the handler, on the main thread."""
@@ -81,7 +89,7 @@ class _MainThreadCells:
         if fresh:
             cells.owe(self._thread)
         if cells.owed_on(self._thread):  # those that await, of all (``# task`` cells too)
-            self._main.schedule(cells.cancel_owed_awaits)
+            _schedule_from_handler(self._main, cells.cancel_owed_awaits)
 
     def outside_cell_code(self, fresh: bool) -> None:
         if fresh:  # the cells being prepared (or between blocks) get it as they start
@@ -205,8 +213,8 @@ class Kernel:
             install_sigint_handler(
                 AsyncShell.cell_codes(),
                 _MainThreadCells(self.shell, self.router, self.main),
-                lambda redeliver: self.control.schedule(
-                    self.control.call_later, REDELIVER_AFTER, redeliver
+                lambda delay, redeliver: _schedule_from_handler(
+                    self.control, self.control.call_later, delay, redeliver
                 ),
             )
         if not self.single_thread:  # subshells and the debugger need threads of their own

@@ -473,9 +473,10 @@ class AsyncShell(InteractiveShell):
             finally:
                 if cell is not None:
                     cell.scopes.discard(scope)
-        if scope.cancelled_caught:
-            if cell is not None:
-                cell.take()  # delivered (see RunningCell.cancel_await_here)
+        # Delivered here: the cancel surfaced, or the interrupt came while the await could
+        # not be cancelled (shielded, or woken just before its cancel) and is still owed.
+        owed = cell is not None and cell.take()
+        if scope.cancelled_caught or owed:
             raise KeyboardInterrupt("the awaiting cell was interrupted")
 
     @staticmethod

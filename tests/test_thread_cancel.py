@@ -376,17 +376,9 @@ def test_a_stop_waits_for_the_function_to_leave_kernel_code() -> None:
     """Stopped while its ``print`` waits in the kernel's output stream (for the stream's
     lock), the function is not hit there: the stop lands once it is back in its own code,
     and what it wrote is whole (buffered, its flush scheduled)."""
+    from test_thread_interrupts import Transport  # records flushes asked for, sends nothing
+
     from async_kernel.shell.iostream import OutStream
-
-    class Transport:
-        def __init__(self) -> None:
-            self.timers: list[Callable[[], object]] = []
-
-        def call_later(self, delay: float, callback: Callable[[], object]) -> None:
-            self.timers.append(callback)
-
-        def send(self, channel: str, msg: dict[str, Any]) -> None:
-            pass
 
     transport = Transport()
     stream = OutStream("stdout", transport)  # pyright: ignore[reportArgumentType]

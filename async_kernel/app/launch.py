@@ -9,7 +9,6 @@ The request is still answered only once the shell can run cells.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import sys
@@ -90,10 +89,6 @@ def run_kernel(connection_file: str | None, settings: InterfaceSettings) -> None
         kernel.stop()
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     _run_on_host(kernel, settings, str(path))
-    # The process ends: a SIGINT now has nothing left to interrupt.  Blocked, it waits and
-    # goes with the process, instead of ending it by the signal once Python's handler is
-    # gone at exit (status -2 for a clean shutdown).
-    block_sigint_in_this_thread()
     # A transport never taken (the kernel stopped first) is not closed: it never started,
     # and the process is about to exit.  What the cells started ends with the kernel, and
     # the exit itself is bounded (a cell's non-daemon thread would otherwise hold it).
@@ -145,7 +140,18 @@ def _run_on_host(kernel: Kernel, settings: InterfaceSettings, connection_file: s
 
         announce_jupyter_kernel(kernel.shell, connection_file)
 
+    async def serve() -> None:
+        try:
+            await kernel.serve(ready=ready)
+        finally:
+            # The process ends: a SIGINT now has nothing left to interrupt.  Blocked from
+            # here (on the main thread, the one thread that did not block it), it waits and
+            # goes with the process.  Else one that came as the loop closed was written to
+            # its closed wake-up socket (a traceback, trio), or ended the process by the
+            # signal once Python's own handler was gone (status -2 for a clean shutdown).
+            block_sigint_in_this_thread()
+
     try:
-        run_with_host(settings.loop, settings.backend, functools.partial(kernel.serve, ready=ready))
+        run_with_host(settings.loop, settings.backend, serve)
     except HostUnavailableError as err:  # a set-up problem: say what to do, no traceback
         sys.exit(f"async-kernel: cannot start the {settings.loop} host loop: {err}")

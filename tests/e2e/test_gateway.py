@@ -591,9 +591,10 @@ def test_toolbar_restart_through_the_gateway(
         lab.output(lab.run(page, 5), "fresh kernel", timeout=ms)
 
     _answered_or_reload(page, gateway, lab_sockets, fresh, 15_000)
-    # Restarted, not new: the notebook's session still has the same kernel.  (Its last
-    # websocket is not the witness: after a reload, Lab also reconnects other kernels it
-    # knows, and one of theirs came last once.)
+    # Restarted, not new: the notebook's session still has the same kernel.  (The page's
+    # last websocket was the witness; once, after a reload, it was another kernel's, and
+    # whether that was the notebook's, replaced, or another kernel Lab reconnected is not
+    # known: a failure now says the sessions and the websockets.)
     sessions = {
         s.get("path"): (s.get("kernel") or {}).get("id") for s in lab_server.api("/api/sessions")
     }

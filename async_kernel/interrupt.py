@@ -409,13 +409,10 @@ class MainThreadCells(Protocol):
     schedule work in a thread-safe, reentrant way, no locks, no waits)."""
 
     def signalled(self, fresh: bool) -> None:
-        """A SIGINT arrived.  ``fresh``: a new interrupt (an interrupt_request's, or one from
-        outside: ``kill -INT``), which every main-thread cell is owed; else one the kernel
-        sent again to deliver what is owed already."""
-
-    def outside_cell_code(self, fresh: bool) -> None:
-        """No cell's code runs on the main thread now: cancel the awaits of the cells owed
-        an interrupt; a ``fresh`` one is also owed to the cells in hand not started yet."""
+        """A SIGINT arrived: the awaits of the cells owed an interrupt are to be cancelled.
+        ``fresh``: a new interrupt (from outside: ``kill -INT``), which every main-thread
+        cell, and each cell in hand not started yet, is owed first; else one sent to deliver
+        what is owed already."""
 
     def owed(self) -> bool:
         """Whether a main-thread cell is still owed an interrupt."""
@@ -428,9 +425,9 @@ def install_sigint_handler(
     redeliver_later: Callable[[float, Callable[[], object]], object],
 ) -> None:
     """On SIGINT: raise in running cell code (one of ``cell_codes`` on the stack), at a safe
-    point, if that cell is owed an interrupt (:mod:`async_kernel.cells`); else tell
-    ``cells`` that no cell code runs (the awaiting cells are cancelled, the cell in hand is
-    owed it when it starts).  Whatever stays owed is looked at again REDELIVER_AFTER later.
+    point, if that cell is owed an interrupt (:mod:`async_kernel.cells`); ``cells`` has
+    the awaits of the owed cells cancelled, and owes a fresh interrupt first.  Whatever
+    stays owed is looked at again REDELIVER_AFTER later, then at doubling intervals.
 
     ``redeliver_later(delay, fn)`` runs ``fn`` on another thread ``delay`` seconds later
     (thread-safe and reentrant, as everything called from the handler).
@@ -483,7 +480,6 @@ def install_sigint_handler(
             frame, codes
         ):
             deferred.done()
-            cells.outside_cell_code(fresh)
             look_later()  # a cell that resumes first (and spins) gets it then
             return
         if (

@@ -77,8 +77,26 @@ def _wait_until_in(thread: threading.Thread, code: object) -> None:
         time.sleep(0.001)
 
 
-def _wait_until_in_write(thread: threading.Thread) -> None:
-    _wait_until_in(thread, OutStream.write.__code__)
+def interrupt_while_held(
+    stream: OutStream,
+    thread: threading.Thread,
+    code: object,
+    while_held: Callable[[], None] | None = None,
+) -> None:
+    """Start ``thread``; once it waits in ``code`` for ``stream``'s lock (held here: kernel
+    code), interrupt (one cell is owed it) and call ``while_held``; then let go of the lock
+    and join the thread (bounded)."""
+    assert stream._lock.acquire(timeout=WAIT)
+    try:
+        thread.start()
+        _wait_until_in(thread, code)
+        assert interrupt() == 1
+        if while_held is not None:
+            while_held()
+    finally:
+        stream._lock.release()
+    thread.join(WAIT + 1)
+    assert not thread.is_alive()
 
 
 def test_an_interrupt_for_a_thread_in_a_print_lands_as_the_write_ends() -> None:
@@ -105,18 +123,12 @@ def test_an_interrupt_for_a_thread_in_a_print_lands_as_the_write_ends() -> None:
         except KeyboardInterrupt:
             outcome.append("interrupted in the user's code")
 
-    assert stream._lock.acquire(timeout=WAIT)
-    thread = threading.Thread(target=whole_cell, args=(cell,))
-    try:
-        thread.start()
-        _wait_until_in_write(thread)
-        assert interrupt() == 1
+    def held_back() -> None:
         time.sleep(0.05)  # the interrupt is held back meanwhile
         assert thread.is_alive() and not outcome
-    finally:
-        stream._lock.release()
-    thread.join(WAIT)
-    assert not thread.is_alive()
+
+    thread = threading.Thread(target=whole_cell, args=(cell,))
+    interrupt_while_held(stream, thread, OutStream.write.__code__, held_back)
     assert outcome == ["interrupted as its write ended"]
     assert not printed.is_set()
     # The write was whole: its text is buffered and a flush is scheduled for it.
@@ -181,16 +193,8 @@ def test_a_late_interrupt_does_nothing_to_the_next_cell() -> None:
             outcome.append("the first cell's runner")
         whole_cell(next_cell)
 
-    assert stream._lock.acquire(timeout=WAIT)
-    thread = threading.Thread(target=thread_of_cells)
-    try:
-        thread.start()
-        _wait_until_in_write(thread)
-        assert interrupt() == 1
-    finally:
-        stream._lock.release()  # the cell ends at once, likely before the interrupt's look
-    thread.join(WAIT)
-    assert not thread.is_alive()
+    # Let go of the lock, the cell ends at once, likely before the interrupt's look.
+    interrupt_while_held(stream, threading.Thread(target=thread_of_cells), OutStream.write.__code__)
     assert "the next cell was interrupted" not in outcome
     assert outcome[-1] == "the next cell ran on"
 
@@ -217,16 +221,8 @@ def test_an_interrupt_held_back_in_one_block_lands_in_the_next_block_of_the_cell
         except KeyboardInterrupt:
             outcome.append("interrupted in the second block")
 
-    assert stream._lock.acquire(timeout=WAIT)
     thread = threading.Thread(target=whole_cell, args=(first_block, second_block))
-    try:
-        thread.start()
-        _wait_until_in(thread, OutStream._flush.__code__)
-        assert interrupt() == 1
-    finally:
-        stream._lock.release()
-    thread.join(WAIT + 1)
-    assert not thread.is_alive()
+    interrupt_while_held(stream, thread, OutStream._flush.__code__)
     assert outcome == ["interrupted in the second block"]
 
 
@@ -246,15 +242,7 @@ def test_an_interrupt_landing_in_a_print_lets_the_whole_line_out() -> None:
             return
         outcome.append("never interrupted")
 
-    assert stream._lock.acquire(timeout=WAIT)
     thread = threading.Thread(target=whole_cell, args=(cell,))
-    try:
-        thread.start()
-        _wait_until_in_write(thread)
-        assert interrupt() == 1
-    finally:
-        stream._lock.release()
-    thread.join(WAIT)
-    assert not thread.is_alive()
+    interrupt_while_held(stream, thread, OutStream.write.__code__)
     assert outcome == ["interrupted at the end of the line"]
     assert "".join(part for _, parts in stream._chunks for part in parts) == "got value\n"

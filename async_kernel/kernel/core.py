@@ -78,26 +78,22 @@ class _MainThreadCells:
     """The SIGINT handler's view of the main thread's cells (``interrupt.MainThreadCells``);
     called from the handler, on the main thread."""
 
-    def __init__(self, shell: AsyncShell, router: Router, main: Caller) -> None:
-        self._shell = shell
-        self._router = router
+    def __init__(
+        self, shell: AsyncShell, main: Caller, owe: Callable[[int | None], object]
+    ) -> None:
+        self._cells = shell.cells
         self._main = main
+        self._owe = owe  # Kernel._owe_interrupt
         self._thread = threading.get_ident()
 
     def signalled(self, fresh: bool) -> None:
-        cells = self._shell.cells
         if fresh:
-            cells.owe(self._thread)
-        if cells.owed_on(self._thread):  # those that await, of all (``# task`` cells too)
-            _schedule_from_handler(self._main, cells.cancel_owed_awaits)
-
-    def outside_cell_code(self, fresh: bool) -> None:
-        if fresh:  # the cells being prepared (or between blocks) get it as they start
-            for seq in self._router.main.cells_in_hand():
-                self._shell.interrupt_cell_in_hand(seq)
+            self._owe(self._thread)
+        if self._cells.owed_on(self._thread):  # those that await (``# task`` cells too)
+            _schedule_from_handler(self._main, self._cells.cancel_owed_awaits)
 
     def owed(self) -> bool:
-        return self._shell.cells.owed_on(self._thread)
+        return self._cells.owed_on(self._thread)
 
 
 class Kernel:
@@ -212,7 +208,7 @@ class Kernel:
         if self.is_main_thread:
             install_sigint_handler(
                 AsyncShell.cell_codes(),
-                _MainThreadCells(self.shell, self.router, self.main),
+                _MainThreadCells(self.shell, self.main, self._owe_interrupt),
                 lambda delay, redeliver: _schedule_from_handler(
                     self.control, self.control.call_later, delay, redeliver
                 ),
@@ -291,12 +287,13 @@ class Kernel:
         if self.subshells is not None:
             self.subshells.interrupt_all(owed)
 
-    def _owe_interrupt(self) -> list[RunningCell]:
-        """An interrupt came: every cell running now is owed it, and so is each main-shell
-        cell in hand that has not started (any thread); the cells running now."""
+    def _owe_interrupt(self, thread: int | None = None) -> list[RunningCell]:
+        """An interrupt came: every cell running now (on ``thread``, if given) is owed it,
+        and so is each main-shell cell in hand that has not started (any thread; the SIGINT
+        handler too); the cells running now."""
         for seq in self.router.main.cells_in_hand():
             self.shell.interrupt_cell_in_hand(seq)
-        return self.shell.cells.owe()
+        return self.shell.cells.owe(thread)
 
     def _end_if_stuck(self) -> None:
         if self._served.wait(STOP_DEADLINE):

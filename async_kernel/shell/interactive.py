@@ -487,8 +487,8 @@ class AsyncShell(InteractiveShell):
 
     def interrupt_cell_in_hand(self, seq: int) -> None:
         """An interrupt came while the main thread's cell in hand (arrival number ``seq``)
-        had not started (from the SIGINT handler): it starts owed the interrupt, and its
-        code raises KeyboardInterrupt as soon as it starts.  A cell that has ended meanwhile
+        had not started (any thread): it starts owed the interrupt, and its code raises
+        KeyboardInterrupt as soon as it starts.  A cell that has ended meanwhile
         is never started again, so the mark then does nothing."""
         if not self.cells.started(seq):
             self.cells.owe_seq(seq)

@@ -187,12 +187,13 @@ def sigint_blocked() -> Generator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _stack_contains(frame: FrameType | None, code: CodeType) -> bool:
+def _innermost_frame_of(code: CodeType, frame: FrameType | None) -> FrameType | None:
+    """The innermost frame running ``code`` on the stack from ``frame`` (None: not on it)."""
     while frame is not None:
         if frame.f_code is code:
-            return True
+            return frame
         frame = frame.f_back
-    return False
+    return None
 
 
 def _is_kernel(code: CodeType) -> bool:
@@ -378,7 +379,7 @@ def _take_current(frame: FrameType | None) -> bool:
     return (
         cell is not None
         and cell.thread == threading.get_ident()
-        and _innermost_cell_frame(frame, cell.frame.f_code) is cell.frame
+        and _innermost_frame_of(cell.frame.f_code, frame) is cell.frame
         and cell.take()
     )
 
@@ -476,9 +477,8 @@ def install_sigint_handler(
             look_delay[0] = REDELIVER_AFTER
         deferred.disarm()  # judged afresh: where is the main thread now?
         cells.signalled(fresh)
-        if not any(_stack_contains(frame, code) for code in codes) or _shows_an_ended_cell(
-            frame, codes
-        ):
+        in_a_cell = any(_innermost_frame_of(code, frame) is not None for code in codes)
+        if not in_a_cell or _shows_an_ended_cell(frame, codes):
             deferred.done()
             look_later()  # a cell that resumes first (and spins) gets it then
             return
@@ -618,7 +618,7 @@ def _look_at(cell: RunningCell, asked: dict[int, Scope], *, patience_over: bool)
     if cell.ended or not cell.owes:
         return True
     frame = thread_frames().get(cell.thread)
-    innermost = _innermost_cell_frame(frame, cell.frame.f_code)
+    innermost = _innermost_frame_of(cell.frame.f_code, frame)
     if innermost is cell.frame:  # the cell's code, or kernel code it called, runs now
         if frame is not None and frame.f_code in _thread_cell_codes:
             return False  # the runner's own lines (its except clause): not there
@@ -653,15 +653,6 @@ def _watch(cell: RunningCell) -> None:
         with _watch_lock:
             if _watchers.get(cell) is threading.current_thread():
                 del _watchers[cell]
-
-
-def _innermost_cell_frame(frame: FrameType | None, cell_code: CodeType) -> FrameType | None:
-    """The innermost frame of ``cell_code`` (a running cell) on the stack from ``frame``."""
-    while frame is not None:
-        if frame.f_code is cell_code:
-            return frame
-        frame = frame.f_back
-    return None
 
 
 _watchers: dict[RunningCell, threading.Thread] = {}  # the thread looking after each cell

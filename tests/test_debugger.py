@@ -61,7 +61,6 @@ def next_event(kc: BlockingKernelClient, name: str) -> dict[str, Any]:
             return msg["content"]
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_debug_session(backend: str) -> None:
     with start_kernel(f"--interface.backend={backend}") as (_, kc):
         info = shell_reply(kc, kc.kernel_info())["content"]
@@ -234,7 +233,6 @@ made = make()
 LINE_AFTER_LOCAL = 3
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_copy_to_globals_from_a_stopped_frame(backend: str) -> None:
     with start_kernel(f"--interface.backend={backend}") as (_, kc):
         assert dap(kc, "initialize", clientID="test", adapterID="python")["success"]
@@ -296,7 +294,6 @@ def _run_in(kc: BlockingKernelClient, subshell_id: str | None, code: str) -> Non
             return
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_variables_of_the_shell_the_request_names(backend: str) -> None:
     with start_kernel(f"--interface.backend={backend}") as (_, kc):
         own = _control(kc, "create_subshell_request", user_ns="own")["subshell_id"]

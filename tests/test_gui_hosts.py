@@ -30,7 +30,6 @@ from async_kernel.gui_hosts import (
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-BACKENDS = ["asyncio", "trio"]
 
 CHILD = textwrap.dedent(
     """
@@ -139,14 +138,12 @@ def assert_report(report: dict[str, Any], host: str) -> None:
 
 @pytest.mark.gui
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_tk_host(display: str, backend: str) -> None:
     assert_report(run_child("tk", backend, {"DISPLAY": display}), "tk")
 
 
 @pytest.mark.gui
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_qt_host(backend: str) -> None:
     if importlib.util.find_spec("PySide6") is None:
         pytest.fail("PySide6 is not installed: pip install PySide6-Essentials", pytrace=False)
@@ -154,7 +151,6 @@ def test_qt_host(backend: str) -> None:
 
 
 @pytest.mark.timeout(10)
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_plain_host(backend: Any) -> None:
     async def main(x: int) -> str:
         assert current_host() == "plain"

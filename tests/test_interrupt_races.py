@@ -167,7 +167,6 @@ def assert_alive(kc: BlockingKernelClient, subshell: str | None = None) -> None:
 # -- 1 --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_interrupt_while_a_cell_is_prepared_beside_an_awaiting_task(backend: str) -> None:
     """A ``# task`` cell awaits for ever on the main shell; a new cell (``while True: pass``)
     is in hand and IPython prepares it: its ``pre_run_cell`` hook sends SIGINT to the process
@@ -227,7 +226,6 @@ await event.wait()
 }
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_interrupt_between_a_wake_up_and_the_cells_next_step(backend: str) -> None:
     """A cell awaits a future (trio: an Event); a loop callback resolves it and at once sends
     SIGINT to the process.  The handler runs in the loop's code and sees the cell awaiting,
@@ -248,7 +246,6 @@ def test_interrupt_between_a_wake_up_and_the_cells_next_step(backend: str) -> No
 # -- 3 --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_interrupt_in_a_post_execute_hook_spares_the_next_cell(backend: str) -> None:
     """Cell A runs (0.3 s, so that cell B is queued behind it), then its ``post_execute`` hook
     sends SIGINT to the process and sleeps 0.5 s.  Cell B awaits (``await anyio.sleep(1)``)
@@ -282,7 +279,6 @@ def test_interrupt_in_a_post_execute_hook_spares_the_next_cell(backend: str) -> 
 # -- 4 --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_interrupt_while_the_lane_runs_a_comm_handler_before_the_cell(backend: str) -> None:
     """Cell 1 blocks the main loop 1 s; meanwhile a comm message (whose handler sends SIGINT
     to the process and sleeps 0.5 s) and then cell N (``while True: pass``) arrive.  Once
@@ -336,7 +332,6 @@ BLOCK_1 = {
 
 @pytest.mark.parametrize("block", list(BLOCK_1))
 @pytest.mark.parametrize("where", ["thread", "subshell"])
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_interrupt_held_in_kernel_code_survives_an_await(
     backend: str, where: str, block: str
 ) -> None:
@@ -380,7 +375,6 @@ WAITS = {
 
 @pytest.mark.parametrize("wait", list(WAITS))
 @pytest.mark.parametrize("where", ["thread", "subshell"])
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_process_events_off_the_main_thread_is_interrupted_at_once(
     backend: str, where: str, wait: str
 ) -> None:
@@ -447,7 +441,6 @@ del d
 
 
 @pytest.mark.parametrize("where", ["subshell", "main"])
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_an_interrupt_swallowed_by_a_del_spares_the_next_cell(backend: str, where: str) -> None:
     """A cell whose last line is ``del d``, where ``D.__del__`` interrupts (``kernel.interrupt()``
     from a thread of its own, as an interrupt_request) and spins 0.5 s: the KeyboardInterrupt
@@ -475,7 +468,6 @@ def test_an_interrupt_swallowed_by_a_del_spares_the_next_cell(backend: str, wher
 SPIN_AND_SAY = "print('spinning', flush=True)\nx = 0\nwhile True:\n    x += 1"
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_a_burst_of_interrupts_gives_each_cell_one_error(backend: str) -> None:
     """A subshell cell and a ``# thread`` cell spin at once; once both have said so, the
     client sends three interrupt_requests 2, 5 or 10 ms apart (six rounds).
@@ -516,7 +508,6 @@ def test_a_burst_of_interrupts_gives_each_cell_one_error(backend: str) -> None:
 # -- 9 --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_c_code_calling_kernel_code_for_ever_is_interrupted(backend: str) -> None:
     """The main shell runs ``collections.deque(map(print, itertools.count()), maxlen=0)``: C
     code calls the kernel's print for ever, so there is no user frame for a held-back
@@ -560,7 +551,6 @@ print("CELL RAN ON")
 """
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_an_interrupt_never_lands_in_a_task_the_cell_started(backend: str) -> None:
     """The cell starts a task on its loop that prints a line every 10 ms (it runs in a copy
     of the cell's context, on the cell's thread), then waits for a worker thread (anyio's
@@ -594,7 +584,6 @@ print("CELL RAN ON")
 """
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_an_interrupt_never_lands_in_the_report_of_an_ignored_error(backend: str) -> None:
     """The cell makes objects whose ``__del__`` raises: most of its time goes into Python's
     "Exception ignored in ..." report, which the kernel's stream writes.  Interrupted
@@ -623,7 +612,6 @@ with anyio.CancelScope(shield=True):
 """
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_an_interrupt_during_a_shielded_await_comes_once_it_is_over(backend: str) -> None:
     """The cell awaits in a shielded scope for 2 s; interrupted meanwhile, its await cannot
     be cancelled.

@@ -7,12 +7,10 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
 from conftest import execute, kernel_argv
 from jupyter_client.manager import KernelManager
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_shutdown_and_restart(backend: str) -> None:
     km = KernelManager(kernel_name="async")
     km.kernel_spec.argv = kernel_argv(f"--interface.backend={backend}")
@@ -55,7 +53,6 @@ def test_shutdown_request_ends_the_process() -> None:
             km.shutdown_kernel(now=True)
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_interrupts_while_the_kernel_stops_end_it_cleanly(backend: str, tmp_path: Path) -> None:
     """SIGINTs that keep coming while the kernel stops (a front end's interrupt button, or the
     kernel's own signal sent again) reach its handler after its loops have ended: the

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BACKENDS, TIMEOUT, run_ok, start_kernel
+from conftest import TIMEOUT, run_ok, start_kernel
 
 pytestmark = pytest.mark.gui
 
@@ -45,7 +45,6 @@ def binding_env(api: str) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("api", list(MODULES))
 def test_qt_host_on_each_binding(api: str, backend: str) -> None:
     settings = ("--interface.loop=qt", f"--interface.backend={backend}")

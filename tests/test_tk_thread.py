@@ -201,7 +201,6 @@ print("ready")
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_plain_kernel(display: str, backend: str) -> None:
     with start_kernel(f"--interface.backend={backend}", env={"DISPLAY": display}) as (km, kc):
         assert "ready" in run_ok(kc, SETUP)

@@ -199,7 +199,6 @@ def test_a_loan_is_asked_for_and_its_end_wakes_the_io_thread(rig: _Rig) -> None:
     assert rig.wakes == 1  # the I/O thread may be standing aside for that loop
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_a_loop_reads_its_own_channel_while_it_is_free(rig: _Rig, backend: str) -> None:
     loans: list[bool] = []
 

@@ -22,7 +22,12 @@ from conftest import TIMEOUT, execute, inproc_pair, start_kernel, stream_text
 from jupyter_client.blocking.client import BlockingKernelClient
 
 from async_kernel.transport import frames
-from async_kernel.transport.frames import ZERO_COPY_FROM, recv_multipart, send_multipart
+from async_kernel.transport.frames import (
+    ZERO_COPY_FROM,
+    ZERO_COPY_SEND_FROM,
+    recv_multipart,
+    send_multipart,
+)
 from async_kernel.transport.wire import Codec, new_message
 
 PAYLOAD = 64 * 2**20  # the size issue 21 asks about
@@ -170,6 +175,21 @@ def test_a_small_frame_is_copied(pair: tuple[zmq.Socket[bytes], zmq.Socket[bytes
     frames = recv_multipart(receiver)
     assert type(frames[-1]) is bytes
     assert frames[-1] == payload
+
+
+def test_a_frame_below_the_send_threshold_is_copied_and_let_go_at_once(
+    pair: tuple[zmq.Socket[bytes], zmq.Socket[bytes]],
+) -> None:
+    """Going out, a frame under ZERO_COPY_SEND_FROM (every stream message) is copied by
+    libzmq: nothing holds the sender's bytes once sent, so freeing them never waits for
+    pyzmq's garbage thread (a starved one once held 186 MiB of sent output)."""
+    sender, receiver = pair
+    payload = b"\x07" * (ZERO_COPY_SEND_FROM - 1)
+    held = sys.getrefcount(payload)
+    send_multipart(sender, [bytes(8), payload])
+    assert sys.getrefcount(payload) == held, "the sent frame is still referenced"
+    assert receiver.poll(TIMEOUT * 1000)
+    assert bytes(recv_multipart(receiver)[-1]) == payload
 
 
 def test_a_received_buffer_is_the_frame_in_the_handler(kc: BlockingKernelClient) -> None:

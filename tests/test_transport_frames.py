@@ -19,8 +19,7 @@ import zmq
 from conftest import inproc_pair
 
 from async_kernel.transport import frames
-from async_kernel.transport.frames import prepare_zero_copy, send_multipart
-from async_kernel.transport.libzmq import ZERO_COPY_FROM
+from async_kernel.transport.frames import ZERO_COPY_SEND_FROM, prepare_zero_copy, send_multipart
 
 
 @pytest.fixture
@@ -35,7 +34,7 @@ def test_a_large_frames_wrapper_is_made_before_the_first_frame_goes(
     sender, receiver = pair
     prepare_zero_copy()
     message = [b"id", b"<IDS|MSG>", b"sig", b"header", b"parent", b"meta"]
-    message.append(b"B" * (ZERO_COPY_FROM + 1))
+    message.append(b"B" * (ZERO_COPY_SEND_FROM + 1))
     message.append(b"END")
     events: list[str] = []
     real_send = frames._send_frame

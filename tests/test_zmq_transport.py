@@ -16,6 +16,7 @@ import zmq
 
 from async_kernel.transport import io_thread, iopub, outbox
 from async_kernel.transport.connection import Channel, ConnectionInfo
+from async_kernel.transport.frames import ZERO_COPY_SEND_FROM
 from async_kernel.transport.wire import Codec, Message, new_message
 from async_kernel.transport.zmq_transport import ZmqTransport
 
@@ -68,7 +69,7 @@ def subscriber(transport: ZmqTransport) -> Iterator[zmq.Socket[bytes]]:
 def test_messages_arrive_whole_and_in_order(
     transport: ZmqTransport, subscriber: zmq.Socket[bytes]
 ) -> None:
-    big = bytes(range(256)) * 1024  # past the zero-copy threshold
+    big = bytes(range(256)) * (ZERO_COPY_SEND_FROM // 256)  # sent without a copy
     for i in range(200):
         msg = new_message("stream", {"name": "stdout", "text": str(i)})
         msg["buffers"] = [big] if i % 50 == 0 else []

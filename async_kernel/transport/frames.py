@@ -5,7 +5,16 @@ of ``bytes`` frames goes through it: pyzmq gives the GIL up around every frame, 
 switch interval per frame while a cell spins the CPU (see :mod:`.libzmq`).  Otherwise, and for
 messages with large or non-``bytes`` frames (zero-copy sends), pyzmq's backend calls are used
 directly: ``Socket.send_multipart``/``recv_multipart`` check and dispatch each frame in
-Python, several times the cost of these calls.  Nothing here locks:
+Python, several times the cost of these calls.
+
+Going out, a frame below ``ZERO_COPY_SEND_FROM`` is copied by libzmq, which frees its copy
+itself once the frame is written.  A larger one is sent from the caller's memory, which
+libzmq hands back through pyzmq's garbage thread: a Python thread, so on a loaded machine
+released frames wait for the GIL, and output flowing at hundreds of MB/s left that many MiB
+waiting (measured: +186 MiB).  A stream's messages (at most ``iostream.MESSAGE_CHARS``
+characters, under 1 MiB encoded) are therefore always copied; only a large display or comm
+buffer travels without a copy.  Coming in, the threshold is ``ZERO_COPY_FROM``: a received
+view is freed by its own finalizer, no thread involved.  Nothing here locks:
 the caller holds the transport's lock (:attr:`.binding.Sockets.lock`), whichever thread it
 runs on (the I/O thread, a thread sending directly, a loop reading its own channel).
 """
@@ -25,6 +34,7 @@ from .wire import Channel
 
 __all__ = [
     "ZERO_COPY_FROM",
+    "ZERO_COPY_SEND_FROM",
     "has_input",
     "notice_fd",
     "prepare_zero_copy",
@@ -49,6 +59,8 @@ _EVENTS = int(zmq.EVENTS)
 _FD = int(zmq.FD)
 _POLLIN = int(zmq.POLLIN)
 
+ZERO_COPY_SEND_FROM = 1 << 20  # bytes; smaller frames are copied when sent (see the module)
+
 
 def send_multipart(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
     """Send one message whole, frame by frame, through libzmq or pyzmq's backend.
@@ -66,14 +78,14 @@ def send_multipart(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
     """
     small_bytes = True
     for frame in frames:
-        if type(frame) is not bytes or len(frame) >= ZERO_COPY_FROM:
+        if type(frame) is not bytes or len(frame) >= ZERO_COPY_SEND_FROM:
             small_bytes = False
             break
     if small_bytes and LIBZMQ is not None:
         LIBZMQ.send(sock.underlying, frames)
         return
     ready = [
-        zmq.Frame(frame, copy=False) if size_of([frame]) >= ZERO_COPY_FROM else frame
+        zmq.Frame(frame, copy=False) if size_of([frame]) >= ZERO_COPY_SEND_FROM else frame
         for frame in frames
     ]
     flags = [MORE] * len(ready)
@@ -90,7 +102,7 @@ def prepare_zero_copy() -> None:
     cell's thread that an interrupt strikes half way through the start: pyzmq's collector is
     then left broken, and every later zero-copy send waits for it for ever.
     """
-    zmq.Frame(bytes(ZERO_COPY_FROM), copy=False)
+    zmq.Frame(bytes(ZERO_COPY_SEND_FROM), copy=False)
 
 
 def recv_multipart(sock: zmq.Socket[bytes]) -> list[bytes]:

@@ -17,7 +17,12 @@ from typing import Any, cast
 import pytest
 
 from async_kernel.async_exceptions import can_raise_in_threads, raise_in_thread
-from async_kernel.shell.iostream import FLUSH_INTERVAL, WRITER_FLUSH_SIZE, OutStream
+from async_kernel.shell.iostream import (
+    FLUSH_INTERVAL,
+    MESSAGE_CHARS,
+    WRITER_FLUSH_SIZE,
+    OutStream,
+)
 
 WAIT = 10.0  # seconds; every wait is bounded
 
@@ -55,6 +60,30 @@ def test_a_writer_whose_timers_never_run_flushes_itself() -> None:
     assert len(transport.sent) >= 3  # sent by the writer itself: no timer ran
     stream.flush()
     assert "".join(transport.sent) == line * (4 * WRITER_FLUSH_SIZE // len(line))
+
+
+def test_no_stream_message_is_larger_than_message_chars() -> None:
+    """One huge write, and a buffer the writer flushes itself, go out in messages of at most
+    MESSAGE_CHARS characters (what a stalled client's queue holds is counted in messages), in
+    order, nothing lost; a small write is one message."""
+    transport = StarvedTransport()
+    stream = OutStream("stdout", cast(Any, transport))
+    huge = "".join(chr(32 + i % 90) for i in range(3 * MESSAGE_CHARS + 7))
+    stream.write(huge)
+    stream.flush()
+    assert [len(t) for t in transport.sent] == [MESSAGE_CHARS] * 3 + [7]
+    assert "".join(transport.sent) == huge
+    transport.sent.clear()
+    line = "\x01" * 1023 + "\n"  # 6 bytes of JSON a character: still under 1 MiB a message
+    for _ in range(2 * WRITER_FLUSH_SIZE // len(line)):
+        stream.write(line)
+    stream.flush()
+    assert max(len(t) for t in transport.sent) <= MESSAGE_CHARS
+    assert "".join(transport.sent) == line * (2 * WRITER_FLUSH_SIZE // len(line))
+    transport.sent.clear()
+    stream.write("small\n")
+    stream.flush()
+    assert transport.sent == ["small\n"]
 
 
 def test_the_scheduled_flush_never_waits_for_a_writer_waiting_for_room() -> None:

@@ -51,6 +51,10 @@ FLUSH_SIZE = 256 * 1024  # characters buffered before a flush is asked for at on
 # sending instead of growing the buffer without bound.
 WRITER_FLUSH_SIZE = 4 * FLUSH_SIZE
 TIMER_LOCK_WAIT = 0.01  # seconds a scheduled flush waits for a writer (see _flush_from_timer)
+# Characters in one stream message at most: under 1 MiB of JSON even when every character is
+# escaped (a control character is 6 bytes).  What output nobody reads costs the kernel is
+# counted in messages at the socket (iopub's per-subscriber queue): their size is the bound.
+MESSAGE_CHARS = 128 * 1024
 
 
 class OutStream(io.TextIOBase):
@@ -215,7 +219,8 @@ class OutStream(io.TextIOBase):
             self._transport.call_later(FLUSH_INTERVAL, self._flush_from_timer)
 
     def _send_buffered(self) -> None:
-        """Take the buffer and send it, one message per parent in order (the lock is held)."""
+        """Take the buffer and send it, in order, each parent's text in messages of at most
+        ``MESSAGE_CHARS`` (front ends join consecutive stream messages; the lock is held)."""
         self._sending = True
         try:
             chunks, self._chunks = self._chunks, []
@@ -224,8 +229,10 @@ class OutStream(io.TextIOBase):
             self._urgent_pending = False
             for request, parts in chunks:
                 parent = request.msg if request is not None else None
-                content = {"name": self.name, "text": "".join(parts)}
-                self._transport.send("iopub", new_message("stream", content, parent))
+                text = "".join(parts)
+                for start in range(0, len(text), MESSAGE_CHARS):
+                    content = {"name": self.name, "text": text[start : start + MESSAGE_CHARS]}
+                    self._transport.send("iopub", new_message("stream", content, parent))
         finally:
             self._sending = False
 

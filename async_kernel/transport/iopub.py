@@ -6,7 +6,9 @@ it silently.  A refused message waits in a backlog of at most ``IOPUB_BACKLOG`` 
 to ``IOPUB_STALL`` seconds without progress; after that the oldest goes out to the
 subscribers with room and the full ones miss it (a drop, counted and logged), until they read
 again.  A subscriber that reads, however slowly, makes progress and is waited for.  A print
-flood's messages are ~0.25-1 MiB (see the shell's iostream).
+flood's messages are at most 128 Ki characters each, under 1 MiB of JSON (the shell's
+iostream): a stalled subscriber's queue (``IOPUB_HWM`` messages, and the few libzmq has in
+flight) holds ~30 MiB at most.
 
 Status after a drop.  libzmq skips a subscriber it dropped for until that subscriber has
 caught up with its queue, and we cannot see when: every message sent meanwhile is lost to it,

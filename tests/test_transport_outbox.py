@@ -342,6 +342,32 @@ def test_a_sender_finding_the_queue_full_waits_for_room(
     assert _texts(subscriber, 3, box) == ["0", "1", "2"]
 
 
+def test_queued_bytes_bound_the_queue_too_and_a_larger_message_goes_alone(
+    bound_sockets: Sockets, subscriber: zmq.Socket[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Room is counted in bytes as well as messages (a starved I/O thread must not let large
+    output pile up); a message larger than the whole bound still goes, once it is alone."""
+    monkeypatch.setattr(outbox, "OUTBOX_BYTES", 4096)
+    box = Outbox(bound_sockets, CODEC, _Wakes())
+    box.start(_an_io_thread())
+    texts = ["x" * 3000, "y" * 3000, "z" * 10_000]
+    box.send("iopub", _stream(texts[0]))
+    sender = threading.Thread(target=box.send, args=("iopub", _stream(texts[1])))
+    sender.start()
+    sender.join(0.3)
+    assert sender.is_alive(), "a sender did not wait for room with the queue's bytes full"
+    box.drain()  # the I/O thread's turn makes room
+    sender.join(10)
+    assert not sender.is_alive()
+    box.drain()
+    large = threading.Thread(target=box.send, args=("iopub", _stream(texts[2])))
+    large.start()
+    large.join(10)
+    assert not large.is_alive(), "a message larger than the bound waited in an empty queue"
+    box.drain()
+    assert _texts(subscriber, 3, box) == texts
+
+
 def test_the_io_thread_and_a_stopping_transport_never_wait_for_room(
     bound_sockets: Sockets, subscriber: zmq.Socket[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:

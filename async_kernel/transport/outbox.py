@@ -13,7 +13,8 @@ meanwhile; peers lost requests to exactly this.  Every direct send is followed b
 
 Threads: :meth:`Outbox.send` and :meth:`Outbox.wait_sent` from any thread, under the
 transport's lock (:attr:`.binding.Sockets.lock`).  A sender that finds the queue full
-(``OUTBOX_LIMIT``: a thread printing flat out is slowed to the pace of the network) waits
+(``OUTBOX_LIMIT`` messages or ``OUTBOX_BYTES``: a thread printing flat out is slowed to the
+pace of the network, and a starved I/O thread does not let output pile up) waits
 outside the lock, on a :class:`~async_kernel.interrupt.Latch`: an asynchronous
 KeyboardInterrupt (a subshell cell's interrupt) striking that wait leaves no lock or
 condition half updated.  :meth:`Outbox.drain`, :meth:`Outbox.io_waits` and
@@ -32,17 +33,19 @@ from collections.abc import Callable
 
 from ..interrupt import Latch
 from .binding import Sockets
-from .frames import has_input, send_or_log
+from .frames import has_input, send_or_log, size_of
 from .iopub import IopubBound
 from .wire import Channel, Codec, Message
 
-__all__ = ["OUTBOX_LIMIT", "SEND_BATCH", "Outbox"]
+__all__ = ["OUTBOX_BYTES", "OUTBOX_LIMIT", "SEND_BATCH", "Outbox"]
 
 log = logging.getLogger("async_kernel.transport")
 
 SEND_BATCH = 256  # queued messages sent per turn of the I/O thread
 # Queued messages beyond which a sender waits for the I/O thread to make room.
 OUTBOX_LIMIT = 10_000
+# Queued bytes beyond which a sender waits too (a message larger than this still goes, alone).
+OUTBOX_BYTES = 8 * 2**20
 
 
 def _yield_cpu() -> None:
@@ -65,7 +68,8 @@ class Outbox:
         self._io_thread: threading.Thread | None = None
         # True while the I/O thread waits in select() and leaves the sockets to senders.
         self._io_waiting = True
-        self._queue: deque[tuple[Channel, list[bytes]]] = deque()
+        self._queue: deque[tuple[Channel, list[bytes], int]] = deque()  # and their size
+        self._queued_bytes = 0
         # Counts of messages queued and sent, for wait_sent(); `_sent` shares the lock.
         self._queued_count = 0
         self._sent_count = 0
@@ -99,9 +103,11 @@ class Outbox:
                     log.debug("dropped %s on %s: the transport is closed", msg["msg_type"], channel)
                     return
                 if not self._io_waiting or self._queue:
-                    if len(self._queue) < OUTBOX_LIMIT or not self._may_wait_for_room():
-                        self._queue.append((channel, frames))
+                    size = size_of(frames)
+                    if self._has_room(size) or not self._may_wait_for_room():
+                        self._queue.append((channel, frames, size))
                         self._queued_count += 1
+                        self._queued_bytes += size
                         return
                 else:
                     sock = self._by_channel[channel]
@@ -115,6 +121,13 @@ class Outbox:
             self._room.wait(0.1)
         if missed or held:  # a held message is retried by the I/O thread
             self._wake()
+
+    def _has_room(self, size: int) -> bool:
+        """Whether a message of ``size`` bytes may join the queue now (lock held)."""
+        queue = self._queue
+        return len(queue) < OUTBOX_LIMIT and (
+            not queue or self._queued_bytes + size <= OUTBOX_BYTES
+        )
 
     def _may_wait_for_room(self) -> bool:
         """Whether a sender finding the queue full waits (lock held): not the I/O thread
@@ -174,14 +187,15 @@ class Outbox:
             if not self._queue:
                 return touched
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), SEND_BATCH))]
-            for channel, frames in batch:
+            for channel, frames, size in batch:
                 self._put(channel, frames)
+                self._queued_bytes -= size
             self._sent_count += len(batch)
             if self._send_waiters:
                 self._sent.notify_all()
-            if len(self._queue) < OUTBOX_LIMIT:
+            if len(self._queue) < OUTBOX_LIMIT and self._queued_bytes < OUTBOX_BYTES:
                 self._room.set()
-        touched.update(channel for channel, _ in batch)
+        touched.update(channel for channel, _, _ in batch)
         return touched
 
     def drain_all(self) -> None:

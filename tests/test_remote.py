@@ -39,6 +39,9 @@ from _processes import stop_process
 from jupyter_client.connect import write_connection_file
 
 CLIENT_TIMEOUT = 120  # seconds a client script may take in all
+# A client script still running after this many seconds writes every thread's stack to its
+# stderr and exits (the test then shows where it hung), before the test's own time limit.
+CLIENT_STACKS_AFTER = 50
 SILENCE = 2.0  # seconds a refused client listens for anything at all
 
 
@@ -182,7 +185,10 @@ info = json.load(open(sys.argv[1]))
 key = info["key"].encode()
 seen = {}
 
-# 1. jupyter_client without the keypair: the HMAC key alone, plain text.
+# 1. jupyter_client without the keypair: the HMAC key alone, plain text.  Its sockets never
+# finish a handshake, so what they were given to send is never sent: with libzmq's default
+# linger, closing them (or the exit's context term) would wait for that for ever.
+zmq.Context.instance().setsockopt(zmq.LINGER, 0)
 plain = {k: v for k, v in info.items() if not k.startswith("curve_")}
 kc = BlockingKernelClient()
 kc.load_connection_info(plain)
@@ -243,8 +249,10 @@ print(json.dumps(seen))
 
 
 def _in_client_ns(hosts: Hosts, script: str, *args: str) -> dict[str, Any]:
+    after = CLIENT_STACKS_AFTER
+    watchdog = f"import faulthandler\nfaulthandler.dump_traceback_later({after}, exit=True)\n"
     done = subprocess.run(
-        ["ip", "netns", "exec", hosts.client_ns, sys.executable, "-c", script, *args],
+        ["ip", "netns", "exec", hosts.client_ns, sys.executable, "-c", watchdog + script, *args],
         capture_output=True,
         text=True,
         timeout=CLIENT_TIMEOUT,

@@ -20,7 +20,13 @@ Sizes (environment):
   runs still grew by 1.5-3.3 MiB). An interrupt's traceback once made IPython's formatter
   parse and keep each kernel file the interrupt landed in (up to ~3 MiB each, met at
   random, sometimes only after the warm-up); it now shows the user's frames only
-  (``users_frames`` in ``async_kernel/interrupt.py``). The codec's replay
+  (``users_frames`` in ``async_kernel/interrupt.py``). Those include the libraries the
+  user's code called, and the cells call traitlets (``get_ipython().kernel`` is a trait):
+  an interrupt that lands there once (rarely; more often on a loaded machine) makes the
+  formatter keep ``traitlets.py`` (+8.4 MiB) and ``config/configurable.py`` (+2.2 MiB), once
+  per process, as it would for a user's own interrupted library call. Seen once: +9.7 MiB.
+  So the formatter reads those two files before the warm-up (``PRIME_FORMATTER``), as the
+  replay memory is filled by it. The codec's replay
   memory (the last 65,536 signatures, ~10 MiB when full) is a bounded cache that fills over
   the first 65,536 messages, so a run longer than that must warm up past it.
 
@@ -89,6 +95,21 @@ import comm as _comm
 def _soak_echo(c, msg):
     c.on_msg(lambda m: c.send({"echo": m["content"]["data"]}))
 _comm.get_comm_manager().register_target("soak-echo", _soak_echo)
+"""
+
+# Formats a traceback through traitlets.py and one through traitlets' configurable.py with the
+# kernel's own formatter, which then keeps both files parsed (see the module's docstring).
+PRIME_FORMATTER = """
+import traitlets
+class _Sub(type(get_ipython())):
+    pass
+class _Typed(traitlets.HasTraits):
+    x = traitlets.Int()
+for _fail in (_Sub.instance, lambda: setattr(_Typed(), "x", "")):
+    try:
+        _fail()
+    except Exception as err:
+        get_ipython().InteractiveTB.structured_traceback(type(err), err, err.__traceback__)
 """
 
 
@@ -531,6 +552,7 @@ def _rss(km: KernelManager) -> int:
 def soak(total: int, seconds: float, warm_up: int) -> dict[str, Any]:
     with start_kernel() as (km, kc), raw_peers(km.get_connection_info()) as raw:
         execute_ok(kc, ECHO_TARGET)
+        execute_ok(kc, PRIME_FORMATTER)
         # jupyter_client's client would be a sixth iopub subscriber that nobody reads: the
         # kernel would hold up to IOPUB_BACKLOG for it, then drop its output (by design).
         kc.stop_channels()

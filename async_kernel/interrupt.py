@@ -29,6 +29,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import functools
+import gc
 import inspect
 import os
 import signal
@@ -289,7 +290,8 @@ def lands_safely_in_thread(ident: int, runner_codes: Collection[CodeType]) -> bo
     """Whether an asynchronous exception raised in thread ``ident`` now would land where it
     may (:func:`_lands_safely`): in the user's code or a library it called, under a frame of
     one of ``runner_codes``, and not in the kernel's own code."""
-    return _lands_safely(thread_frames().get(ident), runner_codes)
+    with thread_frames() as frames:
+        return _lands_safely(frames.get(ident), runner_codes)
 
 
 def _return_point(frame: FrameType | None, cell_codes: Collection[CodeType]) -> FrameType | None:
@@ -484,7 +486,10 @@ def install_sigint_handler(
             return
         if (
             _lands_safely(frame, codes)
-            or sys.gettrace() is not None  # (under a debugger's tracer: at once, as before)
+            # Under a debugger's tracer: at once, as before.  Not under our own deferral's
+            # (a handler run nested in this one, while it gave the GIL up, may have armed
+            # one): raised here, in kernel code, it cut a print between text and newline.
+            or sys.gettrace() not in (None, _no_tracing)
             or deferred.out_of_patience()
         ):
             deferred.done()
@@ -549,12 +554,35 @@ def interrupt_main_thread(*, again: bool = False) -> None:
         _thread.interrupt_main(signal.SIGINT)
 
 
-def thread_frames() -> dict[int, FrameType]:
-    """The frame each thread is running now, by thread ident.
+@contextmanager
+def thread_frames() -> Generator[dict[int, FrameType]]:
+    """The frame each thread is running now, by thread ident, to look at and walk up
+    (``f_back``) **inside the block only**.
 
-    Through ``sys._current_frames``: CPython's only view of other threads' stacks.
+    Through ``sys._current_frames``: CPython's only view of other threads' stacks.  Looking
+    makes frame objects for another thread's live frames, and on CPython 3.11 making one may
+    start a garbage collection, whose finalizers may give the GIL to that thread, which
+    then leaves the frame being made: a dangling pointer (a segfault, caught in a kernel
+    answering kernel_info while a cell ran a Dask flood on trio), or, inside
+    ``sys._current_frames``, a deadlock (CPython gh-106883).  So on 3.11 the collector is
+    paused for the look, one look at a time, as CPython's own later fix does; from 3.12 a
+    collection runs only between bytecodes.
     """
-    return sys._current_frames()  # pyright: ignore[reportPrivateUsage]  # no public equivalent
+    if not _PAUSE_GC_TO_LOOK:
+        yield sys._current_frames()  # pyright: ignore[reportPrivateUsage]  # no public equivalent
+        return
+    with _look_lock:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            yield sys._current_frames()  # pyright: ignore[reportPrivateUsage]
+        finally:
+            if enabled:
+                gc.enable()
+
+
+_PAUSE_GC_TO_LOOK = sys.version_info < (3, 12)
+_look_lock = threading.Lock()
 
 
 def interrupt_cells_on_other_threads(cells: Iterable[RunningCell], runner_code: CodeType) -> int:
@@ -617,12 +645,15 @@ def _look_at(cell: RunningCell, asked: dict[int, Scope], *, patience_over: bool)
     nothing more is to be done.  ``asked``: the awaits whose cancel was asked already."""
     if cell.ended or not cell.owes:
         return True
-    frame = thread_frames().get(cell.thread)
-    innermost = _innermost_frame_of(cell.frame.f_code, frame)
+    with thread_frames() as frames:  # (the thread's frames are looked at in the block only)
+        frame = frames.get(cell.thread)
+        innermost = _innermost_frame_of(cell.frame.f_code, frame)
+        in_runner = frame is not None and frame.f_code in _thread_cell_codes
+        lands_safely = innermost is cell.frame and _lands_safely(frame, _thread_cell_codes)
     if innermost is cell.frame:  # the cell's code, or kernel code it called, runs now
-        if frame is not None and frame.f_code in _thread_cell_codes:
+        if in_runner:
             return False  # the runner's own lines (its except clause): not there
-        if _lands_safely(frame, _thread_cell_codes) or patience_over:
+        if lands_safely or patience_over:
             # No longer watched, before it is raised: should it be swallowed where it lands
             # (a __del__) and owed again at once, that delivery must find no watcher.
             with _watch_lock:

@@ -395,6 +395,10 @@ def dump_stacks_and_fail(km: KernelManager, what: str, scheduling: str) -> NoRet
     """The kernel writes its threads' stacks to its stderr (shown with this test's output:
     launch.py's SIGUSR1 handler), then the test fails, saying how the kernel was scheduled
     meanwhile (:func:`scheduling_since`)."""
+    if not km.is_alive():  # it died: a crash leaves its stacks in its stderr (faulthandler)
+        process = getattr(km.provisioner, "process", None)  # a LocalProvisioner's Popen
+        code = process.poll() if process is not None else None
+        pytest.fail(f"no {what}: the kernel died (exit code {code}); {scheduling}")
     os.kill(km.provisioner.pid, signal.SIGUSR1)  # type: ignore[union-attr]
     time.sleep(1)
     pytest.fail(

@@ -629,3 +629,36 @@ def test_an_interrupt_during_a_shielded_await_comes_once_it_is_over(backend: str
         signals = int(run_ok(kc, "print(_signals)"))
         assert 1 <= signals <= 12, signals
         assert_alive(kc)
+
+
+# -- 13 -------------------------------------------------------------------------------------
+
+# The state a SIGINT handler run nested in another (while the outer one gave the GIL up in its
+# wake-up of the loop) leaves: it deferred an interrupt, so the process-wide tracer is the
+# kernel's own do-nothing one.  Then a SIGINT strikes the print's write (kernel code: the
+# main thread waits there for the stream's lock, held by another thread).
+NESTED_DEFERRAL = """
+import signal, sys, threading
+import async_kernel.interrupt as _interrupt
+_main = threading.get_ident()
+_hold_stdout(0.5)
+sys.settrace(_interrupt._no_tracing)
+_on_kernel_code(_main, lambda: os.kill(os.getpid(), signal.SIGINT))
+print("the whole line")
+while True:
+    pass
+"""
+
+
+def test_an_interrupt_in_kernel_code_waits_under_the_kernels_own_tracer(backend: str) -> None:
+    """Must: the interrupt that strikes the print's write is deferred until the print is
+    done, as in kernel code always; only a debugger's tracer makes it land at once.  (Seen in
+    the soak: taking the kernel's own tracer for a debugger's, the outer handler raised it
+    inside the write, and the cell printed its text without the newline.)"""
+    with fresh(backend) as (_, kc):
+        setup(kc)
+        msg_id = execute_in(kc, None, NESTED_DEFERRAL)
+        reply = replies_for(kc, msg_id)[msg_id]["content"]
+        assert interrupted(reply), reply
+        assert stdout(outputs_of(kc, msg_id)[msg_id]) == "the whole line\n"
+        assert_alive(kc)

@@ -60,7 +60,7 @@ def run_kernel(connection_file: str | None, settings: InterfaceSettings) -> None
     # Watched from the start: a parent that dies once the connection file exists (and before
     # the kernel does) must still end this process.
     start_parent_poller(stop)
-    _dump_stacks_on_sigusr1()
+    _dump_stacks_to_stderr()
     path, info = _load(Path(connection_file) if connection_file else None)
     needs_write = not path.exists() or any(
         info.port(c) == 0 for c in ("shell", "control", "stdin", "iopub", "hb")
@@ -98,17 +98,20 @@ def run_kernel(connection_file: str | None, settings: InterfaceSettings) -> None
     exit_soon()
 
 
-def _dump_stacks_on_sigusr1() -> None:
-    """``kill -USR1 <kernel pid>`` writes every thread's stack to the kernel's stderr: what
-    a kernel that seems hung is doing, without a debugger.  Written to a copy of fd 2 taken
-    now, before fd capture puts a pipe there (the dump would become a cell's output)."""
+def _dump_stacks_to_stderr() -> None:
+    """Every thread's stack goes to the kernel's stderr when the process crashes (a fatal
+    signal: the front end only sees the kernel die), and on ``kill -USR1 <kernel pid>``
+    (what a kernel that seems hung is doing, without a debugger).  Written to a copy of fd 2
+    taken now, before fd capture puts a pipe there (the dump would become a cell's output,
+    or die with the process)."""
     import faulthandler
     import signal
 
-    if not hasattr(signal, "SIGUSR1"):  # Windows
-        return
     with contextlib.suppress(OSError, ValueError):  # no stderr at all: no dump
-        faulthandler.register(signal.SIGUSR1, file=os.fdopen(os.dup(2), "w"), all_threads=True)
+        stderr = os.fdopen(os.dup(2), "w")
+        faulthandler.enable(file=stderr, all_threads=True)
+        if hasattr(signal, "SIGUSR1"):  # not on Windows
+            faulthandler.register(signal.SIGUSR1, file=stderr, all_threads=True)
 
 
 def _end_children() -> None:

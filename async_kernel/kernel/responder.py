@@ -209,13 +209,17 @@ _CELL_RUNNER = AsyncShell.run_code.__code__
 def _runs_cell_code(ident: int | None) -> bool:
     """Whether the thread ``ident`` is inside a cell's code now (not waiting in its loop).
 
-    ``sys._current_frames`` is CPython's documented way to see another thread's stack.
+    ``sys._current_frames`` is CPython's documented way to see another thread's stack
+    (see :func:`~async_kernel.interrupt.thread_frames`).
     """
-    frame = thread_frames().get(ident) if ident is not None else None
-    while frame is not None:
-        if frame.f_code is _CELL_RUNNER:
-            return True
-        frame = frame.f_back
+    if ident is None:
+        return False
+    with thread_frames() as frames:
+        frame = frames.get(ident)
+        while frame is not None:
+            if frame.f_code is _CELL_RUNNER:
+                return True
+            frame = frame.f_back
     return False
 
 

@@ -342,16 +342,17 @@ def test_a_sender_finding_the_queue_full_waits_for_room(
     assert _texts(subscriber, 3, box) == ["0", "1", "2"]
 
 
-def test_queued_bytes_bound_the_queue_too_and_a_larger_message_goes_alone(
+def test_queued_bytes_bound_the_queue_too_and_any_message_goes_once_there_is_room(
     bound_sockets: Sockets, subscriber: zmq.Socket[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Room is counted in bytes as well as messages (a starved I/O thread must not let large
-    output pile up); a message larger than the whole bound still goes, once it is alone."""
+    output pile up): past OUTBOX_BYTES a sender waits.  Once there is room, a message of any
+    size goes in (one larger than the whole bound included): smaller ones never starve it."""
     monkeypatch.setattr(outbox, "OUTBOX_BYTES", 4096)
     box = Outbox(bound_sockets, CODEC, _Wakes())
     box.start(_an_io_thread())
-    texts = ["x" * 3000, "y" * 3000, "z" * 10_000]
-    box.send("iopub", _stream(texts[0]))
+    texts = ["x" * 5000, "y" * 10, "z" * 10_000]
+    box.send("iopub", _stream(texts[0]))  # room: the queue was empty; now it is past the bound
     sender = threading.Thread(target=box.send, args=("iopub", _stream(texts[1])))
     sender.start()
     sender.join(0.3)
@@ -359,11 +360,10 @@ def test_queued_bytes_bound_the_queue_too_and_a_larger_message_goes_alone(
     box.drain()  # the I/O thread's turn makes room
     sender.join(10)
     assert not sender.is_alive()
-    box.drain()
     large = threading.Thread(target=box.send, args=("iopub", _stream(texts[2])))
-    large.start()
+    large.start()  # 10 bytes queued: room, for a message larger than the whole bound too
     large.join(10)
-    assert not large.is_alive(), "a message larger than the bound waited in an empty queue"
+    assert not large.is_alive(), "a message larger than the bound waited though there was room"
     box.drain()
     assert _texts(subscriber, 3, box) == texts
 

@@ -44,7 +44,8 @@ log = logging.getLogger("async_kernel.transport")
 SEND_BATCH = 256  # queued messages sent per turn of the I/O thread
 # Queued messages beyond which a sender waits for the I/O thread to make room.
 OUTBOX_LIMIT = 10_000
-# Queued bytes beyond which a sender waits too (a message larger than this still goes, alone).
+# Queued bytes from which a sender waits too: the queue holds at most this and one message
+# more (a message of any size goes in once there is room, never starved by smaller ones).
 OUTBOX_BYTES = 8 * 2**20
 
 
@@ -103,8 +104,8 @@ class Outbox:
                     log.debug("dropped %s on %s: the transport is closed", msg["msg_type"], channel)
                     return
                 if not self._io_waiting or self._queue:
-                    size = size_of(frames)
-                    if self._has_room(size) or not self._may_wait_for_room():
+                    if self._has_room() or not self._may_wait_for_room():
+                        size = size_of(frames)
                         self._queue.append((channel, frames, size))
                         self._queued_count += 1
                         self._queued_bytes += size
@@ -122,12 +123,9 @@ class Outbox:
         if missed or held:  # a held message is retried by the I/O thread
             self._wake()
 
-    def _has_room(self, size: int) -> bool:
-        """Whether a message of ``size`` bytes may join the queue now (lock held)."""
-        queue = self._queue
-        return len(queue) < OUTBOX_LIMIT and (
-            not queue or self._queued_bytes + size <= OUTBOX_BYTES
-        )
+    def _has_room(self) -> bool:
+        """Whether a message may join the queue now (lock held)."""
+        return len(self._queue) < OUTBOX_LIMIT and self._queued_bytes < OUTBOX_BYTES
 
     def _may_wait_for_room(self) -> bool:
         """Whether a sender finding the queue full waits (lock held): not the I/O thread
@@ -193,7 +191,7 @@ class Outbox:
             self._sent_count += len(batch)
             if self._send_waiters:
                 self._sent.notify_all()
-            if len(self._queue) < OUTBOX_LIMIT and self._queued_bytes < OUTBOX_BYTES:
+            if self._has_room():
                 self._room.set()
         touched.update(channel for channel, _, _ in batch)
         return touched

@@ -323,6 +323,18 @@ def test_the_last_turn_sends_everything_queued(
     assert _texts(subscriber, 3 * SEND_BATCH + 5, box) == [*map(str, range(3 * SEND_BATCH + 5))]
 
 
+def _waits_for_room(box: Outbox, text: str) -> None:
+    """Sending ``text`` from another thread waits (for 0.3 s at least) until the I/O thread's
+    next turn makes room; then it goes."""
+    sender = threading.Thread(target=box.send, args=("iopub", _stream(text)))
+    sender.start()
+    sender.join(0.3)
+    assert sender.is_alive(), "a sender did not wait for room in a full queue"
+    box.drain()  # the I/O thread's turn makes room
+    sender.join(10)
+    assert not sender.is_alive()
+
+
 def test_a_sender_finding_the_queue_full_waits_for_room(
     bound_sockets: Sockets, subscriber: zmq.Socket[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -331,13 +343,7 @@ def test_a_sender_finding_the_queue_full_waits_for_room(
     box.start(_an_io_thread())
     box.send("iopub", _stream("0"))
     box.send("iopub", _stream("1"))
-    sender = threading.Thread(target=box.send, args=("iopub", _stream("2")))
-    sender.start()
-    sender.join(0.3)
-    assert sender.is_alive(), "a sender did not wait for room in a full queue"
-    box.drain()  # the I/O thread's turn makes room
-    sender.join(10)
-    assert not sender.is_alive()
+    _waits_for_room(box, "2")
     box.drain()
     assert _texts(subscriber, 3, box) == ["0", "1", "2"]
 
@@ -353,13 +359,7 @@ def test_queued_bytes_bound_the_queue_too_and_any_message_goes_once_there_is_roo
     box.start(_an_io_thread())
     texts = ["x" * 5000, "y" * 10, "z" * 10_000]
     box.send("iopub", _stream(texts[0]))  # room: the queue was empty; now it is past the bound
-    sender = threading.Thread(target=box.send, args=("iopub", _stream(texts[1])))
-    sender.start()
-    sender.join(0.3)
-    assert sender.is_alive(), "a sender did not wait for room with the queue's bytes full"
-    box.drain()  # the I/O thread's turn makes room
-    sender.join(10)
-    assert not sender.is_alive()
+    _waits_for_room(box, texts[1])
     large = threading.Thread(target=box.send, args=("iopub", _stream(texts[2])))
     large.start()  # 10 bytes queued: room, for a message larger than the whole bound too
     large.join(10)

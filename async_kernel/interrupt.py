@@ -61,8 +61,9 @@ __all__ = [
     "interrupt_main_thread_surely",
     "interruption_point",
     "lands_safely_in_thread",
+    "look_at_stacks",
     "sigint_blocked",
-    "thread_frames",
+    "thread_runs",
     "users_frames",
 ]
 
@@ -290,8 +291,7 @@ def lands_safely_in_thread(ident: int, runner_codes: Collection[CodeType]) -> bo
     """Whether an asynchronous exception raised in thread ``ident`` now would land where it
     may (:func:`_lands_safely`): in the user's code or a library it called, under a frame of
     one of ``runner_codes``, and not in the kernel's own code."""
-    with thread_frames() as frames:
-        return _lands_safely(frames.get(ident), runner_codes)
+    return look_at_stacks(lambda frames: _lands_safely(frames.get(ident), runner_codes))
 
 
 def _return_point(frame: FrameType | None, cell_codes: Collection[CodeType]) -> FrameType | None:
@@ -554,10 +554,14 @@ def interrupt_main_thread(*, again: bool = False) -> None:
         _thread.interrupt_main(signal.SIGINT)
 
 
-@contextmanager
-def thread_frames() -> Generator[dict[int, FrameType]]:
-    """The frame each thread is running now, by thread ident, to look at and walk up
-    (``f_back``) **inside the block only**.
+_PAUSE_GC_TO_LOOK = sys.version_info < (3, 12)
+_look_lock = threading.RLock()  # one look at a time; a finalizer's nested look is let in
+T = TypeVar("T")
+
+
+def look_at_stacks(look: Callable[[dict[int, FrameType]], T]) -> T:
+    """``look(frames)``, with the frame each thread runs now, by thread ident: all that
+    touches another thread's frames (``f_back`` included) happens inside ``look``.
 
     Through ``sys._current_frames``: CPython's only view of other threads' stacks.  Looking
     makes frame objects for another thread's live frames, and on CPython 3.11 making one may
@@ -566,23 +570,26 @@ def thread_frames() -> Generator[dict[int, FrameType]]:
     answering kernel_info while a cell ran a Dask flood on trio), or, inside
     ``sys._current_frames``, a deadlock (CPython gh-106883).  So on 3.11 the collector is
     paused for the look, one look at a time, as CPython's own later fix does; from 3.12 a
-    collection runs only between bytecodes.
+    collection runs only between bytecodes.  A plain function, with the pause inside its
+    ``try``: an asynchronous exception striking a looking thread (a cancelled ``to_thread``
+    call) leaves neither the collector off nor the lock held.  (A user's ``gc.disable()``
+    on another thread in the microseconds of a look is undone by its end: 3.11 only.)
     """
     if not _PAUSE_GC_TO_LOOK:
-        yield sys._current_frames()  # pyright: ignore[reportPrivateUsage]  # no public equivalent
-        return
+        return look(sys._current_frames())  # pyright: ignore[reportPrivateUsage]  # no public equivalent
     with _look_lock:
         enabled = gc.isenabled()
-        gc.disable()
         try:
-            yield sys._current_frames()  # pyright: ignore[reportPrivateUsage]
+            gc.disable()
+            return look(sys._current_frames())  # pyright: ignore[reportPrivateUsage]
         finally:
             if enabled:
                 gc.enable()
 
 
-_PAUSE_GC_TO_LOOK = sys.version_info < (3, 12)
-_look_lock = threading.Lock()
+def thread_runs(ident: int, code: CodeType) -> bool:
+    """Whether a frame of ``code`` is on thread ``ident``'s stack now."""
+    return look_at_stacks(lambda frames: _innermost_frame_of(code, frames.get(ident)) is not None)
 
 
 def interrupt_cells_on_other_threads(cells: Iterable[RunningCell], runner_code: CodeType) -> int:
@@ -645,11 +652,18 @@ def _look_at(cell: RunningCell, asked: dict[int, Scope], *, patience_over: bool)
     nothing more is to be done.  ``asked``: the awaits whose cancel was asked already."""
     if cell.ended or not cell.owes:
         return True
-    with thread_frames() as frames:  # (the thread's frames are looked at in the block only)
+
+    def where(frames: dict[int, FrameType]) -> tuple[FrameType | None, bool, bool]:
         frame = frames.get(cell.thread)
         innermost = _innermost_frame_of(cell.frame.f_code, frame)
         in_runner = frame is not None and frame.f_code in _thread_cell_codes
-        lands_safely = innermost is cell.frame and _lands_safely(frame, _thread_cell_codes)
+        return (
+            innermost,
+            in_runner,
+            innermost is cell.frame and _lands_safely(frame, _thread_cell_codes),
+        )
+
+    innermost, in_runner, lands_safely = look_at_stacks(where)
     if innermost is cell.frame:  # the cell's code, or kernel code it called, runs now
         if in_runner:
             return False  # the runner's own lines (its except clause): not there

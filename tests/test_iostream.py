@@ -65,7 +65,8 @@ def test_a_writer_whose_timers_never_run_flushes_itself() -> None:
 def test_no_stream_message_is_larger_than_message_chars() -> None:
     """One huge write, and a buffer the writer flushes itself, go out in messages of at most
     MESSAGE_CHARS characters (what a stalled client's queue holds is counted in messages), in
-    order, nothing lost; a small write is one message."""
+    order, nothing lost, cut after a line's end where there is one; a small write is one
+    message."""
     transport = StarvedTransport()
     stream = OutStream("stdout", cast(Any, transport))
     huge = "".join(chr(32 + i % 90) for i in range(3 * MESSAGE_CHARS + 7))
@@ -79,6 +80,7 @@ def test_no_stream_message_is_larger_than_message_chars() -> None:
         stream.write(line)
     stream.flush()
     assert max(len(t) for t in transport.sent) <= MESSAGE_CHARS
+    assert all(t.endswith("\n") for t in transport.sent), "a line cut across two messages"
     assert "".join(transport.sent) == line * (2 * WRITER_FLUSH_SIZE // len(line))
     transport.sent.clear()
     stream.write("small\n")

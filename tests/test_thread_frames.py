@@ -1,4 +1,4 @@
-"""Looking at other threads' stacks (``interrupt.thread_frames``) is safe on CPython 3.11.
+"""Looking at other threads' stacks (``interrupt.look_at_stacks``) is safe on CPython 3.11.
 
 There, making a frame object for another thread's live frame may start a garbage collection,
 whose finalizers may hand the GIL to that thread: a segfault (seen in a kernel answering
@@ -13,25 +13,66 @@ import subprocess
 import sys
 import textwrap
 import threading
+from types import FrameType
 
-from async_kernel.interrupt import thread_frames
+import pytest
+
+from async_kernel.interrupt import look_at_stacks, thread_runs
 
 PAUSES = sys.version_info < (3, 12)  # from 3.12 a collection runs only between bytecodes
 
 
 def test_the_collector_is_paused_for_a_look_and_left_as_it_was() -> None:
-    assert gc.isenabled()
-    with thread_frames() as frames:
+    def look(frames: dict[int, FrameType]) -> bool:
         assert threading.get_ident() in frames
-        assert gc.isenabled() is not PAUSES
+        return gc.isenabled()
+
+    assert gc.isenabled()
+    assert look_at_stacks(look) is not PAUSES
     assert gc.isenabled()
     gc.disable()
     try:
-        with thread_frames():
-            assert not gc.isenabled()
+        assert not look_at_stacks(look)
         assert not gc.isenabled(), "a collector the user had turned off was turned on"
     finally:
         gc.enable()
+
+
+def test_an_exception_in_a_look_leaves_the_collector_on_and_the_lock_free() -> None:
+    """A KeyboardInterrupt (an asynchronous exception: a cancelled to_thread call) striking a
+    looking thread leaves neither the collector off nor the next look waiting."""
+
+    def interrupted(frames: dict[int, FrameType]) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        look_at_stacks(interrupted)
+    assert gc.isenabled()
+    other = threading.Thread(target=look_at_stacks, args=(len,))
+    other.start()
+    other.join(10)
+    assert not other.is_alive(), "the next look waited for a lock left held"
+
+
+def test_thread_runs_sees_a_code_on_another_threads_stack() -> None:
+    there, leave = threading.Event(), threading.Event()
+
+    def waits_here() -> None:
+        there.set()
+        leave.wait(10)
+
+    thread = threading.Thread(target=waits_here)
+    thread.start()
+    try:
+        assert there.wait(10)
+        assert thread.ident is not None
+        assert thread_runs(thread.ident, waits_here.__code__)
+        assert not thread_runs(
+            thread.ident, test_thread_runs_sees_a_code_on_another_threads_stack.__code__
+        )
+    finally:
+        leave.set()
+        thread.join(10)
 
 
 # Two threads look at every stack, to the bottom, while garbage whose finalizer gives the GIL
@@ -39,7 +80,7 @@ def test_the_collector_is_paused_for_a_look_and_left_as_it_was() -> None:
 # sys._current_frames, 3.11.7 hung in 1 of 2 such runs of 5 s (gh-106883).
 LOOKERS = """
 import faulthandler, socket, sys, threading, time
-from async_kernel.interrupt import thread_frames
+from async_kernel.interrupt import look_at_stacks
 
 r, w = socket.socketpair()
 w.setblocking(False)
@@ -62,10 +103,12 @@ def look(seconds):
     while time.monotonic() < deadline:
         for _ in range(5):
             Finalized()
-        with thread_frames() as frames:
-            for frame in frames.values():
-                while frame is not None:
-                    frame = frame.f_back
+        look_at_stacks(walk_to_the_bottom)
+
+def walk_to_the_bottom(frames):
+    for frame in frames.values():
+        while frame is not None:
+            frame = frame.f_back
 
 faulthandler.dump_traceback_later(30, exit=True)
 lookers = [threading.Thread(target=look, args=(3.0,), daemon=True) for _ in range(2)]

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..interrupt import interruption_point, thread_frames
+from ..interrupt import interruption_point, thread_runs
 from ..shell.interactive import AsyncShell
 from ..shell.namespaces import Namespace, set_namespace
 from ..toolkit.caller import Caller
@@ -209,18 +209,10 @@ _CELL_RUNNER = AsyncShell.run_code.__code__
 def _runs_cell_code(ident: int | None) -> bool:
     """Whether the thread ``ident`` is inside a cell's code now (not waiting in its loop).
 
-    ``sys._current_frames`` is CPython's documented way to see another thread's stack
-    (see :func:`~async_kernel.interrupt.thread_frames`).
+    (See :func:`~async_kernel.interrupt.look_at_stacks` for how another thread's stack is
+    looked at.)
     """
-    if ident is None:
-        return False
-    with thread_frames() as frames:
-        frame = frames.get(ident)
-        while frame is not None:
-            if frame.f_code is _CELL_RUNNER:
-                return True
-            frame = frame.f_back
-    return False
+    return ident is not None and thread_runs(ident, _CELL_RUNNER)
 
 
 async def answer_in(answer: Answer, request: Request, namespace: Namespace | None) -> None:

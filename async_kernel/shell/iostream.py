@@ -52,9 +52,10 @@ FLUSH_SIZE = 256 * 1024  # characters buffered before a flush is asked for at on
 WRITER_FLUSH_SIZE = 4 * FLUSH_SIZE
 TIMER_LOCK_WAIT = 0.01  # seconds a scheduled flush waits for a writer (see _flush_from_timer)
 # Characters in one stream message at most: under 1 MiB of JSON even when every character is
-# escaped (a control character is 6 bytes).  What output nobody reads costs the kernel is
-# counted in messages at the socket (iopub's per-subscriber queue): their size is the bound.
-MESSAGE_CHARS = 128 * 1024
+# escaped (orjson: 6 bytes for a control character; the standard library's fallback, for a
+# lone surrogate, 12 for an emoji).  What output nobody reads costs the kernel is counted in
+# messages at the socket (iopub's per-subscriber queue): their size is the bound.
+MESSAGE_CHARS = 80 * 1024
 
 
 class OutStream(io.TextIOBase):
@@ -220,7 +221,9 @@ class OutStream(io.TextIOBase):
 
     def _send_buffered(self) -> None:
         """Take the buffer and send it, in order, each parent's text in messages of at most
-        ``MESSAGE_CHARS`` (front ends join consecutive stream messages; the lock is held)."""
+        ``MESSAGE_CHARS``, cut after a line's end where there is one (front ends join
+        consecutive stream messages, but a notebook saved without joining them keeps each as
+        an output of its own; the lock is held)."""
         self._sending = True
         try:
             chunks, self._chunks = self._chunks, []
@@ -230,9 +233,14 @@ class OutStream(io.TextIOBase):
             for request, parts in chunks:
                 parent = request.msg if request is not None else None
                 text = "".join(parts)
-                for start in range(0, len(text), MESSAGE_CHARS):
-                    content = {"name": self.name, "text": text[start : start + MESSAGE_CHARS]}
+                start = 0
+                while start < len(text):
+                    end = start + MESSAGE_CHARS
+                    if end < len(text) and (newline := text.rfind("\n", start, end)) >= 0:
+                        end = newline + 1
+                    content = {"name": self.name, "text": text[start:end]}
                     self._transport.send("iopub", new_message("stream", content, parent))
+                    start = end
         finally:
             self._sending = False
 

@@ -6,7 +6,7 @@ it silently.  A refused message waits in a backlog of at most ``IOPUB_BACKLOG`` 
 to ``IOPUB_STALL`` seconds without progress; after that the oldest goes out to the
 subscribers with room and the full ones miss it (a drop, counted and logged), until they read
 again.  A subscriber that reads, however slowly, makes progress and is waited for.  A print
-flood's messages are at most 128 Ki characters each, under 1 MiB of JSON (the shell's
+flood's messages are at most 80 Ki characters each, under 1 MiB of JSON (the shell's
 iostream): a stalled subscriber's queue (``IOPUB_HWM`` messages, and the few libzmq has in
 flight) holds ~30 MiB at most.
 

@@ -368,6 +368,22 @@ def test_queued_bytes_bound_the_queue_too_and_any_message_goes_once_there_is_roo
     assert _texts(subscriber, 3, box) == texts
 
 
+def test_a_frame_that_is_no_buffer_is_not_the_senders_error_on_the_queued_path(
+    bound_sockets: Sockets, subscriber: zmq.Socket[bytes]
+) -> None:
+    """Queued while the I/O thread is busy (which a loaded machine makes likely), a message
+    with a frame that is no buffer is refused when sent, and logged, as on the direct path:
+    counting its bytes for the queue's bound raises nothing to the cell that sent it."""
+    box = Outbox(bound_sockets, CODEC, _Wakes())
+    box.start(_an_io_thread())  # busy: everything queues
+    bad = _stream("bad")
+    bad["buffers"] = [object()]
+    box.send("iopub", bad)
+    box.send("iopub", _stream("after"))
+    box.drain()
+    assert _texts(subscriber, 1, box) == ["after"]
+
+
 def test_the_io_thread_and_a_stopping_transport_never_wait_for_room(
     bound_sockets: Sockets, subscriber: zmq.Socket[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -55,6 +55,15 @@ def _yield_cpu() -> None:
         os.sched_yield()
 
 
+def _queued_size(frames: list[bytes]) -> int:
+    """The bytes ``frames`` hold; a frame that is no buffer counts none (it is refused when
+    the message is sent, and logged: not raised to the sender, whichever path it takes)."""
+    try:
+        return size_of(frames)
+    except TypeError:
+        return 0
+
+
 class Outbox:
     """Every outgoing message of the ZMQ transport goes through :meth:`send`."""
 
@@ -105,7 +114,7 @@ class Outbox:
                     return
                 if not self._io_waiting or self._queue:
                     if self._has_room() or not self._may_wait_for_room():
-                        size = size_of(frames)
+                        size = _queued_size(frames)
                         self._queue.append((channel, frames, size))
                         self._queued_count += 1
                         self._queued_bytes += size

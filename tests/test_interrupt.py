@@ -32,12 +32,26 @@ def interrupt(mode: str, km: KernelManager, kc: BlockingKernelClient) -> None:
         interrupt_by_signal(km, kc)
 
 
+# Each prints "started" first: the test interrupts once the cell runs.  An interrupt is for
+# the cells running when it comes; one that came while the cell still waited for the main
+# loop (a fresh kernel's warm-up holds it for a moment, longer on a loaded machine) was, by
+# design, for nothing, and the cell then slept its 30 s (seen: 1 run in 12 beside a hog).
 CELLS = {
-    "blocking": "import time\ntime.sleep(30)",
-    "awaiting-asyncio": "import asyncio\nawait asyncio.sleep(30)",
-    "awaiting-trio": "import trio\nawait trio.sleep(30)",
+    "blocking": "print('started', flush=True)\nimport time\ntime.sleep(30)",
+    "awaiting-asyncio": "print('started', flush=True)\nimport asyncio\nawait asyncio.sleep(30)",
+    "awaiting-trio": "print('started', flush=True)\nimport trio\nawait trio.sleep(30)",
     "input": "input('name? ')",
 }
+
+
+def wait_until_started(kc: BlockingKernelClient, msg_id: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        msg = kc.get_iopub_msg(timeout=max(0.01, deadline - time.monotonic()))
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+            assert msg["content"]["text"] == "started\n"
+            return
+    pytest.fail("the cell did not start")
 
 
 @pytest.mark.parametrize("mode", ["signal", "message"])
@@ -52,7 +66,8 @@ def test_interrupt(
         request = kc.get_stdin_msg(timeout=TIMEOUT)
         assert request["msg_type"] == "input_request"
     else:
-        time.sleep(0.3)
+        wait_until_started(kc, msg_id)
+        time.sleep(0.1)  # (and is in its sleep: the interrupt lands there either way)
     started = time.monotonic()
     interrupt(mode, km, kc)
     reply = shell_reply(kc, msg_id, timeout=5)

@@ -33,6 +33,12 @@ import pytest
 from . import lab_page as lab
 
 EXTRA_KERNELS = {"async-trio": ["--interface.backend=trio"]}
+# Lab ignores a completion provider's answer that takes over `providerTimeout` (1 s by
+# default).  On a loaded 2-core machine (CI beside two suite runs) the kernel's first
+# completion answered in 1.16 s, while the cell slept (the page's frames show it), and no
+# popup came: what is asserted here is that the kernel answers while a cell blocks, so the
+# page waits for it as long as the test does.
+LAB_SETTINGS = {"@jupyterlab/completer-extension/manager": {"providerTimeout": 20_000}}
 SLEPT = "never-deaf-slept"  # written by cell 6 when its sleep ends (it must not, here)
 KERNELS = {"async": "asyncio", "async-trio": "trio"}
 SETTINGS_PLUGIN = "@jupyterlab/apputils-extension:kernels-settings"

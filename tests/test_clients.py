@@ -44,7 +44,7 @@ def test_a_second_connection_of_the_same_session_gets_the_replies(backend: str) 
     same ZMQ identity as the one the kernel still holds: it gets the replies."""
     with start_kernel(f"--interface.backend={backend}") as (km, kc):
         again = km.client(session=kc.session)  # same session id, so the same identity
-        again.start_channels()
+        again.start_channels(hb=False)  # (see test_soak_clients: a short-lived client)
         try:
             msg_id = again.kernel_info()
             reply = shell_reply(again, msg_id)
@@ -153,7 +153,7 @@ def test_restart_while_a_cell_prints_and_clients_ask(backend: str) -> None:
         # manager's session, and the newest connection would take the others' replies over.
         clients = [km.client(session=Session(key=km.session.key)) for _ in range(3)]
         for client in clients:
-            client.start_channels()
+            client.start_channels(hb=False)  # (see test_soak_clients: short-lived clients)
         try:
             for client in clients:  # each has a request in flight as the shutdown comes
                 client.kernel_info()

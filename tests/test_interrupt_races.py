@@ -143,6 +143,20 @@ def wait_for_streams(kc: BlockingKernelClient, text: str, *msg_ids: str) -> None
             seen[parent] += msg["content"]["text"]
 
 
+def interrupt_once_printed(
+    kc: BlockingKernelClient, code: str, marker: str, settle: float = 0.0
+) -> str:
+    """Run ``code`` on the main shell; once it has printed ``marker`` (and ``settle`` seconds
+    more), interrupt it: it must end with KeyboardInterrupt.  Its msg_id."""
+    msg_id = execute_in(kc, None, code)
+    wait_for_streams(kc, marker, msg_id)
+    time.sleep(settle)
+    interrupt_request(kc)
+    reply = replies_for(kc, msg_id)[msg_id]["content"]
+    assert interrupted(reply), reply
+    return msg_id
+
+
 def stdout(messages: list[dict[str, Any]]) -> str:
     return "".join(
         m["content"]["text"]
@@ -560,11 +574,7 @@ def test_an_interrupt_never_lands_in_a_task_the_cell_started(backend: str) -> No
     ended the kernel's loop: the kernel died); the cell ends with KeyboardInterrupt once its
     wait is over; the kernel answers the next cell."""
     with fresh(backend) as (_, kc):
-        msg_id = execute_in(kc, None, TICKER)
-        wait_for_streams(kc, "waiting", msg_id)
-        interrupt_request(kc)
-        reply = replies_for(kc, msg_id)[msg_id]["content"]
-        assert interrupted(reply), reply
+        msg_id = interrupt_once_printed(kc, TICKER, "waiting")
         assert "CELL RAN ON" not in stdout(outputs_of(kc, msg_id)[msg_id])
         assert_alive(kc)
 
@@ -592,11 +602,7 @@ def test_an_interrupt_never_lands_in_the_report_of_an_ignored_error(backend: str
     Must: the interrupt is not taken inside that report (raised there, Python drops it as
     one more ignored error: the cell ran on); the cell ends with KeyboardInterrupt."""
     with fresh(backend) as (_, kc):
-        msg_id = execute_in(kc, None, BROKEN_DEL)
-        wait_for_streams(kc, "breaking", msg_id)
-        interrupt_request(kc)
-        reply = replies_for(kc, msg_id)[msg_id]["content"]
-        assert interrupted(reply), reply
+        interrupt_once_printed(kc, BROKEN_DEL, "breaking")
         assert_alive(kc)
 
 
@@ -620,12 +626,7 @@ def test_an_interrupt_during_a_shielded_await_comes_once_it_is_over(backend: str
     the interrupt dropped); meanwhile the kernel looks again at doubling intervals, not 20
     times a second (a SIGINT each time: ~40 in those 2 s)."""
     with fresh(backend) as (_, kc):
-        msg_id = execute_in(kc, None, SHIELDED)
-        wait_for_streams(kc, "shielded", msg_id)
-        time.sleep(0.2)
-        interrupt_request(kc)
-        reply = replies_for(kc, msg_id)[msg_id]["content"]
-        assert interrupted(reply), reply
+        interrupt_once_printed(kc, SHIELDED, "shielded", settle=0.2)  # (in its await)
         signals = int(run_ok(kc, "print(_signals)"))
         assert 1 <= signals <= 12, signals
         assert_alive(kc)

@@ -42,7 +42,7 @@ Measure = Callable[[KernelSession, Config], dict[str, Value]]
 # Order matters: the last two may leave a kernel wedged (a fresh one is started if so).
 METRICS: tuple[tuple[str, Measure, tuple[str, ...], bool], ...] = (
     ("roundtrip", roundtrip.measure, ("rt_median_ms", "rt_p99_ms"), False),
-    ("throughput", throughput.measure, ("throughput_per_s",), False),
+    ("throughput", throughput.measure, throughput.KEYS, False),
     ("prints", prints.measure, ("print_s", "print_lines", "print_in_order"), True),
     ("progress", progress.measure, ("progress_s", "progress_widget"), True),
     (

@@ -27,6 +27,12 @@ INFO: tuple[MetricInfo, ...] = (
     MetricInfo("rt_median_ms", "execute `pass` round trip, median", "ms", reference="floor"),
     MetricInfo("rt_p99_ms", "execute `pass` round trip, p99", "ms", reference="floor"),
     MetricInfo("throughput_per_s", "execute throughput", "replies/s", "higher", "floor"),
+    MetricInfo(
+        "throughput_cpu_us", "kernel CPU per execute in that burst", "µs", reference="floor"
+    ),
+    MetricInfo(
+        "throughput_main_cpu_us", "its main thread's CPU per execute", "µs", reference="floor"
+    ),
     MetricInfo("print_s", "100k `print(i)` to idle", "s", reference="ipykernel"),
     MetricInfo("print_lines", "print lines received", "lines", "higher"),
     MetricInfo("print_in_order", "print lines all present, in order", "bool", "higher"),

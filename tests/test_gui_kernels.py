@@ -362,3 +362,57 @@ def test_missing_pyside6_names_the_install(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "pip install 'async-kernel[qt]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# Run in the kernel's process before its own code: when the GUI toolkit is first imported,
+# say whether the connection file's shell port is already taken (by the kernel's socket).
+_PORT_AT_TOOLKIT_IMPORT = """
+import importlib.abc, json, socket, sys
+
+class Probe(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == {toolkit!r}:
+            sys.meta_path.remove(self)
+            port = json.load(open({conn!r}))["shell_port"]
+            probe = socket.socket()
+            try:
+                probe.bind(("127.0.0.1", port))
+                bound = False
+            except OSError:
+                bound = True
+            finally:
+                probe.close()
+            print("shell port bound at the toolkit's import:", bound, file=sys.stderr)
+        return None
+
+sys.meta_path.insert(0, Probe())
+from async_kernel.app.cli import main
+main(["-f", {conn!r}, "--interface.loop={loop}"])
+"""
+
+
+@pytest.mark.parametrize("loop", ["tk", "qt"])
+def test_sockets_are_bound_before_the_gui_toolkit_is_imported(loop: str, tmp_path: Path) -> None:
+    """The connection file's ports are free only until another process takes one (the
+    client picked each by binding port 0 and letting it go): the kernel binds them before
+    the slow imports of a GUI host.  Here the host then fails (no display), which also
+    shows the error path with sockets already bound."""
+    from jupyter_client.connect import write_connection_file
+
+    conn = str(tmp_path / "k.json")
+    write_connection_file(conn, ip="127.0.0.1", key=b"k")
+    toolkit = "tkinter" if loop == "tk" else "PySide6"
+    code = _PORT_AT_TOOLKIT_IMPORT.format(toolkit=toolkit, conn=conn, loop=loop)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.pop("QT_QPA_PLATFORM", None)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=env,
+        check=False,
+    )
+    assert "shell port bound at the toolkit's import: True" in done.stderr, done.stderr
+    assert f"cannot start the {loop} host loop" in done.stderr
+    assert Path(conn).exists()  # the client's file, not the kernel's: left as it was

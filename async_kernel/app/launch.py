@@ -1,9 +1,13 @@
 """Start-up: connection file -> transport -> kernel -> host loop, in that order.
 
-On the plain host the sockets are bound before the kernel (IPython, the event loop) is
-imported: a client that connects early is then accepted at once and its first request waits
-in the socket, instead of being refused and retried at zmq's reconnect interval (100 ms).
-The request is still answered only once the shell can run cells.
+The sockets are bound first, before the kernel (IPython, the event loop) and any GUI host
+are imported, for two reasons.  The ports in a client's connection file are free only until
+another process takes them: jupyter_client picks each by binding port 0 and closing the
+socket, and any connection made on the machine meanwhile may be given that port (then the
+kernel dies with "Address already in use"); Qt's import alone took ~1 s of that window on a
+loaded machine.  And a client that connects early is accepted at once, its first request
+waiting in the socket, instead of being refused and retried at zmq's reconnect interval
+(100 ms).  The request is still answered only once the shell can run cells.
 """
 
 from __future__ import annotations
@@ -68,27 +72,27 @@ def run_kernel(connection_file: str | None, settings: InterfaceSettings) -> None
     codec = Codec(info.key.encode(), info.signature_scheme)
     _warn_if_exposed(info)
 
-    def bind() -> ZmqTransport:
-        # On the main thread; the kernel starts it (and its I/O thread) once it runs.
-        transport = ZmqTransport(info, codec)
-        if needs_write:
-            write_connection_file(path, info)
-            print(f"async-kernel: connection file {path}", file=sys.__stderr__)
-        return transport
-
-    # A GUI host is checked first (it may be unavailable: then nothing is half-started).
-    early = bind() if settings.loop == "plain" else None
-
-    def make_transport() -> ZmqTransport:
-        return early if early is not None else bind()
+    # On the main thread; the kernel starts it (and its I/O thread) once it runs.
+    transport = ZmqTransport(info, codec)
+    if needs_write:
+        write_connection_file(path, info)
+        print(f"async-kernel: connection file {path}", file=sys.__stderr__)
 
     from ..kernel.core import Kernel
 
-    kernel = Kernel(settings, make_transport, before_forced_exit=_end_children)
+    kernel = Kernel(settings, lambda: transport, before_forced_exit=_end_children)
     if orphaned.is_set():  # the parent died while we started: serve() returns at once
         kernel.stop()
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    _run_on_host(kernel, settings, str(path))
+    from ..gui_hosts import HostUnavailableError
+
+    try:
+        _run_on_host(kernel, settings, str(path))
+    except HostUnavailableError as err:  # a set-up problem: say what to do, no traceback
+        if needs_write:  # and leave no connection file naming a kernel that never ran
+            with contextlib.suppress(OSError):
+                path.unlink()
+        sys.exit(f"async-kernel: cannot start the {settings.loop} host loop: {err}")
     # A transport never taken (the kernel stopped first) is not closed: it never started,
     # and the process is about to exit.  What the cells started ends with the kernel, and
     # the exit itself is bounded (a cell's non-daemon thread would otherwise hold it).
@@ -135,7 +139,7 @@ def _warn_if_exposed(info: ConnectionInfo) -> None:
 
 
 def _run_on_host(kernel: Kernel, settings: InterfaceSettings, connection_file: str) -> None:
-    from ..gui_hosts import HostUnavailableError, run_with_host
+    from ..gui_hosts import run_with_host
 
     def ready(kernel: Kernel) -> None:
         # A ZMQ kernel says so where libraries look (tqdm.auto's widget bar).
@@ -154,7 +158,4 @@ def _run_on_host(kernel: Kernel, settings: InterfaceSettings, connection_file: s
             # signal once Python's own handler was gone (status -2 for a clean shutdown).
             block_sigint_in_this_thread()
 
-    try:
-        run_with_host(settings.loop, settings.backend, serve)
-    except HostUnavailableError as err:  # a set-up problem: say what to do, no traceback
-        sys.exit(f"async-kernel: cannot start the {settings.loop} host loop: {err}")
+    run_with_host(settings.loop, settings.backend, serve)

@@ -14,8 +14,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
+from conftest import kernel_argv
+from jupyter_client.manager import KernelManager
 
 # The heartbeat stopped by two threads at once (alone, or by the transport's close), the
 # second while the first's term waits.
@@ -55,6 +58,49 @@ _TWO_STOPPERS = textwrap.dedent(
     """
 )
 
+# Run a kernel whose main thread's heartbeat stop is held until the stop's watchdog has
+# either entered it too or ended (its decision made); then as `python -m async_kernel`.
+_SLOW_TEARDOWN = textwrap.dedent(
+    """
+    import sys, threading, time
+    import zmq
+    from async_kernel.transport.heartbeat import Heartbeat
+
+    real_stop = Heartbeat.stop
+    watchdog_entered = threading.Event()
+
+    def watchdog_alive():
+        return any(t.name == "async-kernel-stop" for t in threading.enumerate())
+
+    def stop(self):
+        if threading.current_thread() is not threading.main_thread():
+            print("a second stop, on", threading.current_thread().name, file=sys.stderr)
+            watchdog_entered.set()
+            return real_stop(self)
+        held = self._context.socket(zmq.PAIR)  # the context's term waits for it
+
+        def release():
+            seen = False
+            deadline = time.monotonic() + 10
+            while not watchdog_entered.is_set() and time.monotonic() < deadline:
+                alive = watchdog_alive()
+                if seen and not alive:
+                    break
+                seen = seen or alive
+                time.sleep(0.01)
+            if watchdog_entered.is_set():
+                time.sleep(0.3)  # on into the context's term
+            held.close()
+
+        threading.Thread(target=release, daemon=True).start()
+        real_stop(self)
+
+    Heartbeat.stop = stop
+    from async_kernel.app.cli import main
+    main()
+    """
+)
+
 
 @pytest.mark.parametrize("closer", ["heartbeat", "transport"])
 def test_two_threads_close_at_once_and_both_return(closer: str) -> None:
@@ -67,3 +113,27 @@ def test_two_threads_close_at_once_and_both_return(closer: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "alive: False False", done.stdout + done.stderr
+
+
+def test_a_slow_teardown_is_not_closed_again_by_the_stop_watchdog(tmp_path: Path) -> None:
+    km = KernelManager(kernel_name="async")
+    km.kernel_spec.argv = [sys.executable, "-c", _SLOW_TEARDOWN, *kernel_argv()[3:]]
+    stderr = tmp_path / "kernel.err"
+    with stderr.open("w") as err:
+        km.start_kernel(stderr=err)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=30)
+        process = km.provisioner.process  # type: ignore[union-attr]
+        kc.shutdown()
+        assert process.wait(timeout=15) == 0, stderr.read_text()
+        log = stderr.read_text()
+        assert "Fatal Python error" not in log, log
+        assert "a second stop" not in log, log
+        # The teardown was under way: not a held main thread, so no forced exit.
+        assert "still held" not in log, log
+    finally:
+        kc.stop_channels()
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)

@@ -129,6 +129,9 @@ class Kernel:
         self._stopping = False
         self._stopped: anyio.Event | None = None
         self._served = threading.Event()  # serve() has returned
+        # serve()'s loop has ended and it closes the transport: nothing holds the main
+        # thread any more, so the stop's watchdog leaves the end to it (see _end_if_stuck).
+        self._closing = threading.Event()
 
     # -- lifecycle (main thread) -------------------------------------------------------
     async def serve(self, *, ready: Callable[[Kernel], object] | None = None) -> None:
@@ -156,6 +159,7 @@ class Kernel:
                     self.control.stop()
                 self.router.stop()
                 self._teardown_shell()
+        self._closing.set()
         self.transport.close()
         self._served.set()
 
@@ -296,7 +300,14 @@ class Kernel:
         return self.shell.cells.owe(thread)
 
     def _end_if_stuck(self) -> None:
-        if self._served.wait(STOP_DEADLINE):
+        """The stop's watchdog (its own thread): end the process if the main thread is still
+        held STOP_DEADLINE seconds after the stop.
+
+        Not once serve() is closing the transport: its loop has ended, so nothing holds the
+        thread; that close is only slow (a loaded machine), and a second teardown here would
+        race it.  A close that serve() begins after this look waits for ours to finish.
+        """
+        if self._served.wait(STOP_DEADLINE) or self._closing.is_set():
             return
         log.warning("the main thread is still held %.1f s after the stop: ending", STOP_DEADLINE)
         if self._before_forced_exit is not None:

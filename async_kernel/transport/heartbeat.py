@@ -34,17 +34,28 @@ class Heartbeat:
         self._thread = threading.Thread(
             target=self._echo, name="async-kernel-heartbeat", daemon=True
         )
+        self._stop_lock = threading.Lock()
+        self._stopped = False  # under the stop lock
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        """End the echo (bounded wait) and release the socket, started or not."""
-        if not self._thread.is_alive():
-            self._socket.close(linger=0)
-        self._context.term()
-        if self._thread.ident is not None:  # started (a thread never started cannot be joined)
-            self._thread.join(timeout=2)
+        """End the echo (bounded wait) and release the socket, started or not.
+
+        Once, from any thread: a second caller waits for the first's term.  Two terms of one
+        context at once both wait for libzmq's "done"; the one that gets it frees the
+        context, and the other, still polling its freed descriptor, aborts the process.
+        """
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            if not self._thread.is_alive():
+                self._socket.close(linger=0)
+            self._context.term()
+            if self._thread.ident is not None:  # started (one never started cannot be joined)
+                self._thread.join(timeout=2)
 
     def _echo(self) -> None:
         block_sigint_in_this_thread()

@@ -52,6 +52,8 @@ class ZmqTransport(Transport):
         self._outbox = Outbox(self._sockets, codec, self._waker.wake)
         self._reader = Reader(self._sockets, codec, self._outbox.send, self._waker.wake)
         self._io = IoThread(self._sockets, self._reader, self._outbox, self._timers, self._waker)
+        self._close_lock = threading.Lock()
+        self._closed = False  # under the close lock
 
     @property
     def iopub_drops(self) -> IopubDrops:
@@ -92,15 +94,20 @@ class ZmqTransport(Transport):
         self._reader.lend(channel, loop_is_free)
 
     def close(self) -> None:
-        """Run due timers (queued output), close every socket and join the threads (bounded)."""
-        if self._io.running:
-            self._io.stop()  # its last turn sends what is queued, then closes the sockets
-        elif self._io.thread.is_alive():
-            # Another closer stopped it (the stop thread's forced exit, the main thread's
-            # close): its last turn still uses the sockets, and closes them itself.
-            if threading.current_thread() is not self._io.thread:
-                self._io.thread.join(timeout=5)
-        else:
-            self._sockets.close()
-        self._heartbeat.stop()
-        self._waker.close()
+        """Run due timers (queued output), close every socket and join the threads (bounded).
+
+        Once, from any thread: a second closer (the stop's watchdog while the main thread
+        closes) waits for the first to finish, then returns.  Two at once would end the
+        heartbeat's context twice concurrently, and libzmq aborts the process when the
+        first term frees the context the second still waits on.
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._io.running:
+                self._io.stop()  # its last turn sends what is queued, then closes the sockets
+            else:  # never started
+                self._sockets.close()
+            self._heartbeat.stop()
+            self._waker.close()

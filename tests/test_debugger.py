@@ -315,3 +315,38 @@ def test_variables_of_the_shell_the_request_names(backend: str) -> None:
         assert absent["success"] and absent["body"] == UNDEFINED
         unknown = dap(kc, "inspectVariables", subshell_id="no-such-subshell")
         assert unknown["success"] is False and "no-such-subshell" in unknown["message"]
+
+
+def _initialize(kc: BlockingKernelClient) -> dict[str, Any]:
+    return dap(kc, "initialize", clientID="test", adapterID="python", linesStartAt1=True)
+
+
+def _stop_at(kc: BlockingKernelClient, code: str, line: int) -> tuple[str, str, int]:
+    """Run ``code`` with a breakpoint on ``line`` (an attached session); the cell's msg_id,
+    its file and the stopped thread."""
+    path = dap(kc, "dumpCell", code=code)["body"]["sourcePath"]
+    set_bp = dap(kc, "setBreakpoints", source={"path": path}, breakpoints=[{"line": line}])
+    assert set_bp["success"], set_bp
+    assert dap(kc, "configurationDone")["success"]
+    msg_id = kc.execute(code)
+    return msg_id, path, next_event(kc, "stopped")["body"]["threadId"]
+
+
+BLANK_LINES_CELL = "\n\na1 = 1\na2 = 2\na3 = 3\n"
+LINE_OF_A2 = 4  # as the dumped cell numbers it, blank lines included
+
+
+def test_breakpoint_in_a_cell_that_starts_with_blank_lines() -> None:
+    """IPython drops a cell's leading blank lines before compiling it; the compiled lines
+    must still be those of the cell as the frontend dumped it."""
+    with start_kernel() as (_, kc):
+        assert _initialize(kc)["success"]
+        assert dap(kc, "attach")["success"]
+        msg_id, path, thread = _stop_at(kc, BLANK_LINES_CELL, LINE_OF_A2)
+        frame = dap(kc, "stackTrace", threadId=thread)["body"]["stackFrames"][0]
+        assert (frame["source"]["path"], frame["line"]) == (path, LINE_OF_A2)
+        evaluated = dap(kc, "evaluate", expression="'a2' in globals()", frameId=frame["id"])
+        assert evaluated["body"]["result"] == "False"  # stopped before a2 = 2, after a1 = 1
+        assert dap(kc, "evaluate", expression="a1", frameId=frame["id"])["body"]["result"] == "1"
+        assert dap(kc, "continue", threadId=thread)["success"]
+        assert shell_reply(kc, msg_id)["content"]["status"] == "ok"

@@ -35,6 +35,7 @@ import anyio
 
 from ..parent import set_request
 from ..shell.namespaces import main_namespace
+from ..shell.transform import PlainPythonTransformerManager
 from .cells import HASH_METHOD, HASH_SEED, TMP_SUFFIX, dump_cell, tmp_prefix
 from .client import DapClient, DapMessage, dap_response
 
@@ -158,7 +159,14 @@ class DebugHandlers:
         # debugInfo while its attach is in flight and takes isStarted=false as "stopped".
         if response.get("success"):
             self._started = True
+            self._keep_line_numbers(True)
         return response
+
+    def _keep_line_numbers(self, keep: bool) -> None:
+        """Cells compile with their lines as dumped (IPython drops leading blank lines)."""
+        manager = self._parts.shell.input_transformer_manager
+        if isinstance(manager, PlainPythonTransformerManager):
+            manager.keep_line_numbers = keep
 
     async def _read_events(self) -> None:
         set_request(None)  # events belong to no request
@@ -236,6 +244,7 @@ class DebugHandlers:
         self._started = False
         self._breakpoints.clear()
         self._stopped_threads.clear()
+        self._keep_line_numbers(False)
 
     # -- Jupyter extensions -------------------------------------------------------------
     async def _debug_info(self, message: DapMessage) -> DapMessage:

@@ -114,7 +114,7 @@ def test_debug_session(backend: str) -> None:
                 "variables"
             ]
         }
-        assert "In" in names and "a" not in names  # line 5 has not run yet
+        assert "a" not in names  # line 5 has not run yet
 
         assert dap(kc, "next", threadId=thread)["success"]
         next_event(kc, "stopped")
@@ -315,3 +315,168 @@ def test_variables_of_the_shell_the_request_names(backend: str) -> None:
         assert absent["success"] and absent["body"] == UNDEFINED
         unknown = dap(kc, "inspectVariables", subshell_id="no-such-subshell")
         assert unknown["success"] is False and "no-such-subshell" in unknown["message"]
+
+
+def _initialize(kc: BlockingKernelClient) -> dict[str, Any]:
+    return dap(kc, "initialize", clientID="test", adapterID="python", linesStartAt1=True)
+
+
+def _stop_at(kc: BlockingKernelClient, code: str, line: int) -> tuple[str, str, int]:
+    """Run ``code`` with a breakpoint on ``line`` (an attached session); the cell's msg_id,
+    its file and the stopped thread."""
+    path = dap(kc, "dumpCell", code=code)["body"]["sourcePath"]
+    set_bp = dap(kc, "setBreakpoints", source={"path": path}, breakpoints=[{"line": line}])
+    assert set_bp["success"], set_bp
+    assert dap(kc, "configurationDone")["success"]
+    msg_id = kc.execute(code)
+    return msg_id, path, next_event(kc, "stopped")["body"]["threadId"]
+
+
+def test_initialize_while_a_cell_blocks(backend: str) -> None:
+    """debugpy starts on the main thread; a cell blocking it must not hold control.
+
+    The initialize is answered at once with a DAP failure that says why, control goes on
+    answering (kernel_info, the interrupt that ends the cell), and the start that runs
+    once the cell has ended is kept: the next initialize uses it (debugpy.listen can be
+    called only once in a process).
+    """
+    with start_kernel(f"--interface.backend={backend}") as (_, kc):
+        msg_id = kc.execute('import time\nprint("blocking", flush=True)\ntime.sleep(120)')
+        while True:  # the cell is in its sleep (its print came)
+            msg = kc.get_iopub_msg(timeout=TIMEOUT)
+            if msg["msg_type"] == "stream" and "blocking" in msg["content"]["text"]:
+                break
+        busy = _initialize(kc)
+        assert busy["success"] is False and busy["command"] == "initialize", busy
+        assert "cell ends" in busy["message"]
+        assert _control(kc, "kernel_info_request")["status"] == "ok"
+        assert _control(kc, "interrupt_request")["status"] == "ok"
+        # All of that before the cell ended: only the interrupt ends it.
+        reply = shell_reply(kc, msg_id)["content"]
+        assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
+
+        assert _initialize(kc)["success"]
+        assert dap(kc, "attach")["success"]
+        msg_id, _, thread = _stop_at(kc, COPY_CELL, LINE_AFTER_LOCAL)
+        assert dap(kc, "continue", threadId=thread)["success"]
+        assert shell_reply(kc, msg_id)["content"]["status"] == "ok"
+
+
+BLANK_LINES_CELL = "\n\na1 = 1\na2 = 2\na3 = 3\n"
+LINE_OF_A2 = 4  # as the dumped cell numbers it, blank lines included
+
+
+def test_breakpoint_in_a_cell_that_starts_with_blank_lines() -> None:
+    """IPython drops a cell's leading blank lines before compiling it; the compiled lines
+    must still be those of the cell as the frontend dumped it."""
+    with start_kernel() as (_, kc):
+        assert _initialize(kc)["success"]
+        assert dap(kc, "attach")["success"]
+        msg_id, path, thread = _stop_at(kc, BLANK_LINES_CELL, LINE_OF_A2)
+        frame = dap(kc, "stackTrace", threadId=thread)["body"]["stackFrames"][0]
+        assert (frame["source"]["path"], frame["line"]) == (path, LINE_OF_A2)
+        evaluated = dap(kc, "evaluate", expression="'a2' in globals()", frameId=frame["id"])
+        assert evaluated["body"]["result"] == "False"  # stopped before a2 = 2, after a1 = 1
+        assert dap(kc, "evaluate", expression="a1", frameId=frame["id"])["body"]["result"] == "1"
+        assert dap(kc, "continue", threadId=thread)["success"]
+        assert shell_reply(kc, msg_id)["content"]["status"] == "ok"
+
+
+PANEL_CELL = """\
+from IPython.display import HTML
+page = HTML("<b>bold</b>")
+def show(_own):
+    inner = _own + 1
+    return inner
+show(2)
+"""
+LINE_AT_TOP_LEVEL = 6
+LINE_IN_SHOW = 5
+IPYTHONS = {"In", "Out", "_", "_dh", "_i", "_i1", "_ih", "_ii", "_iii", "_oh", "exit", "quit"}
+IPYTHONS |= {"get_ipython", "__builtins__"}
+
+
+GROUPS = ("special variables", "protected variables", "function variables", "class variables")
+
+
+def _scope_names(kc: BlockingKernelClient, frame_id: int) -> dict[str, set[str]]:
+    """Each scope's variable names, those of debugpy's groups (functions, ...) included."""
+
+    def names(reference: int) -> set[str]:
+        found: set[str] = set()
+        for v in dap(kc, "variables", variablesReference=reference)["body"]["variables"]:
+            found.add(v["name"])
+            if v["name"] in GROUPS:
+                found |= names(v["variablesReference"])
+        return found
+
+    scopes = dap(kc, "scopes", frameId=frame_id)["body"]["scopes"]
+    return {s["name"]: names(s["variablesReference"]) for s in scopes}
+
+
+def _stopped_in_panel_cell(kc: BlockingKernelClient, lines: list[int]) -> tuple[str, int]:
+    """PANEL_CELL run with breakpoints on ``lines``, after a cell that filled IPython's names
+    (``_``, ``_i1``, ``Out``, ...): its msg_id and the stopped thread."""
+    kc.execute_interactive("1 + 1", timeout=TIMEOUT)
+    assert _initialize(kc)["success"]
+    assert dap(kc, "attach")["success"]
+    path = dap(kc, "dumpCell", code=PANEL_CELL)["body"]["sourcePath"]
+    breakpoints = [{"line": line} for line in lines]
+    assert dap(kc, "setBreakpoints", source={"path": path}, breakpoints=breakpoints)["success"]
+    assert dap(kc, "configurationDone")["success"]
+    msg_id = kc.execute(PANEL_CELL)
+    return msg_id, next_event(kc, "stopped")["body"]["threadId"]
+
+
+def test_variables_panel_while_stopped_hides_ipythons_names() -> None:
+    """While stopped, a cell's globals (and its top level's locals, the same dict) are shown
+    without IPython's own names, as inspectVariables shows them; a function's locals whole."""
+    with start_kernel() as (_, kc):
+        msg_id, thread = _stopped_in_panel_cell(kc, [LINE_AT_TOP_LEVEL, LINE_IN_SHOW])
+        frame = dap(kc, "stackTrace", threadId=thread)["body"]["stackFrames"][0]
+        assert frame["line"] == LINE_AT_TOP_LEVEL
+        names = _scope_names(kc, frame["id"])
+        for scope in ("Locals", "Globals"):
+            assert {"page", "show", "HTML"} <= names[scope], names[scope]
+            assert not names[scope] & IPYTHONS, names[scope] & IPYTHONS
+
+        assert dap(kc, "continue", threadId=thread)["success"]
+        next_event(kc, "stopped")
+        frame = dap(kc, "stackTrace", threadId=thread)["body"]["stackFrames"][0]
+        assert (frame["name"], frame["line"]) == ("show", LINE_IN_SHOW)
+        names = _scope_names(kc, frame["id"])
+        assert {"_own", "inner"} <= names["Locals"]  # a function's own names, "_" or not
+        assert "page" in names["Globals"] and not names["Globals"] & IPYTHONS
+        assert dap(kc, "continue", threadId=thread)["success"]
+        assert shell_reply(kc, msg_id)["content"]["status"] == "ok"
+
+
+def test_rich_view_of_a_variable_while_stopped() -> None:
+    """A variable's rich view while stopped is its whole mime bundle, formatted in the
+    stopped frame (JupyterLab renders the HTML)."""
+    with start_kernel() as (_, kc):
+        msg_id, thread = _stopped_in_panel_cell(kc, [LINE_AT_TOP_LEVEL])
+        frame = dap(kc, "stackTrace", threadId=thread)["body"]["stackFrames"][0]
+        rich = dap(kc, "richInspectVariables", variableName="page", frameId=frame["id"])
+        assert rich["success"], rich
+        assert rich["body"]["data"]["text/html"] == "<b>bold</b>"
+        assert "text/plain" in rich["body"]["data"]
+        assert dap(kc, "continue", threadId=thread)["success"]
+        assert shell_reply(kc, msg_id)["content"]["status"] == "ok"
+
+
+def test_a_second_attach_and_a_failing_request_get_dap_failures() -> None:
+    """A second initialize + attach (another panel, no disconnect) is refused as a DAP
+    failure, and the session goes on; so is any request whose handling raises."""
+    with start_kernel() as (_, kc):
+        assert _initialize(kc)["success"]
+        assert dap(kc, "attach")["success"]
+        assert _initialize(kc)["success"]
+        again = dap(kc, "attach")
+        assert again["success"] is False and "already attached" in again["message"], again
+        broken = dap(kc, "modules", startModule="first")
+        assert broken["success"] is False and broken["command"] == "modules", broken
+        assert "first" in broken["message"]
+        msg_id, _, thread = _stop_at(kc, COPY_CELL, LINE_AFTER_LOCAL)
+        assert dap(kc, "continue", threadId=thread)["success"]
+        assert shell_reply(kc, msg_id)["content"]["status"] == "ok"

@@ -57,7 +57,12 @@ class DapClient:
         self._stream: anyio.abc.SocketStream | None = None
         self._seq = 0
         self._pending: dict[int, _Pending] = {}
+        # Requests overlap (an attach waits for its response while our configurationDone
+        # goes out): one write at a time, or the stream refuses the second
+        # (BusyResourceError).
+        self._writing = anyio.Lock()
         self.initialized = anyio.Event()
+        self.attached = False  # this connection's session has attached (one attach each)
 
     @property
     def connected(self) -> bool:
@@ -67,6 +72,7 @@ class DapClient:
         with anyio.fail_after(RESPONSE_TIMEOUT):
             self._stream = await anyio.connect_tcp(host, port)
         self.initialized = anyio.Event()
+        self.attached = False
 
     async def close(self) -> None:
         stream, self._stream = self._stream, None
@@ -78,7 +84,8 @@ class DapClient:
 
     async def request(self, message: DapMessage) -> DapMessage:
         """Send a request and wait (bounded) for its response, renumbered as it came."""
-        if self._stream is None:
+        stream = self._stream
+        if stream is None:
             raise RuntimeError("the debugger is not connected")
         their_seq = message.get("seq", 0)
         self._seq += 1
@@ -86,7 +93,8 @@ class DapClient:
         pending = self._pending[ours] = _Pending()
         body = json.dumps({**message, "seq": ours}).encode("utf-8")
         try:
-            await self._stream.send(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            async with self._writing:
+                await stream.send(b"Content-Length: %d\r\n\r\n" % len(body) + body)
             with anyio.fail_after(RESPONSE_TIMEOUT):
                 await pending.done.wait()
         finally:

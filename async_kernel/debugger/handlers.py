@@ -2,16 +2,21 @@
 
 Answered here (the Jupyter extensions of JEP 47, and what needs the kernel's own state):
 ``debugInfo``, ``dumpCell``, ``configurationDone``, ``inspectVariables``,
-``richInspectVariables`` (outside a stopped frame), ``copyToGlobals`` (through debugpy's
-``setExpression``), ``modules`` and ``source``.  ``inspectVariables`` and
-``richInspectVariables`` show the namespace of the shell the request names (its header's
-``subshell_id``): a subshell's own namespace, or the main one it shares.  Everything
-else (``setBreakpoints``, ``stackTrace``, ``scopes``, ``variables``, ``evaluate``, stepping,
-``continue``, ``disconnect``, ...) goes to debugpy's adapter, which debugs this process.
+``richInspectVariables`` (in a stopped frame through debugpy's ``evaluate``),
+``copyToGlobals`` (through debugpy's ``setExpression``), ``modules`` and ``source``.
+``inspectVariables`` and ``richInspectVariables`` show the namespace of the shell the
+request names (its header's ``subshell_id``): a subshell's own namespace, or the main one
+it shares.  Everything else (``setBreakpoints``, ``stackTrace``, ``scopes``, ``variables``,
+``evaluate``, stepping, ``continue``, ``disconnect``, ...) goes to debugpy's adapter, which
+debugs this process (``variables`` of a user namespace come back without IPython's names).
 
 debugpy is started lazily by the first ``initialize``, on the main thread (where cells run),
 after the kernel's own threads are marked so pydevd never traces or suspends them: the
-control thread must keep answering while a breakpoint holds the main thread.
+control thread must keep answering while a breakpoint holds the main thread.  If a cell
+blocks the main thread, ``initialize`` fails within a second and the start waits for the
+cell.
+
+A request whose handling raises gets a failed DAP response, never a kernel error content.
 
 Everything here runs on the control thread, but debugpy's start (on the main loop) and the
 DAP client's reading of events (a task of the control loop).  What it uses of the kernel is
@@ -20,14 +25,14 @@ given to it as :class:`.parts.DebuggerParts`.
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import json
 import linecache
 import logging
 import sys
 import threading
-import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -35,6 +40,8 @@ import anyio
 
 from ..parent import set_request
 from ..shell.namespaces import main_namespace
+from ..shell.transform import PlainPythonTransformerManager
+from ..toolkit.pending import Pending
 from .cells import HASH_METHOD, HASH_SEED, TMP_SUFFIX, dump_cell, tmp_prefix
 from .client import DapClient, DapMessage, dap_response
 
@@ -46,9 +53,13 @@ __all__ = ["DebugHandlers"]
 
 log = logging.getLogger("async_kernel.debugger")
 
-START_TIMEOUT = 30.0  # seconds to wait for the main thread to start debugpy
+BEGIN_TIMEOUT = 1.0  # seconds for the main thread to take up debugpy's start: it is idle
+START_TIMEOUT = 30.0  # seconds for debugpy's start, once under way
+BUSY = "the main thread is running a cell: the debugger starts once the running cell ends"
 _UNTRACED_THREADS = ("async-kernel-io", "async-kernel-heartbeat", "async-kernel-fd-capture")
 _REPR_LIMIT = 200
+# The nodes debugpy groups a scope's variables under (pydevd's DAPGrouper), never a name.
+_GROUPS = ("special variables", "protected variables", "function variables", "class variables")
 _RESUMING = ("continue", "next", "stepIn", "stepOut", "stepBack", "reverseContinue", "goto")
 
 
@@ -58,6 +69,13 @@ _PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
 def _fields(value: object) -> dict[str, Any]:
     """A DAP message's nested object; empty if it is missing or not an object."""
     return cast("dict[str, Any]", value) if isinstance(value, dict) else {}
+
+
+def _describe(error: BaseException) -> str:
+    """What went wrong, for a failed response: an exception group by its first leaf."""
+    while isinstance(error, BaseExceptionGroup):
+        error = cast("BaseExceptionGroup[BaseException]", error).exceptions[0]
+    return str(error) or type(error).__name__
 
 
 def _skip_in_debugger(thread: threading.Thread) -> None:
@@ -73,10 +91,15 @@ class DebugHandlers:
     def __init__(self, parts: DebuggerParts) -> None:
         self._parts = parts
         self.client = DapClient(self._on_event)
-        self._endpoint: tuple[str, int] | None = None
+        self._listening: Pending[tuple[str, int]] | None = None  # debugpy's start, once
+        self._began: Pending[None] = Pending()  # the main thread took that start up
         self._started = False  # debugInfo's isStarted: from initialize to disconnect
         self._breakpoints: dict[str, list[dict[str, Any]]] = {}
         self._stopped_threads: set[int] = set()
+        # While stopped: the stack's cell frames (id -> whether it is the cell's top level,
+        # whose locals are its globals) and the scopes that show a user namespace.
+        self._cell_frames: dict[int, bool] = {}
+        self._user_scopes: set[int] = set()
         self._subshell_id: object = None  # the shell the request being answered names
         self._local: dict[str, Callable[[DapMessage], Awaitable[DapMessage]]] = {
             "initialize": self._initialize,
@@ -97,7 +120,16 @@ class DebugHandlers:
 
     # -- dispatch -----------------------------------------------------------------------
     async def debug_request(self, request: Request) -> dict[str, Any]:
+        """The DAP response to the request in ``request``: a failed one if answering raised
+        (a kernel error content is no DAP response: JupyterLab shows "undefined")."""
         message: DapMessage = request.msg["content"]
+        try:
+            return await self._answer(request, message)
+        except Exception as err:
+            log.exception("debug request %r failed", message.get("command"))
+            return dap_response(message, message=_describe(err))
+
+    async def _answer(self, request: Request, message: DapMessage) -> DapMessage:
         command = str(message.get("command", ""))
         local = self._local.get(command)
         if local is not None:
@@ -110,6 +142,8 @@ class DebugHandlers:
             return dap_response(message, message="the debugger is not started: send initialize")
         response = await self.client.request(message)
         self._after(message, response)
+        if command == "variables":
+            self._hide_internals(message, response)
         if command == "disconnect":
             await self._reset()
         return response
@@ -127,7 +161,23 @@ class DebugHandlers:
                 self._breakpoints[path] = wanted
             else:
                 self._breakpoints.pop(path, None)
+        elif command == "stackTrace":
+            frames: list[dict[str, Any]] = _fields(response.get("body")).get("stackFrames") or []
+            for frame in frames:
+                path = str(_fields(frame.get("source")).get("path", ""))
+                if path.startswith(tmp_prefix()):
+                    self._cell_frames[frame["id"]] = frame.get("name") == "<module>"
+        elif command == "scopes":
+            top_level = self._cell_frames.get(arguments.get("frameId", -1))
+            if top_level is None:
+                return
+            scopes: list[dict[str, Any]] = _fields(response.get("body")).get("scopes") or []
+            for scope in scopes:
+                name = scope.get("name")
+                if name == "Globals" or (top_level and name == "Locals"):
+                    self._user_scopes.add(scope["variablesReference"])
         elif command in _RESUMING:
+            self._forget_frames()
             if command == "continue" and _fields(response.get("body")).get(
                 "allThreadsContinued", True
             ):
@@ -135,12 +185,32 @@ class DebugHandlers:
             else:
                 self._stopped_threads.discard(arguments.get("threadId", -1))
 
+    def _forget_frames(self) -> None:
+        """Frame ids and variable references last only while the program is stopped."""
+        self._cell_frames.clear()
+        self._user_scopes.clear()
+
+    def _hide_internals(self, request: DapMessage, response: DapMessage) -> None:
+        """A user namespace's variables without IPython's (``In``, ``_i1``, ``exit``, ...),
+        by the rule ``inspectVariables`` follows; a function's locals are shown whole.  The
+        groups debugpy makes (functions, classes, ``__dunder__`` names) stay, filtered too."""
+        reference = _fields(request.get("arguments")).get("variablesReference")
+        body = _fields(response.get("body"))
+        if reference not in self._user_scopes or not isinstance(body.get("variables"), list):
+            return
+        variables: list[dict[str, Any]] = body["variables"]
+        for group in variables:
+            if group.get("name") in _GROUPS:  # its variables are the namespace's too
+                self._user_scopes.add(group.get("variablesReference", 0))
+        body["variables"] = [v for v in variables if not self._hidden(str(v.get("name", "")))]
+
     def _on_event(self, event: DapMessage) -> None:
         body: dict[str, Any] = event.get("body") or {}
         name = event.get("event")
         if name == "stopped" and "threadId" in body:
             self._stopped_threads.add(body["threadId"])
         elif name == "continued":
+            self._forget_frames()
             if body.get("allThreadsContinued", True):
                 self._stopped_threads.clear()
             else:
@@ -150,48 +220,70 @@ class DebugHandlers:
     # -- session ------------------------------------------------------------------------
     async def _initialize(self, message: DapMessage) -> DapMessage:
         if not self.client.connected:
-            host, port = await self._listen()
-            await self.client.connect(host, port)
+            endpoint = await self._listen()
+            if endpoint is None:
+                return dap_response(message, message=BUSY)
+            await self.client.connect(*endpoint)
             self._parts.control.start_soon(self._read_events)
         response = await self.client.request(message)
         # Started as soon as initialize succeeds, as ipykernel reports it: JupyterLab asks
         # debugInfo while its attach is in flight and takes isStarted=false as "stopped".
         if response.get("success"):
             self._started = True
+            self._keep_line_numbers(True)
         return response
+
+    def _keep_line_numbers(self, keep: bool) -> None:
+        """Cells compile with their lines as dumped (IPython drops leading blank lines)."""
+        manager = self._parts.shell.input_transformer_manager
+        if isinstance(manager, PlainPythonTransformerManager):
+            manager.keep_line_numbers = keep
 
     async def _read_events(self) -> None:
         set_request(None)  # events belong to no request
         await self.client.read_forever()
 
-    async def _listen(self) -> tuple[str, int]:
-        """Start debugpy once, on the main thread, with the kernel's own threads left alone."""
-        if self._endpoint is not None:
-            return self._endpoint
-        _skip_in_debugger(self._parts.control.thread)
-        for thread in threading.enumerate():
-            if thread.name in _UNTRACED_THREADS:
-                _skip_in_debugger(thread)
-        result: Future[tuple[str, int]] = Future()
+    async def _listen(self) -> tuple[str, int] | None:
+        """debugpy's endpoint; None if the main thread is busy (it listens once it is free).
 
-        def listen() -> None:
-            try:
+        debugpy is started once, on the main thread: ``debugpy.listen`` installs pydevd's
+        tracer on the thread that calls it, and reaches other threads' running frames only
+        through native code injected into them (``set_trace_to_threads``, built for a few
+        platforms).  The main thread runs the cells, so it must be the caller.  A cell that
+        blocks holds that thread: rather than hold control (interrupt!) until it ends, we
+        wait only for the main thread to take the job up, and say so when it does not.
+        The job stays queued there, and its endpoint is kept for the next ``initialize``:
+        ``debugpy.listen`` can be called only once in a process.
+        """
+        if self._listening is None:
+            _skip_in_debugger(self._parts.control.thread)
+            for thread in threading.enumerate():
+                if thread.name in _UNTRACED_THREADS:
+                    _skip_in_debugger(thread)
+            began: Pending[None] = Pending()
+
+            def listen() -> tuple[str, int]:
+                began.set_result(None)
                 import debugpy
 
                 debugpy.configure(subProcess=False)  # pyright: ignore[reportUnknownMemberType]  # debugpy leaves its keyword arguments untyped
                 host, port = debugpy.listen(("127.0.0.1", 0))
-                result.set_result((str(host), int(port)))
-            except BaseException as err:
-                result.set_exception(err)
+                return str(host), int(port)
 
-        self._parts.main.call_soon(listen)
-        deadline = time.monotonic() + START_TIMEOUT
-        while not result.done():
-            if time.monotonic() > deadline:
-                raise TimeoutError("the main thread did not start debugpy (is a cell blocking?)")
-            await anyio.sleep(0.01)
-        self._endpoint = result.result()
-        return self._endpoint
+            self._began = began
+            self._listening = self._parts.main.call_soon(listen)
+        listening = self._listening
+        try:
+            # Shielded: a wait that ends early leaves the job queued on the main thread.
+            await self._began.wait(BEGIN_TIMEOUT, shield=True)
+        except TimeoutError:
+            return None
+        try:
+            return await listening.wait(START_TIMEOUT, shield=True)
+        except Exception:
+            if listening.done():  # it failed: the next initialize tries again
+                self._listening = None
+            raise
 
     async def _attach(self, message: DapMessage) -> DapMessage:
         """Attach, then finish debugpy's configuration handshake ourselves.
@@ -200,9 +292,14 @@ class DebugHandlers:
         ``configurationDone`` only after the attach response: we send our own and answer
         the frontend's locally.
         """
-        if not self.client.connected or self._endpoint is None:
+        listening = self._listening
+        if not self.client.connected or listening is None or not listening.done():
             return dap_response(message, message="the debugger is not started: send initialize")
-        host, port = self._endpoint
+        if self.client.attached:
+            # debugpy's initialized event came already: our configurationDone would race
+            # the attach.  A second session (another panel) shares the first one.
+            return dap_response(message, message="the debugger is already attached")
+        host, port = listening.result()
         arguments: dict[str, Any] = {
             "justMyCode": True,
             **_fields(message.get("arguments")),
@@ -226,6 +323,8 @@ class DebugHandlers:
                 await self.client.initialized.wait()
             done = {"type": "request", "seq": 0, "command": "configurationDone"}
             await self.client.request(done)
+        if box[0].get("success"):
+            self.client.attached = True
         return box[0]
 
     async def _configuration_done(self, message: DapMessage) -> DapMessage:
@@ -236,6 +335,8 @@ class DebugHandlers:
         self._started = False
         self._breakpoints.clear()
         self._stopped_threads.clear()
+        self._forget_frames()
+        self._keep_line_numbers(False)
 
     # -- Jupyter extensions -------------------------------------------------------------
     async def _debug_info(self, message: DapMessage) -> DapMessage:
@@ -268,13 +369,17 @@ class DebugHandlers:
             return namespace
         return main_namespace(self._parts.shell)
 
-    def _user_variables(self) -> list[tuple[str, Any]]:
+    def _hidden(self, name: str) -> bool:
+        """Whether a user namespace's ``name`` is IPython's, not the user's: ``_``-prefixed
+        (``_``, ``_i1``, ``_oh``, ...) or one the shell put there (``In``, ``exit``, ...)."""
         shell: Any = self._parts.shell  # IPython leaves user_ns_hidden untyped
-        hidden = shell.user_ns_hidden
+        return name.startswith("_") or name in shell.user_ns_hidden
+
+    def _user_variables(self) -> list[tuple[str, Any]]:
         return [
             (name, value)
             for name, value in list(self._namespace().items())
-            if not name.startswith("_") and name not in hidden
+            if not self._hidden(name)
         ]
 
     async def _copy_to_globals(self, message: DapMessage) -> DapMessage:
@@ -341,19 +446,35 @@ class DebugHandlers:
         name = str(arguments.get("variableName", ""))
         frame_id = arguments.get("frameId")
         if frame_id is not None and self.client.connected and self._stopped_threads:
-            # The value lives in a paused frame: only debugpy can read it.
+            # The value lives in a paused frame: only debugpy can read it.  The frame
+            # formats it with IPython's display formatter, as JSON we decode (no eval).
+            if not name.isidentifier():
+                return dap_response(message, undefined)
+            formatted = (
+                "__import__('json').dumps(__import__('IPython').get_ipython()"
+                f".display_formatter.format({name}), default=repr)"
+            )
             evaluated = await self.client.request(
                 {
                     "type": "request",
                     "seq": message.get("seq", 0),
                     "command": "evaluate",
-                    "arguments": {"expression": name, "frameId": frame_id, "context": "repl"},
+                    # "clipboard": the whole value, where "repl" may cut a long one short
+                    "arguments": {
+                        "expression": formatted,
+                        "frameId": frame_id,
+                        "context": "clipboard",
+                    },
                 }
             )
             if not evaluated.get("success"):
                 return dap_response(message, undefined)
             text = str(_fields(evaluated.get("body")).get("result", ""))
-            return dap_response(message, {"data": {"text/plain": text}, "metadata": {}})
+            try:  # the repr of the JSON text; or, for a name the frame lacks, of the error
+                data, metadata = json.loads(ast.literal_eval(text))
+            except (ValueError, SyntaxError, TypeError):
+                return dap_response(message, undefined)
+            return dap_response(message, {"data": data, "metadata": metadata})
         namespace = dict(self._user_variables())
         if name not in namespace:
             return dap_response(message, undefined)

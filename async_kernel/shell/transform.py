@@ -57,6 +57,10 @@ class PlainPythonTransformerManager(TransformerManager):
     line_transforms: list[LinesTransform]
     token_transformers: list[type[TokenTransformBase]]
 
+    keep_line_numbers = False
+    """Whether the code keeps the cell's line numbers (see :func:`_leading_blank_lines`):
+    while a debugger is attached, whose breakpoints name lines of the cell as dumped."""
+
     def transform_cell(self, cell: str) -> str:
         if (
             cell
@@ -68,7 +72,26 @@ class PlainPythonTransformerManager(TransformerManager):
             and self.cleanup_transforms == _CLEANUP
         ):
             return cell if cell.endswith("\n") else cell + "\n"
-        return super().transform_cell(cell)
+        transformed = super().transform_cell(cell)
+        if self.keep_line_numbers and _transforms.leading_empty_lines in self.cleanup_transforms:
+            transformed = "\n" * _leading_blank_lines(cell) + transformed
+        return transformed
+
+
+def _leading_blank_lines(cell: str) -> int:
+    """How many lines ``leading_empty_lines`` drops from the start of ``cell``.
+
+    IPython drops them so that a cell magic or an indented first line is still found on the
+    cell's first line; that moves every compiled line up against the cell as the debugger
+    numbers it (a breakpoint set on the dumped cell never hits, or hits another line).  As
+    many empty lines put back in front of the transformed code keep both.  Only while
+    debugging: otherwise the code (and the line numbers of its tracebacks) stays IPython's.
+    """
+    lines = cell.splitlines()
+    for number, line in enumerate(lines):
+        if line and not line.isspace():
+            return number
+    return 0
 
 
 def _indents_tokenize(cell: str) -> bool:

@@ -296,7 +296,12 @@ class RequestHandlers:
         reply: Reply = {"status": "ok", "found": False, "data": {}, "metadata": {}}
         try:
             with _introspecting:
-                reply["data"] = self._ipython.object_inspect_mime(name, detail_level=detail)
+                data = self._ipython.object_inspect_mime(name, detail_level=detail)
+            # IPython adds its pygments HTML, whose fixed light colours clash with a dark
+            # theme in the client's tooltip: plain text only, unless the user opted in.
+            if not self._shell.enable_html_pager:
+                data.pop("text/html", None)
+            reply["data"] = data
             reply["found"] = True
         except KeyError:
             pass
@@ -371,9 +376,13 @@ class RequestHandlers:
 
     async def shutdown_request(self, request: Request) -> Reply:
         restart = bool(request.msg["content"].get("restart", False))
+        reply: Reply = {"status": "ok", "restart": restart}
+        # Also on iopub, where every client sees it (JupyterLab drops its pending-input
+        # guard on it when another client shuts the kernel down or restarts it).
+        self._replies.publish("shutdown_reply", reply)
         # Stop only after this handler's reply and idle status are queued for sending.
         self._control.schedule(self._stop)
-        return {"status": "ok", "restart": restart}
+        return reply
 
     async def interrupt_request(self, request: Request) -> Reply:
         self._interrupt()

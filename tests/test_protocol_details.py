@@ -1,20 +1,38 @@
 """Protocol details a real client notices, where the kernel must answer as the spec (and
-ipykernel) do: inspect's mime types, shutdown_reply on iopub."""
+ipykernel) do: silent cells, inspect's mime types, shutdown_reply on iopub,
+execute_reply's metadata and the count of an invalid execute's reply."""
 
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
+import pytest
 from conftest import (
     TIMEOUT,
     collect_outputs,
+    execute,
     execute_ok,
     shell_reply,
     start_kernel,
+    wait_for_stream,
 )
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
+
+
+def last_count(kc: BlockingKernelClient) -> int:
+    """The execution count of a cell stored just now."""
+    reply, _ = execute(kc, "None")
+    return reply["content"]["execution_count"]
+
+
+def send_raw_execute(kc: BlockingKernelClient, content: dict[str, Any]) -> str:
+    """Send an execute_request with exactly ``content`` (jupyter_client would fill it in)."""
+    msg = kc.session.msg("execute_request", content)
+    kc.shell_channel.send(msg)
+    return msg["header"]["msg_id"]
 
 
 def wait_until_gone(km: KernelManager) -> bool:
@@ -24,6 +42,53 @@ def wait_until_gone(km: KernelManager) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+# -- silent cells --------------------------------------------------------------------------
+def test_failing_silent_execute_aborts_nothing(kc: BlockingKernelClient) -> None:
+    # jupyter_client's silent default keeps stop_on_error True (qtconsole's own calls).
+    failing = kc.execute(
+        "print('running', flush=True); import time; time.sleep(1); raise ValueError('quiet')",
+        silent=True,
+    )
+    wait_for_stream(kc, failing, "running")
+    later = kc.execute("'after the silent failure'")
+    assert shell_reply(kc, failing)["content"]["status"] == "error"
+    reply = shell_reply(kc, later)["content"]
+    assert reply["status"] == "ok", reply
+
+
+def test_silent_execute_forces_store_history_off(kc: BlockingKernelClient) -> None:
+    stored = last_count(kc)
+    msg_id = kc.execute("1 + 1", silent=True, store_history=True)
+    assert shell_reply(kc, msg_id)["content"]["execution_count"] == stored
+    assert last_count(kc) == stored + 1  # the silent cell took no number
+
+
+# -- execute_reply's content and metadata --------------------------------------------------
+def test_execute_reply_metadata(kc: BlockingKernelClient) -> None:
+    ok, _ = execute(kc, "'fine'")
+    failed, _ = execute(kc, "1 / 0")
+    for reply, status in ((ok, "ok"), (failed, "error")):
+        metadata = reply["metadata"]
+        assert metadata["status"] == status
+        assert metadata["dependencies_met"] is True
+        started = datetime.fromisoformat(metadata["started"])
+        assert started.utcoffset() is not None and started.utcoffset().total_seconds() == 0
+        assert started <= reply["header"]["date"]  # began before its reply was made
+    assert isinstance(ok["metadata"]["engine"], str) and ok["metadata"]["engine"]
+    assert failed["metadata"]["engine"] == ok["metadata"]["engine"]
+
+
+@pytest.mark.parametrize("content", [{"silent": False}, {"code": 5}], ids=["missing", "int"])
+def test_invalid_execute_reply_has_a_count(
+    kc: BlockingKernelClient, content: dict[str, Any]
+) -> None:
+    stored = last_count(kc)
+    reply = shell_reply(kc, send_raw_execute(kc, content))["content"]
+    assert reply["status"] == "error" and reply["ename"] == "InvalidRequest", reply
+    assert reply["execution_count"] == stored
+    assert last_count(kc) == stored + 1
 
 
 # -- inspect ------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Protocol details a real client notices, where the kernel must answer as the spec (and
-ipykernel) do: silent cells, inspect's mime types, shutdown_reply on iopub,
+ipykernel) do: silent cells, exit/quit, inspect's mime types, shutdown_reply on iopub,
 execute_reply's metadata and the count of an invalid execute's reply."""
 
 from __future__ import annotations
@@ -105,6 +105,29 @@ def test_inspect_sends_no_html_unless_the_html_pager_is_on(kc: BlockingKernelCli
         assert "text/html" in inspect_data()
     finally:
         execute_ok(kc, "get_ipython().enable_html_pager = False")
+
+
+# -- exit and quit -------------------------------------------------------------------------
+@pytest.mark.parametrize("code", ["exit", "quit()", "get_ipython().ask_exit()"])
+def test_exit_in_a_cell_ends_the_kernel_after_its_reply(backend: str, code: str) -> None:
+    with start_kernel(f"--interface.backend={backend}") as (km, kc):
+        msg_id = kc.execute(code)
+        reply = shell_reply(kc, msg_id)["content"]
+        assert reply["status"] == "ok", reply
+        assert reply["payload"] == [{"source": "ask_exit", "keepkernel": False}]
+        assert collect_outputs(kc, msg_id)[-1]["content"]["execution_state"] == "idle"
+        assert wait_until_gone(km), "the kernel still runs after exit"
+
+
+def test_exit_keeping_the_kernel(kc: BlockingKernelClient) -> None:
+    for code in ("exit(keep_kernel=True)", "quit(keep_kernel=True)"):
+        reply, _ = execute(kc, code)
+        assert reply["content"]["payload"] == [{"source": "ask_exit", "keepkernel": True}]
+    # Kept for that call only, and the kernel still answers.
+    reply, outputs = execute(kc, "get_ipython().keepkernel_on_exit")
+    assert reply["content"]["status"] == "ok"
+    results = [m for m in outputs if m["msg_type"] == "execute_result"]
+    assert results[0]["content"]["data"]["text/plain"] == "False"
 
 
 # -- shutdown -----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from IPython.utils.tokenutil import token_at_cursor
 from .._version import __version__
 from ..debugger import debugpy_missing
 from ..shell.history import read_history
+from ..toolkit.caller import Caller
 from ..transport.wire import PROTOCOL_VERSION, error_content
 from .replies import Handler, Replies, Reply
 
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
     from ..parent import Request
     from ..shell.interactive import AsyncShell
-    from ..toolkit.caller import Caller
     from ..transport import Transport
     from .router import Router
 
@@ -237,10 +237,9 @@ class RequestHandlers:
                 "traceback": [],
             }
             reply.update(status="error", user_expressions={}, **error)
-        reply["payload"] = payloads.read_payload()
+        reply["payload"] = payload = payloads.read_payload()
         payloads.clear_payload()
-        if shell.exit_now:
-            shell.exit_now = False
+        shell.exit_now = False  # (IPython's own loop reads it; here the payload tells)
         # As ipykernel's: JupyterLab's recordTiming keeps 'started'.  This handler sends
         # its reply itself (the metadata travels with it), then aborts what it must.
         metadata = {
@@ -258,6 +257,12 @@ class RequestHandlers:
         for later in queued:  # answered 'aborted': the cell before them failed
             aborted = {"status": "aborted", "execution_count": shell.execution_count}
             replies.answer_unrun(later, aborted)
+        if any(p.get("source") == "ask_exit" and not p.get("keepkernel") for p in payload):
+            # exit/quit: the kernel stops as on a shutdown_request, once this reply and
+            # idle are queued: scheduled on this cell's own loop (not control's), the stop
+            # runs after this handler's answer, when the lane no longer holds the cell (a
+            # stop would interrupt a cell the main lane holds).
+            Caller.current().schedule(self._stop)
 
     # -- introspection -------------------------------------------------------------------
     async def kernel_info_request(self, request: Request) -> Reply:

@@ -17,7 +17,9 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from IPython.core.completer import provisionalcompleter, rectify_completions
@@ -26,6 +28,7 @@ from IPython.utils.tokenutil import token_at_cursor
 from .._version import __version__
 from ..debugger import debugpy_missing
 from ..shell.history import read_history
+from ..toolkit.caller import Caller
 from ..transport.wire import PROTOCOL_VERSION, error_content
 from .replies import Handler, Replies, Reply
 
@@ -33,13 +36,14 @@ log = logging.getLogger("async_kernel")
 # The traceback the warm-up formats: one line, in linecache while it is formatted.
 _WARM_UP_NAME = "<async-kernel warm-up>"
 _WARM_UP_SOURCE = "raise ValueError('warm-up')\n"
+# execute_reply's metadata 'engine': which kernel process answered (one id per process).
+_ENGINE = uuid.uuid4().hex
 
 if TYPE_CHECKING:
     from comm.base_comm import CommManager
 
     from ..parent import Request
     from ..shell.interactive import AsyncShell
-    from ..toolkit.caller import Caller
     from ..transport import Transport
     from .router import Router
 
@@ -115,7 +119,6 @@ class RequestHandlers:
     def install(self) -> None:
         """Register every handler with :class:`.Replies`."""
         table: dict[str, Handler] = {
-            "execute_request": self.execute_request,
             "kernel_info_request": self.kernel_info_request,
             "complete_request": self.complete_request,
             "inspect_request": self.inspect_request,
@@ -132,6 +135,14 @@ class RequestHandlers:
         }
         for msg_type, handler in table.items():
             self._replies.register(msg_type, handler)
+        self._replies.register(
+            "execute_request", self.execute_request, error_fields=self._last_stored_count
+        )
+
+    def _last_stored_count(self) -> Reply:
+        """An execute_reply's count when no cell was stored (an invalid request): the last
+        stored cell's, as for a silent cell."""
+        return {"execution_count": self._shell.execution_count - 1}
 
     def warm_up(self) -> None:
         """Import what a first completion and a first traceback need (jedi; stack_data and
@@ -168,12 +179,15 @@ class RequestHandlers:
             del linecache.cache[_WARM_UP_NAME]
 
     # -- execution --------------------------------------------------------------------------
-    async def execute_request(self, request: Request) -> Reply | None:
+    async def execute_request(self, request: Request) -> None:
+        started = datetime.now(UTC)
         replies, shell = self._replies, self._shell
         content = request.msg["content"]
         code = str(content.get("code", ""))
         silent = bool(content.get("silent", False))
-        store_history = bool(content.get("store_history", not silent))
+        # The spec: silent forces store_history off (its reply then carries the last stored
+        # cell's number, as one with store_history false does).
+        store_history = not silent and bool(content.get("store_history", True))
         stop_on_error = bool(content.get("stop_on_error", True))
         user_expressions: object = content.get("user_expressions")
         count = shell.execution_count  # this cell's number, before another cell moves it
@@ -223,20 +237,32 @@ class RequestHandlers:
                 "traceback": [],
             }
             reply.update(status="error", user_expressions={}, **error)
-        reply["payload"] = payloads.read_payload()
+        reply["payload"] = payload = payloads.read_payload()
         payloads.clear_payload()
-        if shell.exit_now:
-            shell.exit_now = False
-        if not result.success and stop_on_error:
-            # Take the queue before replying: a client may answer the reply with a new
-            # request at once, and that one must run.
-            queued = self._router.take_queued_executes()
-            replies.reply(request, reply)
-            for later in queued:  # answered 'aborted': the cell before them failed
-                aborted = {"status": "aborted", "execution_count": shell.execution_count}
-                replies.answer_unrun(later, aborted)
-            return None
-        return reply
+        shell.exit_now = False  # (IPython's own loop reads it; here the payload tells)
+        # As ipykernel's: JupyterLab's recordTiming keeps 'started'.  This handler sends
+        # its reply itself (the metadata travels with it), then aborts what it must.
+        metadata = {
+            "started": started,
+            "dependencies_met": True,
+            "engine": _ENGINE,
+            "status": reply["status"],
+        }
+        # A failing silent cell aborts nothing (the spec; qtconsole's own calls are silent).
+        # Take the queue before replying: a client may answer the reply with a new request
+        # at once, and that one must run.
+        aborts = not result.success and stop_on_error and not silent
+        queued = self._router.take_queued_executes() if aborts else []
+        replies.reply(request, reply, metadata)
+        for later in queued:  # answered 'aborted': the cell before them failed
+            aborted = {"status": "aborted", "execution_count": shell.execution_count}
+            replies.answer_unrun(later, aborted)
+        if any(p.get("source") == "ask_exit" and not p.get("keepkernel") for p in payload):
+            # exit/quit: the kernel stops as on a shutdown_request, once this reply and
+            # idle are queued: scheduled on this cell's own loop (not control's), the stop
+            # runs after this handler's answer, when the lane no longer holds the cell (a
+            # stop would interrupt a cell the main lane holds).
+            Caller.current().schedule(self._stop)
 
     # -- introspection -------------------------------------------------------------------
     async def kernel_info_request(self, request: Request) -> Reply:
@@ -296,7 +322,12 @@ class RequestHandlers:
         reply: Reply = {"status": "ok", "found": False, "data": {}, "metadata": {}}
         try:
             with _introspecting:
-                reply["data"] = self._ipython.object_inspect_mime(name, detail_level=detail)
+                data = self._ipython.object_inspect_mime(name, detail_level=detail)
+            # IPython adds its pygments HTML, whose fixed light colours clash with a dark
+            # theme in the client's tooltip: plain text only, unless the user opted in.
+            if not self._shell.enable_html_pager:
+                data.pop("text/html", None)
+            reply["data"] = data
             reply["found"] = True
         except KeyError:
             pass
@@ -371,9 +402,13 @@ class RequestHandlers:
 
     async def shutdown_request(self, request: Request) -> Reply:
         restart = bool(request.msg["content"].get("restart", False))
+        reply: Reply = {"status": "ok", "restart": restart}
+        # Also on iopub, where every client sees it (JupyterLab drops its pending-input
+        # guard on it when another client shuts the kernel down or restarts it).
+        self._replies.publish("shutdown_reply", reply)
         # Stop only after this handler's reply and idle status are queued for sending.
         self._control.schedule(self._stop)
-        return {"status": "ok", "restart": restart}
+        return reply
 
     async def interrupt_request(self, request: Request) -> Reply:
         self._interrupt()

@@ -52,11 +52,21 @@ class Replies:
         self._transport = transport
         self._streams = streams
         self._handlers: dict[str, Handler] = {}
+        self._error_fields: dict[str, Callable[[], Reply]] = {}
 
     # -- the handlers ---------------------------------------------------------------------
-    def register(self, msg_type: str, handler: Handler) -> None:
-        """Add or replace the handler of ``msg_type``."""
+    def register(
+        self, msg_type: str, handler: Handler, *, error_fields: Callable[[], Reply] | None = None
+    ) -> None:
+        """Add or replace the handler of ``msg_type``.
+
+        ``error_fields``: what an error reply of this type must carry beyond the error when
+        the handler cannot make it (invalid content, a handler that raised): an
+        execute_reply always has an ``execution_count``.
+        """
         self._handlers[msg_type] = handler
+        if error_fields is not None:
+            self._error_fields[msg_type] = error_fields
 
     def handler_for(self, msg_type: str) -> Handler | None:
         return self._handlers.get(msg_type)
@@ -81,13 +91,13 @@ class Replies:
             problem = invalid_content(msg_type, request.msg["content"])
             if problem is not None:
                 log.warning("invalid %s on %s: %s", msg_type, request.channel, problem)
-                self.reply(request, error_content("InvalidRequest", problem))
+                self.reply(request, self._error(msg_type, "InvalidRequest", problem))
                 return
             try:
                 content = await handler(request)
             except Exception as err:
                 log.exception("handling %s failed", msg_type)
-                self.reply(request, error_content(type(err).__name__, str(err)))
+                self.reply(request, self._error(msg_type, type(err).__name__, str(err)))
                 return
             if content is not None:
                 self.reply(request, content)
@@ -95,6 +105,11 @@ class Replies:
             if flush:
                 self.flush_streams(fds=not _elsewhere.get())
             self.publish_status("idle")
+
+    def _error(self, msg_type: str, ename: str, evalue: str) -> Reply:
+        """The content of an error reply to a ``msg_type`` its handler did not make."""
+        fields = self._error_fields.get(msg_type)
+        return {**(fields() if fields is not None else {}), **error_content(ename, evalue)}
 
     def answer_unrun(self, request: Request, content: Reply, *, busy: bool = True) -> None:
         """Answer a request that will never be handled, in its own context.

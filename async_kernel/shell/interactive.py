@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
+from IPython.core.autocall import ExitAutocall
 from IPython.core.completer import IPCompleter, cursor_to_position
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
@@ -232,6 +233,23 @@ def _names_for(namespace: dict[str, Any], typed: str) -> dict[str, Any]:
     }
 
 
+class KernelExiter(ExitAutocall):
+    """``exit`` and ``quit`` in a cell, bare or called: ``exit(keep_kernel=True)`` closes
+    the client's view of the kernel but keeps the kernel running (IPython's own takes no
+    argument)."""
+
+    _ip: AsyncShell
+
+    def __call__(self, keep_kernel: bool = False) -> None:
+        shell = self._ip
+        kept = shell.keepkernel_on_exit
+        shell.keepkernel_on_exit = keep_kernel  # for this call only
+        try:
+            shell.ask_exit()
+        finally:
+            shell.keepkernel_on_exit = kept
+
+
 class AsyncShell(InteractiveShell):
     """An InteractiveShell whose output goes to iopub and whose cells can be interrupted."""
 
@@ -343,8 +361,14 @@ class AsyncShell(InteractiveShell):
     def set_next_input(self, s: str, replace: bool = False) -> None:
         self.payloads.write_payload({"source": "set_next_input", "text": s, "replace": replace})
 
+    @default("exiter")
+    def _default_exiter(self) -> ExitAutocall:
+        return KernelExiter(self)
+
     def ask_exit(self) -> None:
-        self.exit_now = True
+        """``exit``, ``quit``: the reply's payload asks the client to close, and unless the
+        kernel is kept the kernel ends once the cell is answered (see handlers.py)."""
+        self.exit_now = not self.keepkernel_on_exit
         self.payloads.write_payload({"source": "ask_exit", "keepkernel": self.keepkernel_on_exit})
 
     keepkernel_on_exit = False

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import (
     TIMEOUT,
     collect_outputs,
     shell_reply,
     start_kernel,
     stream_text,
+    wait_for_stream,
 )
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.session import Session
@@ -230,6 +235,129 @@ def test_delete_cancels_a_running_cell(kc: BlockingKernelClient) -> None:
     assert replies[queued]["content"]["status"] == "aborted"
     reply, _ = run_in(kc, sid, "1")
     assert reply["content"]["ename"] == "SubshellNotFound"
+
+
+@pytest.fixture
+def release(tmp_path: Path) -> Generator[tuple[str, int]]:
+    """A FIFO a cell blocks on (``os.read`` of one byte, a blocking C call, as
+    ``time.sleep`` is) until the test writes to it: its path, and the test's end of it (open
+    for reading and writing, so neither side's open or write ever waits for the other)."""
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs here")
+    path = tmp_path / "release"
+    os.mkfifo(path)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        yield str(path), fd
+    finally:
+        os.close(fd)
+
+
+def blocked_on(path: str) -> str:
+    """A cell's code: announce, then block in ``os.read`` on ``path`` until released."""
+    return (
+        f"import os\nfd = os.open({path!r}, os.O_RDONLY)\n"
+        "print('blocking', flush=True)\nos.read(fd, 1)\nprint('released')"
+    )
+
+
+def subshell_threads(kc: BlockingKernelClient, sid: str) -> str:
+    """The kernel's threads of subshell ``sid`` (asked from the main shell)."""
+    names = "[t.name for t in threading.enumerate()]"
+    code = f"import threading\nprint([n for n in {names} if {sid[:8]!r} in n])"
+    _, outputs = run_in(kc, None, code)
+    return stream_text(outputs).strip()
+
+
+def test_delete_does_not_wait_for_a_blocked_cell(
+    kc: BlockingKernelClient, release: tuple[str, int]
+) -> None:
+    """A delete is answered at once, while the subshell's cell is blocked in a C call: so
+    are the control requests after it and the subshell's queued execute (aborted).  The
+    blocked cell is interrupted as an interrupt_request does it: KeyboardInterrupt once the
+    call returns, and the subshell's thread then ends by itself."""
+    path, fd = release
+    sid = create_subshell(kc)
+    blocked = execute_in(kc, sid, blocked_on(path))
+    queued = execute_in(kc, sid, "print('queued ran')")
+    wait_for_stream(kc, blocked, "blocking")
+    assert control(kc, "delete_subshell_request", subshell_id=sid)["content"]["status"] == "ok"
+    assert control(kc, "kernel_info_request")["content"]["status"] == "ok"
+    # All before the release below: the blocked cell cannot have ended yet.
+    assert replies_for(kc, queued)[queued]["content"]["status"] == "aborted"
+    reply, _ = run_in(kc, sid, "1")
+    assert reply["content"]["ename"] == "SubshellNotFound"
+    assert control(kc, "list_subshell_request")["content"]["subshell_id"] == []
+    os.write(fd, b"x")
+    reply = replies_for(kc, blocked)[blocked]
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    deadline = time.monotonic() + TIMEOUT
+    while (threads := subshell_threads(kc, sid)) != "[]" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert threads == "[]", "the deleted subshell's thread did not end"
+
+
+def test_delete_stops_a_spinning_cell_and_nothing_else(
+    kc: BlockingKernelClient, release: tuple[str, int]
+) -> None:
+    """A deleted subshell's spinning cell is interrupted (it stops changing what it
+    changed); the main shell's cell and another subshell's, blocked meanwhile, are not."""
+    path, fd = release
+    sid = create_subshell(kc)
+    other = create_subshell(kc)
+    reader = create_subshell(kc)
+    try:
+        run_in(kc, None, "spin = 0")
+        in_main = execute_in(kc, None, blocked_on(path))
+        wait_for_stream(kc, in_main, "blocking")
+        in_other = execute_in(kc, other, blocked_on(path))
+        wait_for_stream(kc, in_other, "blocking")
+        spinning = execute_in(kc, sid, "print('spinning', flush=True)\nwhile True:\n    spin += 1")
+        wait_for_stream(kc, spinning, "spinning")
+        assert control(kc, "delete_subshell_request", subshell_id=sid)["content"]["status"] == "ok"
+        reply = replies_for(kc, spinning)[spinning]
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+        # (read in a third subshell: the main shell and the other one are still blocked)
+        code = "import time\nbefore = spin\ntime.sleep(0.3)\nprint(spin - before)"
+        reply, outputs = run_in(kc, reader, code)
+        assert reply["content"]["status"] == "ok"
+        assert stream_text(outputs) == "0\n"
+        os.write(fd, b"xy")  # one byte for each blocked cell
+        replies = replies_for(kc, in_main, in_other)
+        for msg_id in (in_main, in_other):
+            assert replies[msg_id]["content"]["status"] == "ok"
+    finally:
+        control(kc, "delete_subshell_request", subshell_id=other)
+        control(kc, "delete_subshell_request", subshell_id=reader)
+
+
+def test_delete_interrupts_a_cell_in_input(kc: BlockingKernelClient) -> None:
+    """A deleted subshell's cell waiting in ``input()`` ends at once, as interrupted."""
+    sid = create_subshell(kc)
+    content = {"code": "input('? ')", "silent": False, "allow_stdin": True}
+    waiting = send_shell(kc, "execute_request", sid, **content)
+    request = kc.get_stdin_msg(timeout=TIMEOUT)
+    assert request["parent_header"]["msg_id"] == waiting
+    assert control(kc, "delete_subshell_request", subshell_id=sid)["content"]["status"] == "ok"
+    reply = replies_for(kc, waiting)[waiting]
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    reply, _ = run_in(kc, None, "'main alive'")
+    assert reply["content"]["status"] == "ok"
+
+
+def test_shutdown_with_a_deleted_subshell_still_blocked(release: tuple[str, int]) -> None:
+    path, _ = release
+    with start_kernel() as (km, kc):
+        sid = create_subshell(kc)
+        blocked = execute_in(kc, sid, blocked_on(path))
+        wait_for_stream(kc, blocked, "blocking")
+        assert control(kc, "delete_subshell_request", subshell_id=sid)["content"]["status"] == "ok"
+        start = time.monotonic()
+        kc.shutdown()
+        while km.is_alive() and time.monotonic() - start < 5:
+            time.sleep(0.05)
+        assert not km.is_alive(), "the kernel did not exit with a deleted subshell blocked"
 
 
 def test_task_cells_run_concurrently(kc: BlockingKernelClient) -> None:

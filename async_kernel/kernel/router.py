@@ -29,8 +29,8 @@ JupyterLab sends them over a subshell.  A blocked cell lets them through explici
 
 **Threads.**  :meth:`Router.deliver` and :meth:`Lane.put` run on the delivering thread (the
 transport's, or a loop reading its own channel); :meth:`Lane.run` on the lane's thread;
-the control queue on the control thread; :func:`process_events` and ``input()``'s wait on
-the main thread, inside a cell.
+the control queue, and :meth:`Lane.close` (a subshell's delete), on the control thread;
+:func:`process_events` and ``input()``'s wait on the main thread, inside a cell.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Literal, cast
 
 import anyio
@@ -67,8 +68,6 @@ CellMode = Literal["queue", "task", "thread"]
 
 COMMS = frozenset({"comm_open", "comm_msg", "comm_close"})
 """Comm messages: always on the main loop, in order."""
-
-CLOSE_GRACE = 1.0  # seconds a deleted subshell's cells get to end after being cancelled
 
 
 def cell_mode(msg: Message) -> CellMode:
@@ -115,8 +114,14 @@ class Lane:
         self._cells_in = 0  # by the delivering thread
         self._cells_out = 0  # by this lane's thread
         self.handling = 0  # requests in hand on this loop (this lane's thread only)
-        self._running: dict[anyio.CancelScope, Request] = {}
+        self._running: dict[int, Request] = {}  # by arrival number
         self._cell_started: anyio.Event | None = None
+        # The requests handed to this lane's loop, for a delete to answer those nobody has
+        # taken up (see close): the executes queue's, and the rest (other requests, '# task'
+        # cells).  Only the delivering thread changes them (it drops the claimed ones at the
+        # front as it appends: they hold what the queues hold); the control thread copies.
+        self._waiting_executes: deque[Request] = deque()
+        self._waiting_others: deque[Request] = deque()
 
     def start(self) -> None:
         self.executes.start()
@@ -135,16 +140,25 @@ class Lane:
                 return
             self._cells_in += 1
             if mode == "queue":
+                _note_waiting(self._waiting_executes, request)
                 self.executes.put(request)
             else:
-                self.caller.start_soon(self.run, request)
-            return
-        if msg_type in ASKS and self.may_be_blocked():
+                _note_waiting(self._waiting_others, request)
+                self.caller.start_soon(self._run_task, request)
+        elif msg_type in ASKS and self.may_be_blocked():
             self.router.responder.route(
-                request, self.caller.thread, self.namespace, self.others.put
+                request, self.caller.thread, self.namespace, self._put_other
             )
         else:
-            self.others.put(request)
+            self._put_other(request)
+        # Deleted meanwhile (close, on the control thread): its copy of the waiting requests
+        # may have missed this one, put after it.  Whoever claims it first answers it.
+        if self.closing and request.claim():
+            self.router.answer_closed(request, "the subshell was deleted")
+
+    def _put_other(self, request: Request) -> None:
+        _note_waiting(self._waiting_others, request)
+        self.others.put(request)
 
     def may_be_blocked(self) -> bool:
         """Whether this lane's loop may not take up a request soon (asked off it, or with a
@@ -189,8 +203,15 @@ class Lane:
             await self._cell_started.wait()
 
     # -- this lane's thread ----------------------------------------------------------------
+    async def _run_task(self, request: Request) -> None:
+        """Run a ``# task`` cell, unless a delete has answered it meanwhile (see close)."""
+        if request.claim():
+            await self.run(request)
+        else:
+            self._cells_out += 1
+
     async def run(self, request: Request) -> None:
-        """Handle ``request`` on this lane's loop, in its namespace."""
+        """Handle ``request`` on this lane's loop, in its namespace (claimed already)."""
         set_namespace(self.namespace)
         is_cell = request.msg["msg_type"] == "execute_request"
         if is_cell and self is self.router.main:
@@ -203,32 +224,54 @@ class Lane:
             if started is not None:
                 started.set()
         self.handling += 1
-        with anyio.CancelScope() as scope:
-            self._running[scope] = request
-            try:
+        # In hand (for an interrupt: cells_in_hand) before the look at ``closing``: a delete
+        # sets that flag first, then interrupts what is in hand (see close).
+        self._running[request.seq] = request
+        try:
+            if self.closing:  # taken up just as the subshell was deleted: not run
+                self.router.answer_closed(request, "aborted")
+            else:
                 await self.router.replies.answer(request)
-            finally:
-                del self._running[scope]
-                self.handling -= 1
-                if is_cell:
-                    self._cells_out += 1
-                    self.router.shell.cells.forget_seq(request.seq)
-        if scope.cancelled_caught:
-            self.router.answer_closed(request, "the subshell was deleted", busy=False)
+        finally:
+            del self._running[request.seq]
+            self.handling -= 1
+            if is_cell:
+                self._cells_out += 1
+                self.router.shell.cells.forget_seq(request.seq)
 
-    async def close(self) -> None:
-        """Interrupt what runs, answer what waits, then stop the loop (a deleted subshell)."""
+    def close(self) -> None:
+        """Delete this subshell's lane (on the control thread, at once: its own thread may
+        be held by a cell).
+
+        It takes no request any more: what nobody has taken up is answered here ('aborted'
+        for executes, an error for the rest), and one that is being delivered now (put, on
+        the delivering thread) is answered there.  Nothing is taken out of the queues (only
+        their consumer pops, on this lane's thread): each request is claimed once, by this
+        method, by put, or by the consumer, whose :meth:`run` then answers it unrun.  What
+        runs is the caller's to interrupt (after this: run's look at ``closing`` comes after
+        it puts its request in hand).  The loop ends once nothing runs on it (:meth:`_end`).
+        """
         self.closing = True
-        for request in self.take_queued() + self.others.take_all():
-            self.router.answer_closed(request, "aborted")
-        self.router.shell.cancel_awaiting_cells()  # this thread's awaiting cells only
-        with anyio.move_on_after(CLOSE_GRACE):
-            while self._running:
-                await anyio.sleep(0.01)
-        for scope in list(self._running):
-            scope.cancel()
-        await anyio.sleep(0)  # let the cancelled handlers answer
+        waiting = [*self._waiting_executes.copy(), *self._waiting_others.copy()]  # (atomic)
+        for request in waiting:
+            if request.claim():
+                self.router.answer_closed(request, "aborted")
+        self.caller.start_soon(self._end)
+
+    async def _end(self) -> None:
+        """Stop this deleted lane's loop and thread once nothing is handled on it (on its own
+        thread: it starts once the cell holding the loop, if any, gives it back)."""
+        while self.handling:  # an interrupted cell ending, a request being answered
+            await anyio.sleep(0.01)
         self.caller.stop()
+
+
+def _note_waiting(waiting: deque[Request], request: Request) -> None:
+    """Append ``request`` to a lane's ``waiting`` (on the delivering thread), after dropping
+    those at the front that have been claimed (taken up, or answered elsewhere)."""
+    while waiting and waiting[0].claimed:
+        waiting.popleft()
+    waiting.append(request)
 
 
 class Router:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ..cells import RunningCell
     from ..parent import Request
     from .replies import Replies, Reply
-    from .router import Router
+    from .router import Lane, Router
 
 __all__ = ["Subshells"]
 
@@ -83,15 +83,29 @@ class Subshells:
         lane = self._router.remove_subshell(subshell_id) if isinstance(subshell_id, str) else None
         if lane is None:
             return error_content("SubshellNotFound", f"no subshell with id {subshell_id!r}")
-        closed = lane.caller.call_soon(lane.close)
-        with anyio.move_on_after(2.0):
-            await closed.wait()
+        # Answered at once, whatever the subshell's thread is doing: removed above (a
+        # message for it now gets SubshellNotFound), it answers what waits and takes
+        # nothing more (close), then its cells are interrupted (in that order: see close);
+        # its loop and thread end by themselves once those cells have ended.
+        lane.close()
+        self.interrupt_lane(lane)
         return {"status": "ok"}
 
     async def list_subshell_request(self, request: Request) -> Reply:
         return {"status": "ok", "subshell_id": self._router.subshell_ids}
 
     # -- interrupts ------------------------------------------------------------------------
+    def interrupt_lane(self, lane: Lane) -> None:
+        """Interrupt the cells of ``lane`` (a subshell being deleted) as an interrupt_request
+        does, and no others: those running on its thread, and the one it has in hand that
+        has not started yet (it starts owed the interrupt)."""
+        thread = lane.caller.thread.ident
+        if thread is None:  # pragma: no cover - a lane's thread has started
+            return
+        for seq in lane.cells_in_hand():
+            self._shell.interrupt_cell_in_hand(seq)
+        self.interrupt_all(self._shell.cells.owe(thread))
+
     def interrupt_all(self, owed: list[RunningCell]) -> None:
         """Deliver the interrupt ``owed`` to the cells off the main thread (subshells,
         ``# thread`` cells): raised in the code of those that run, the await cancelled on

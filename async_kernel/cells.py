@@ -202,11 +202,3 @@ class Cells:
         on the thread's loop, which owns the scopes)."""
         for cell in self.running(threading.get_ident()):
             cell.cancel_await_here()
-
-    def cancel_awaits(self) -> None:
-        """Cancel the await of every cell on this thread (owed or not: a subshell being
-        deleted), on the thread's loop."""
-        for cell in self.running(threading.get_ident()):
-            cell.take()
-            for scope in list(cell.scopes):
-                scope.cancel()

@@ -79,6 +79,11 @@ class RequestQueue:
                 taken.append(request)
         return taken
 
+    def waiting(self) -> list[Request]:
+        """What waits in the queue now (any thread: a copy taken in one step, nothing
+        removed; a request in it may be claimed meanwhile by whoever takes it)."""
+        return list(self._queue.copy())
+
     def first_seq(self) -> int | None:
         """The arrival number of the first request waiting, if any."""
         queue = self._queue

@@ -116,12 +116,11 @@ class Lane:
         self.handling = 0  # requests in hand on this loop (this lane's thread only)
         self._running: dict[int, Request] = {}  # by arrival number
         self._cell_started: anyio.Event | None = None
-        # The requests handed to this lane's loop, for a delete to answer those nobody has
-        # taken up (see close): the executes queue's, and the rest (other requests, '# task'
-        # cells).  Only the delivering thread changes them (it drops the claimed ones at the
-        # front as it appends: they hold what the queues hold); the control thread copies.
-        self._waiting_executes: deque[Request] = deque()
-        self._waiting_others: deque[Request] = deque()
+        # '# task' cells handed to this lane's loop, for a delete to answer those not yet
+        # started (see close; what waits in the two queues, the queues tell).  Only the
+        # delivering thread changes it (dropping the claimed ones at the front as it
+        # appends); the control thread copies it.
+        self._tasks_to_start: deque[Request] = deque()
 
     def start(self) -> None:
         self.executes.start()
@@ -140,25 +139,31 @@ class Lane:
                 return
             self._cells_in += 1
             if mode == "queue":
-                _note_waiting(self._waiting_executes, request)
                 self.executes.put(request)
             else:
-                _note_waiting(self._waiting_others, request)
+                _note_task(self._tasks_to_start, request)
                 self.caller.start_soon(self._run_task, request)
+            self._unless_deleted(request)
         elif msg_type in ASKS and self.may_be_blocked():
+            # The responder answers it, or hands it back (later, on another thread) to
+            # the lane's queue: either way through _put_other.
             self.router.responder.route(
                 request, self.caller.thread, self.namespace, self._put_other
             )
         else:
             self._put_other(request)
-        # Deleted meanwhile (close, on the control thread): its copy of the waiting requests
-        # may have missed this one, put after it.  Whoever claims it first answers it.
-        if self.closing and request.claim():
-            self.router.answer_closed(request, "the subshell was deleted")
 
     def _put_other(self, request: Request) -> None:
-        _note_waiting(self._waiting_others, request)
         self.others.put(request)
+        self._unless_deleted(request)
+
+    def _unless_deleted(self, request: Request) -> None:
+        """After ``request`` was handed to this lane's loop: if the lane was deleted
+        meanwhile (close, on the control thread), its look at what waits may have missed
+        this one, handed over after it, and the loop may end before taking it up.
+        Whoever claims it first answers it."""
+        if self.closing and request.claim():
+            self.router.answer_closed(request, "the subshell was deleted")
 
     def may_be_blocked(self) -> bool:
         """Whether this lane's loop may not take up a request soon (asked off it, or with a
@@ -252,7 +257,7 @@ class Lane:
         it puts its request in hand).  The loop ends once nothing runs on it (:meth:`_end`).
         """
         self.closing = True
-        waiting = [*self._waiting_executes.copy(), *self._waiting_others.copy()]  # (atomic)
+        waiting = [*self.executes.waiting(), *self.others.waiting(), *self._tasks_to_start.copy()]
         for request in waiting:
             if request.claim():
                 self.router.answer_closed(request, "aborted")
@@ -266,12 +271,12 @@ class Lane:
         self.caller.stop()
 
 
-def _note_waiting(waiting: deque[Request], request: Request) -> None:
-    """Append ``request`` to a lane's ``waiting`` (on the delivering thread), after dropping
-    those at the front that have been claimed (taken up, or answered elsewhere)."""
-    while waiting and waiting[0].claimed:
-        waiting.popleft()
-    waiting.append(request)
+def _note_task(tasks: deque[Request], request: Request) -> None:
+    """Append ``request`` to a lane's ``tasks`` to start (on the delivering thread), after
+    dropping those at the front that have been claimed (started, or answered elsewhere)."""
+    while tasks and tasks[0].claimed:
+        tasks.popleft()
+    tasks.append(request)
 
 
 class Router:

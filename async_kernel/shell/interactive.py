@@ -510,17 +510,9 @@ class AsyncShell(InteractiveShell):
         return (AsyncShell.run_code.__code__, AsyncShell._await_interruptibly.__code__)
 
     def interrupt_cell_in_hand(self, seq: int) -> None:
-        """An interrupt came while the main thread's cell in hand (arrival number ``seq``)
-        had not started (any thread): it starts owed the interrupt, and its code raises
+        """An interrupt came while a lane's cell in hand (arrival number ``seq``) had not
+        started (any thread): it starts owed the interrupt, and its code raises
         KeyboardInterrupt as soon as it starts.  A cell that has ended meanwhile
         is never started again, so the mark then does nothing."""
         if not self.cells.started(seq):
             self.cells.owe_seq(seq)
-
-    def cancel_awaiting_cells(self) -> None:
-        """Cancel the cells waiting in an ``await`` on this thread's loop (call it there),
-        owed an interrupt or not (a subshell being deleted).
-
-        Cells of other threads (subshells) are left alone: a scope is not thread-safe.
-        """
-        self.cells.cancel_awaits()

@@ -42,7 +42,8 @@ def announce_jupyter_kernel(shell: InteractiveShell, connection_file: str | None
     if "IPKernelApp" not in config:
         from traitlets.config import Config
 
-        section = Config()
-        if connection_file:
-            section.connection_file = connection_file
-        config["IPKernelApp"] = section
+        config["IPKernelApp"] = Config()
+    # Set even when the profile's config made the section first (it always does): the
+    # connection file is this kernel's fact, read by %connect_info and %qtconsole.
+    if connection_file:
+        config["IPKernelApp"]["connection_file"] = connection_file

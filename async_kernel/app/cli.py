@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .._version import __version__
 from ..settings import SETTINGS, InterfaceSettings, SettingsError
@@ -135,17 +136,55 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise SettingsError("--env sets a kernel spec's environment: use it with -a NAME")
     except SettingsError as err:
         parser.exit(2, f"async-kernel: error: {err}\n")
-    logging.basicConfig(
-        stream=sys.__stderr__,
-        level=str(args.log_level).upper(),
-        format="[async-kernel %(levelname)s %(name)s] %(message)s",
-    )
+    _log_to_terminal(str(args.log_level).upper())
     if args.add or args.remove or args.list:
         _manage_specs(args, settings, env)
         return
+    _import_from_the_working_directory()
     from .launch import run_kernel
 
     run_kernel(args.connection_file, settings)
+
+
+def _log_to_terminal(level: str) -> None:
+    """The kernel's own log (``async_kernel`` and its children) goes to the terminal, at
+    ``level``.  The root logger is the user's, as in a Python script: a cell's ``logging``
+    calls (and ``logging.basicConfig``) write to the cell's ``sys.stderr``, and no kernel
+    warning passes through a handler a cell has set there.  IPython's traitlets log (config
+    warnings) is the kernel's too, as it is ipykernel's application log."""
+    handler = logging.StreamHandler(sys.__stderr__)  # fdcapture.py keeps it on the terminal
+    handler.setFormatter(logging.Formatter("[async-kernel %(levelname)s %(name)s] %(message)s"))
+    for name in ("async_kernel", "traitlets"):
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def _import_from_the_working_directory() -> None:
+    """Imports follow the working directory (``%cd``, ``os.chdir``), as in IPython.
+
+    ``python -m`` put the start directory first on ``sys.path``: taken off before the
+    kernel imports its libraries, so a file there (``zmq.py``, ``signal.py``) cannot stand
+    in for one.  ``''`` (the working directory at each import) goes where IPython puts it:
+    after the standard library, before the installed packages (IPython's ``init_path``), so
+    the user's files never shadow the standard library the kernel imports later either.
+    The kernel's own modules are found through its package, already imported, not
+    ``sys.path``.  Nothing is added under ``-P``/``PYTHONSAFEPATH``.
+    """
+    if sys.path and sys.path[0] and Path(sys.path[0]) == Path.cwd():
+        del sys.path[0]
+    if "" in sys.path or sys.flags.safe_path:
+        return
+    where = next(
+        (
+            index
+            for index, entry in enumerate(sys.path)
+            if Path(entry).name in ("site-packages", "dist-packages")
+        ),
+        0,
+    )
+    sys.path.insert(where, "")
 
 
 def _manage_specs(

@@ -295,6 +295,7 @@ class AsyncShell(InteractiveShell):
         from .magics import register as register_magics  # %callers, %%thread, %%trio, ...
 
         register_magics(self)
+        self.magics_manager.register_function(self._autoawait_magic, "line", "autoawait")
 
     # -- namespaces: a subshell's task sees its own (see namespaces.py) ---------------------
     def init_completer(self) -> None:
@@ -378,6 +379,33 @@ class AsyncShell(InteractiveShell):
         """This shell's per-request payloads (IPython types the manager as optional)."""
         assert isinstance(self.payload_manager, RequestPayloads)
         return self.payload_manager
+
+    # -- top-level await -------------------------------------------------------------------
+    def _autoawait_magic(self, line: str) -> None:
+        """``%autoawait [on|off]``: whether cells may use top-level ``await``.
+
+        Cells await on the kernel's own event loop, so the library is the kernel's backend
+        (``--interface.backend``), fixed at start-up: there is no runner to choose, and
+        IPython's ``%autoawait trio`` would be accepted and then ignored.  Naming the
+        kernel's backend is the same as ``on``; another library is an error.  Trio or
+        asyncio code in a cell of the other backend: the ``%%trio`` / ``%%asyncio`` cell
+        magics.
+        """
+        backend = self.kernel.settings.backend if self.kernel is not None else "asyncio"
+        choice = line.strip()
+        if not choice:
+            state = "on" if self.autoawait else "off"
+            print(f"IPython autoawait is `{state}`, and set to use `{backend}`")
+        elif choice.lower() in ("true", "on", backend):
+            self.autoawait = True
+        elif choice.lower() in ("false", "off"):
+            self.autoawait = False
+        else:
+            raise UsageError(
+                f"cells run on the kernel's backend ({backend}), not {choice!r}: use the "
+                "%%trio or %%asyncio cell magic for one cell, or start the kernel with "
+                "--interface.backend=asyncio|trio"
+            )
 
     # -- GUI -------------------------------------------------------------------------------
     def enable_matplotlib(self, gui: str | None = None) -> tuple[Any, Any]:

@@ -85,13 +85,18 @@ def report_failure(error: BaseException, what: str, request: Request | None = No
 def _publish_error(error: BaseException, request: Request) -> None:
     from IPython.core.interactiveshell import InteractiveShell
 
+    from ..interrupt import users_frames
+
     if not InteractiveShell.initialized():
         return
     shell = InteractiveShell.instance()
     publisher = getattr(shell, "publisher", None)
     if publisher is None:
         return
-    stb = shell.InteractiveTB.structured_traceback(type(error), error, error.__traceback__)
+    # From the user's first frame, as a cell's error is shown: the task runner (``guarded``)
+    # and what called it are the kernel's, not the user's program.
+    tb = users_frames(error.__traceback__) or error.__traceback__
+    stb = shell.InteractiveTB.structured_traceback(type(error), error, tb)
     content = {
         "ename": type(error).__name__,
         "evalue": str(error),

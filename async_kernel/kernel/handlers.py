@@ -28,7 +28,6 @@ from IPython.utils.tokenutil import token_at_cursor
 from .._version import __version__
 from ..debugger import debugpy_missing
 from ..shell.history import read_history
-from ..toolkit.caller import Caller
 from ..transport.wire import PROTOCOL_VERSION, error_content
 from .replies import Handler, Replies, Reply
 
@@ -38,12 +37,14 @@ _WARM_UP_NAME = "<async-kernel warm-up>"
 _WARM_UP_SOURCE = "raise ValueError('warm-up')\n"
 # execute_reply's metadata 'engine': which kernel process answered (one id per process).
 _ENGINE = uuid.uuid4().hex
+EXIT_GRACE = 1.0  # seconds from an exit's reply to the kernel's stop
 
 if TYPE_CHECKING:
     from comm.base_comm import CommManager
 
     from ..parent import Request
     from ..shell.interactive import AsyncShell
+    from ..toolkit.caller import Caller
     from ..transport import Transport
     from .router import Router
 
@@ -258,11 +259,12 @@ class RequestHandlers:
             aborted = {"status": "aborted", "execution_count": shell.execution_count}
             replies.answer_unrun(later, aborted)
         if any(p.get("source") == "ask_exit" and not p.get("keepkernel") for p in payload):
-            # exit/quit: the kernel stops as on a shutdown_request, once this reply and
-            # idle are queued: scheduled on this cell's own loop (not control's), the stop
-            # runs after this handler's answer, when the lane no longer holds the cell (a
-            # stop would interrupt a cell the main lane holds).
-            Caller.current().schedule(self._stop)
+            # exit/quit: the kernel stops as on a shutdown_request, but EXIT_GRACE after
+            # this reply.  The payload asks the client to close first: jupyter console
+            # reads the reply only while the kernel process is alive, then shuts down the
+            # kernel it started itself.  A client that ignores the payload (JupyterLab)
+            # sees the kernel end and restarts it, as with ipykernel.
+            self._control.call_later(EXIT_GRACE, self._stop)
 
     # -- introspection -------------------------------------------------------------------
     async def kernel_info_request(self, request: Request) -> Reply:

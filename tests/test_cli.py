@@ -177,3 +177,28 @@ def test_help_all_lists_every_setting_and_docs_have_the_same_table() -> None:
     assert set(InterfaceSettings.__dataclass_fields__) == {s.name for s in SETTINGS}
     page = (Path(__file__).parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
     assert table in page, "docs/cli.md's settings table differs from async-kernel --help-all"
+
+
+def test_ipython_config_on_the_command_line_reaches_the_shell() -> None:
+    """``--Class.trait=value`` configures IPython, as on ipykernel's command line: nbclient,
+    papermill and nbconvert add ``--HistoryManager.hist_file=:memory:`` for a spec named
+    python3 (the kernel refused it as an unknown argument and died before its first reply)."""
+    from conftest import run_ok, start_kernel
+
+    with start_kernel("--HistoryManager.hist_file=:memory:", "--IPCompleter.use_jedi=False") as (
+        _,
+        kc,
+    ):
+        shell = "ip = get_ipython()\nprint(ip.history_manager.hist_file, ip.Completer.use_jedi)"
+        assert run_ok(kc, shell) == ":memory: False\n"
+        kc.history(hist_access_type="tail", n=5)
+        reply = kc.get_shell_msg(timeout=15)
+        assert reply["content"]["status"] == "ok"
+        assert any("history_manager" in entry[2] for entry in reply["content"]["history"])
+
+
+def test_ipython_config_goes_into_a_new_spec(tmp_path: Path) -> None:
+    added = run("-a", "async-nojedi", "--IPCompleter.use_jedi=False", "--prefix", str(tmp_path))
+    assert added.returncode == 0, added.stderr
+    spec = tmp_path / "share" / "jupyter" / "kernels" / "async-nojedi" / "kernel.json"
+    assert json.loads(spec.read_text())["argv"][-1] == "--IPCompleter.use_jedi=False"

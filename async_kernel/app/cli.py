@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,6 +112,18 @@ def _env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
+# IPython's own configuration, ``--Class.trait=value`` as ipykernel takes it on its command
+# line (nbclient, papermill and nbconvert add ``--HistoryManager.hist_file=:memory:`` for a
+# spec named python3): given to the shell over the profile's files.
+_IPYTHON_CONFIG = re.compile(r"--[A-Z]\w*\.\w+=")
+
+
+def _ipython_config(extra: list[str]) -> tuple[list[str], list[str]]:
+    """``extra`` split into IPython configuration and the rest."""
+    config = [arg for arg in extra if _IPYTHON_CONFIG.match(arg)]
+    return config, [arg for arg in extra if not _IPYTHON_CONFIG.match(arg)]
+
+
 def _reject_unknown(extra: list[str]) -> None:
     for arg in extra:
         name = arg.split("=", 1)[0]
@@ -128,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("\nSettings (--interface.NAME=VALUE; fixed when the kernel starts):\n")
         print(help_all_table())
         return
+    ipython_config, extra = _ipython_config(extra)
     try:
         _reject_unknown(extra)
         settings = _settings(args)
@@ -138,12 +152,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.exit(2, f"async-kernel: error: {err}\n")
     _log_to_terminal(str(args.log_level).upper())
     if args.add or args.remove or args.list:
-        _manage_specs(args, settings, env)
+        _manage_specs(args, settings, env, ipython_config)
         return
     _import_from_the_working_directory()
     from .launch import run_kernel
 
-    run_kernel(args.connection_file, settings)
+    run_kernel(args.connection_file, settings, ipython_config)
 
 
 def _log_to_terminal(level: str) -> None:
@@ -188,13 +202,17 @@ def _import_from_the_working_directory() -> None:
 
 
 def _manage_specs(
-    args: argparse.Namespace, settings: InterfaceSettings, env: dict[str, str]
+    args: argparse.Namespace,
+    settings: InterfaceSettings,
+    env: dict[str, str],
+    ipython_config: list[str],
 ) -> None:
     from . import kernelspec
 
     where = {"user": args.user, "prefix": args.prefix}
     if args.add:
         settings_args = [a for a in settings.as_args() if a not in InterfaceSettings().as_args()]
+        settings_args += ipython_config
         spec = kernelspec.make_spec(args.add, args.display_name, settings_args, env=env)
         path = kernelspec.write_spec(args.add, spec, **where)
         print(f"Wrote kernel spec {args.add!r} to {path}")

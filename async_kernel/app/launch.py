@@ -34,6 +34,8 @@ from ..transport.zmq_transport import ZmqTransport
 from .parent_poller import start_parent_poller
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ..kernel.core import Kernel
 
 __all__ = ["run_kernel"]
@@ -51,8 +53,13 @@ def _load(path: Path | None) -> tuple[Path, ConnectionInfo]:
     return path, ConnectionInfo()
 
 
-def run_kernel(connection_file: str | None, settings: InterfaceSettings) -> None:
-    """Run a kernel until it is shut down; returns when the host loop has ended."""
+def run_kernel(
+    connection_file: str | None, settings: InterfaceSettings, ipython_config: Sequence[str] = ()
+) -> None:
+    """Run a kernel until it is shut down; returns when the host loop has ended.
+
+    ``ipython_config``: ``--Class.trait=value`` arguments for the shell (IPython's config).
+    """
     kernel: Kernel | None = None
     orphaned = threading.Event()
 
@@ -80,7 +87,12 @@ def run_kernel(connection_file: str | None, settings: InterfaceSettings) -> None
 
     from ..kernel.core import Kernel
 
-    kernel = Kernel(settings, lambda: transport, before_forced_exit=_end_children)
+    kernel = Kernel(
+        settings,
+        lambda: transport,
+        before_forced_exit=_end_children,
+        ipython_config=ipython_config,
+    )
     if orphaned.is_set():  # the parent died while we started: serve() returns at once
         kernel.stop()
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")

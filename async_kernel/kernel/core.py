@@ -20,7 +20,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
@@ -106,8 +106,11 @@ class Kernel:
         *,
         single_thread: bool = False,
         before_forced_exit: Callable[[], object] | None = None,
+        ipython_config: Sequence[str] = (),
     ) -> None:
         self.settings = settings
+        # ``--Class.trait=value`` from the command line, over the profile's config files.
+        self._ipython_config = tuple(ipython_config)
         # Called before the process is ended because a cell held the main loop past the
         # stop (launch passes: end the processes the cells started).
         self._before_forced_exit = before_forced_exit
@@ -174,7 +177,10 @@ class Kernel:
         sys.stdout, sys.stderr = self._streams
         self.replies = replies = Replies(self.transport, self._streams)
         self.shell = AsyncShell.instance(
-            config=load_profile_config(), kernel=self, publisher=replies, host_gui=self._host_gui()
+            config=load_profile_config(self._ipython_config),
+            kernel=self,
+            publisher=replies,
+            host_gui=self._host_gui(),
         )
         self.shell.display_banner = False  # pyright: ignore[reportAttributeAccessIssue]  # a terminal shell's option, undeclared here
         self.router = Router(

@@ -9,10 +9,13 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from IPython.paths import locate_profile
 from traitlets.config import Config
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["StartupShell", "load_profile_config", "run_startup_files"]
 
@@ -27,23 +30,27 @@ def _profile_dir() -> Path | None:
         return None
 
 
-def load_profile_config() -> Config:
-    """The default profile's ``ipython_config.py`` and ``ipython_kernel_config.py``."""
+def load_profile_config(command_line: Sequence[str] = ()) -> Config:
+    """The default profile's ``ipython_config.py`` and ``ipython_kernel_config.py``, then
+    ``command_line``'s ``--Class.trait=value`` arguments over them (as in IPython)."""
     config = Config()
     # Libraries (tqdm.autonotebook among them) tell a notebook kernel from a terminal by
     # this section's presence, as IPython's own kernel application creates it.
     config.IPKernelApp = Config()
     profile = _profile_dir()
-    if profile is None:
-        return config
-    from traitlets.config.loader import PyFileConfigLoader
+    if profile is not None:
+        from traitlets.config.loader import PyFileConfigLoader
 
-    for name in ("ipython_config.py", "ipython_kernel_config.py"):
-        if (profile / name).is_file():
-            try:
-                config.merge(PyFileConfigLoader(name, path=str(profile)).load_config())
-            except Exception:
-                log.exception("could not load %s", profile / name)
+        for name in ("ipython_config.py", "ipython_kernel_config.py"):
+            if (profile / name).is_file():
+                try:
+                    config.merge(PyFileConfigLoader(name, path=str(profile)).load_config())
+                except Exception:
+                    log.exception("could not load %s", profile / name)
+    if command_line:
+        from traitlets.config.loader import KVArgParseConfigLoader
+
+        config.merge(KVArgParseConfigLoader(argv=list(command_line)).load_config())
     return config
 
 

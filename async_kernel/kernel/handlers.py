@@ -249,16 +249,18 @@ class RequestHandlers:
             "engine": _ENGINE,
             "status": reply["status"],
         }
-        # A failing silent cell aborts nothing (the spec; qtconsole's own calls are silent).
-        # Take the queue before replying: a client may answer the reply with a new request
-        # at once, and that one must run.
-        aborts = not result.success and stop_on_error and not silent
+        exits = any(p.get("source") == "ask_exit" and not p.get("keepkernel") for p in payload)
+        # A failing silent cell aborts nothing (the spec; qtconsole's own calls are silent);
+        # an exit ends the kernel, so what was queued behind it is not run either.  Take the
+        # queue before replying: a client may answer the reply with a new request at once,
+        # and that one must run.
+        aborts = exits or (not result.success and stop_on_error and not silent)
         queued = self._router.take_queued_executes() if aborts else []
         replies.reply(request, reply, metadata)
-        for later in queued:  # answered 'aborted': the cell before them failed
+        for later in queued:  # answered 'aborted': the cell before them failed or exited
             aborted = {"status": "aborted", "execution_count": shell.execution_count}
             replies.answer_unrun(later, aborted)
-        if any(p.get("source") == "ask_exit" and not p.get("keepkernel") for p in payload):
+        if exits:
             # exit/quit: the kernel stops as on a shutdown_request, but EXIT_GRACE after
             # this reply.  The payload asks the client to close first: jupyter console
             # reads the reply only while the kernel process is alive, then shuts down the

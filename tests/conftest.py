@@ -6,11 +6,13 @@ a second); tests that break a kernel on purpose start their own with ``start_ker
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,13 +35,26 @@ def kernel_argv(*settings: str) -> list[str]:
 
 @contextmanager
 def start_kernel(
-    *settings: str, env: dict[str, str] | None = None
+    *settings: str,
+    env: dict[str, str] | None = None,
+    argv: list[str] | None = None,
+    stderr: Path | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
-    """A fresh kernel with ``settings`` (e.g. ``--interface.backend=trio``), shut down after."""
+    """A fresh kernel with ``settings`` (e.g. ``--interface.backend=trio``), shut down after.
+
+    ``argv`` replaces the whole command line (a wrapper around the kernel); ``stderr``
+    receives the kernel's own stderr (its log, a crash's stack dump); ``cwd`` is where it
+    starts."""
     km = KernelManager(kernel_name="async")
-    km.kernel_spec.argv = kernel_argv(*settings)  # the spec's argv, with our settings
-    launch_env = {**os.environ, **(env or {})}
-    km.start_kernel(env=launch_env)
+    km.kernel_spec.argv = argv or kernel_argv(*settings)  # the spec's argv, with our settings
+    launch: dict[str, Any] = {"env": {**os.environ, **(env or {})}}
+    if cwd is not None:
+        launch["cwd"] = str(cwd)
+    with contextlib.ExitStack() as files:
+        if stderr is not None:
+            launch["stderr"] = files.enter_context(stderr.open("w"))
+        km.start_kernel(**launch)
     kc = km.client()
     kc.start_channels()
     try:

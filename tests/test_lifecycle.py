@@ -7,7 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-from conftest import execute, kernel_argv
+from conftest import execute, kernel_argv, start_kernel
 from jupyter_client.manager import KernelManager
 
 
@@ -59,15 +59,8 @@ def test_interrupts_while_the_kernel_stops_end_it_cleanly(backend: str, tmp_path
     process still exits with status 0 and no traceback.  (One did not: the handler asked the
     ended control loop to look again later, and the error was raised into the transport's
     close.)"""
-    km = KernelManager(kernel_name="async")
-    km.kernel_spec.argv = kernel_argv(f"--interface.backend={backend}")
     stderr = tmp_path / "kernel.err"
-    with stderr.open("w") as err:
-        km.start_kernel(stderr=err)
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=30)
+    with start_kernel(f"--interface.backend={backend}", stderr=stderr) as (km, kc):
         process = km.provisioner.process  # type: ignore[union-attr]
         kc.execute("import anyio\nawait anyio.sleep(60)")
         time.sleep(0.3)
@@ -79,7 +72,3 @@ def test_interrupts_while_the_kernel_stops_end_it_cleanly(backend: str, tmp_path
             time.sleep(0.002)
         assert process.wait(timeout=10) == 0
         assert "Traceback" not in stderr.read_text(), stderr.read_text()
-    finally:
-        kc.stop_channels()
-        if km.has_kernel:
-            km.shutdown_kernel(now=True)

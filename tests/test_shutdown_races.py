@@ -17,8 +17,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import kernel_argv
-from jupyter_client.manager import KernelManager
+from conftest import kernel_argv, start_kernel
 
 # The heartbeat stopped by two threads at once (alone, or by the transport's close), the
 # second while the first's term waits.
@@ -116,15 +115,9 @@ def test_two_threads_close_at_once_and_both_return(closer: str) -> None:
 
 
 def test_a_slow_teardown_is_not_closed_again_by_the_stop_watchdog(tmp_path: Path) -> None:
-    km = KernelManager(kernel_name="async")
-    km.kernel_spec.argv = [sys.executable, "-c", _SLOW_TEARDOWN, *kernel_argv()[3:]]
     stderr = tmp_path / "kernel.err"
-    with stderr.open("w") as err:
-        km.start_kernel(stderr=err)
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=30)
+    argv = [sys.executable, "-c", _SLOW_TEARDOWN, *kernel_argv()[3:]]
+    with start_kernel(argv=argv, stderr=stderr) as (km, kc):
         process = km.provisioner.process  # type: ignore[union-attr]
         kc.shutdown()
         assert process.wait(timeout=15) == 0, stderr.read_text()
@@ -133,7 +126,3 @@ def test_a_slow_teardown_is_not_closed_again_by_the_stop_watchdog(tmp_path: Path
         assert "a second stop" not in log, log
         # The teardown was under way: not a held main thread, so no forced exit.
         assert "still held" not in log, log
-    finally:
-        kc.stop_channels()
-        if km.has_kernel:
-            km.shutdown_kernel(now=True)

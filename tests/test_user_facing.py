@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sysconfig
 from pathlib import Path
 from typing import Any
 
-from conftest import TIMEOUT, execute, execute_ok, kernel_argv, run_ok, stream_text
+from conftest import TIMEOUT, execute, execute_ok, run_ok, start_kernel, stream_text
 from jupyter_client.blocking.client import BlockingKernelClient
-from jupyter_client.manager import KernelManager
 from test_fd_output import kernel_with_terminal, wait_for_text
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -53,14 +51,7 @@ def test_imports_follow_the_working_directory(tmp_path: Path) -> None:
     for folder, module in ((start, "in_start_dir"), (later, "in_later_dir")):
         folder.mkdir()
         (folder / f"{module}.py").write_text(f"WHERE = {folder.name!r}\n")
-    km = KernelManager(kernel_name="async")
-    assert km.kernel_spec is not None
-    km.kernel_spec.argv = kernel_argv()
-    km.start_kernel(env=dict(os.environ), cwd=str(start))
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=30)
+    with start_kernel(cwd=start) as (_, kc):
         assert run_ok(kc, "import in_start_dir\nprint(in_start_dir.WHERE)") == "start\n"
         code = f"%cd {later}\nimport in_later_dir\nprint(in_later_dir.WHERE)"
         assert run_ok(kc, code).endswith("later\n")
@@ -70,11 +61,6 @@ def test_imports_follow_the_working_directory(tmp_path: Path) -> None:
         index, path = order.splitlines()
         assert sysconfig.get_paths()["stdlib"] in eval(path)[: int(index)]
         assert str(start) not in path
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=False)
-        if km.has_kernel:
-            km.shutdown_kernel(now=True)
 
 
 def test_autoawait_names_the_kernels_backend(kc: BlockingKernelClient, backend: str) -> None:

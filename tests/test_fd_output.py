@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -146,6 +147,44 @@ def test_utf8_split_across_reads(kc: BlockingKernelClient) -> None:
     # A multi-byte character written in two pieces is decoded whole.
     text = run_ok(kc, "import os\nos.write(1, 'é'.encode()[:1])\nos.write(1, 'é\\n'.encode()[1:])")
     assert text == "é\n"
+
+
+THREADED_PRINTS = """\
+import sys, threading, time
+time.sleep(0.2)
+print('AAAAAAAA -1')
+start = threading.Barrier(4, timeout=15)
+def lines():
+    start.wait()
+    for i in range(300):
+        print('AAAAAAAA', i)
+threads = [threading.Thread(target=lines) for _ in range(4)]
+interval = sys.getswitchinterval()
+sys.setswitchinterval(1.0)
+try:
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+finally:
+    sys.setswitchinterval(interval)
+"""
+
+
+def test_prints_from_threads_stay_whole_lines(kc: BlockingKernelClient) -> None:
+    # A print is several writes (items, separator, end), and each write looks at the pipes
+    # first.  A look that released the GIL let other threads' text in between them: with
+    # select's epoll, 'AAAAAAAA 7AAAAAAAA 3' in up to half of these lines.  What splits a
+    # print in any Python is left out: the interpreter's forced switches (a long switch
+    # interval while the threads print) and the first write after a flush, which wakes the
+    # transport's thread with a syscall (the line printed before the threads start, after
+    # the flush timer left by the cell before has fired).
+    for _ in range(3):
+        text = run_ok(kc, THREADED_PRINTS)
+        lines = text.splitlines()
+        broken = [line for line in lines if not re.fullmatch(r"AAAAAAAA -?\d+", line)]
+        assert broken == [], f"{len(broken)} of {len(lines)} lines mixed: {broken[:3]}"
+        assert len(lines) == 1 + 4 * 300
 
 
 # -- the kernel's terminal: a file, so we can read what did not reach the cell -----------

@@ -19,7 +19,14 @@ that print's text; whoever reads marks the data in flight until it is handed on.
 transport's timed flush does not look at the pipes: it sends what is buffered, and the reader
 hands on what it reads (handing on from the transport's thread could wait for a stream's lock
 held by a writer that waits for that thread).
-The check is one ``poll`` with a zero timeout (~0.3 µs).
+The check is libc's ``poll`` with a zero timeout, called with the GIL held (``PyDLL``, as
+:mod:`async_kernel.transport.libzmq` does): ~0.3 µs, never blocks.  A look that released the
+GIL (``select``'s calls do) let other threads run between the several writes of one
+``print``, and prints from threads came out mixed mid-line (``AAAA 7AAAA 3``).  Without it,
+what still splits a print is what splits one in any Python (a switch at the interpreter's
+switch interval) and the stream's wake-up of the transport's thread by the first write after
+a flush.
+Where libc's ``poll`` cannot be bound, the look is ``select``'s epoll or poll.
 
 C's own buffer.  ``printf`` writes into libc's ``stdout`` buffer, which for a pipe is
 flushed only when full.  Capture makes that buffer line-buffered, as on a terminal, and
@@ -124,10 +131,12 @@ class FdCapture:
         self.in_flight = False  # the reader holds data it has not handed on yet
         self._owners: list[Request] = []  # running cells, oldest first
         # peek(0, 1): is there data in either pipe?  One syscall that never blocks, safe
-        # from any thread (epoll where there is one: ~0.15 µs, against ~0.2 for poll).
-        self._epoll = select.epoll() if hasattr(select, "epoll") else None
+        # from any thread: libc's poll with the GIL held (see Order in the module's docs);
+        # where it cannot be bound, epoll if there is one (~0.15 µs, against ~0.2 for poll).
+        use_epoll = _C_POLL is None and hasattr(select, "epoll")
+        self._epoll = select.epoll() if use_epoll else None
         self._poll = select.poll()
-        self.peek: Callable[[float, int], list[tuple[int, int]]] = self._peek_poll
+        self.peek: Callable[[float, int], object] = self._peek_poll
         self._thread: threading.Thread | None = None
         self._running = False
         self._wake_r, self._wake_w = -1, -1
@@ -153,7 +162,9 @@ class FdCapture:
                 self._epoll.register(pipe.read_end, select.EPOLLIN)
             self._by_read_end[pipe.read_end] = pipe
         self._pipes = pipes
-        if self._epoll is not None:
+        if _C_POLL is not None:
+            self.peek = _c_peek([pipe.read_end for pipe in pipes])
+        elif self._epoll is not None:
             self.peek = self._epoll.poll
         _line_buffer_c_stdout()
         for stream in self._streams:
@@ -317,6 +328,45 @@ class FdCapture:
 
 def _nothing_there(timeout: float, maxevents: int) -> list[tuple[int, int]]:
     return []
+
+
+class _PollFd(ctypes.Structure):
+    """C's ``struct pollfd``."""
+
+    _fields_ = [("fd", ctypes.c_int), ("events", ctypes.c_short), ("revents", ctypes.c_short)]
+
+
+def _c_poll() -> Any:
+    """libc's ``poll`` called with the GIL held (``PyDLL``), or None where it is not bound."""
+    if os.name != "posix":
+        return None
+    try:
+        poll = ctypes.PyDLL(None).poll
+    except (OSError, AttributeError):  # pragma: no cover - no C library to load
+        return None
+    poll.restype = ctypes.c_int
+    # No argtypes: the arguments are passed as ready ctypes objects (checking them against
+    # declared types would double the cost of a call).
+    return poll
+
+
+_C_POLL = _c_poll()
+# nfds_t: unsigned long on Linux (glibc, musl), unsigned int on macOS and the BSDs.
+_NFDS_T = ctypes.c_ulong if sys.platform.startswith("linux") else ctypes.c_uint
+
+
+def _c_peek(fds: list[int]) -> Callable[[float, int], int]:
+    """``peek`` over ``fds`` through libc's poll: the number of descriptors with data (or
+    -1 on an error, which sends the caller to look under the lock).  The timeout is always
+    zero: a call that held the GIL while it waited would stop every thread."""
+    pollfds = (_PollFd * len(fds))(*(_PollFd(fd, select.POLLIN, 0) for fd in fds))
+    count = _NFDS_T(len(fds))
+    poll = _C_POLL
+
+    def peek(timeout: float, maxevents: int) -> int:
+        return poll(pollfds, count, 0)
+
+    return peek
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -36,8 +36,8 @@ class FdSource(Protocol):
     """What a stream needs from the fd capture feeding it (``fdcapture.FdCapture``)."""
 
     in_flight: bool  # the reader holds data it has not handed on yet
-    # The pipes' readiness now, (timeout, max events) -> a poll result, empty if none waits.
-    peek: Callable[[float, int], list[tuple[int, int]]]
+    # The pipes' readiness now, (timeout, max events) -> true if data waits (a poll result).
+    peek: Callable[[float, int], object]
 
     def sync(self, *, force: bool = False) -> None:
         """Hand on what the pipes hold now, before the caller's own output."""
@@ -79,7 +79,7 @@ class OutStream(io.TextIOBase):
         self._urgent_pending = False
         self._sending = False  # a flush has taken the buffer and is sending it
         self._capture: FdSource | None = None
-        self._peek: Callable[[float, int], list[tuple[int, int]]] | None = None
+        self._peek: Callable[[float, int], object] | None = None
 
     def attach_capture(self, capture: FdSource | None) -> None:
         """Take fd-level output in before each write and flush (None: stop doing so)."""

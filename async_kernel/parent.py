@@ -3,6 +3,13 @@
 The parent is kept in a ContextVar, never on the kernel object: concurrent handlers would
 otherwise stamp each other's output (ipykernel #1414).  Tasks inherit it by copying the
 context; threads do not, so a thread remembers the parent of whoever started it.
+
+Code with no request in its context (a thread, or a kernel task started outside any request)
+writes to, in this order: the cell that started its thread while that cell runs (concurrent
+cells do not take each other's output); else the cell started last of those running (a pool
+or queue worker an earlier cell started, serving the cell now running: clients keep only
+output whose parent is the cell they run); else the cell that started its thread, finished;
+else the cell started last, finished (a library's own thread is never sent parentless).
 """
 
 from __future__ import annotations
@@ -17,7 +24,13 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Request", "current_request", "install_thread_inheritance", "request_context"]
+__all__ = [
+    "Request",
+    "current_request",
+    "install_thread_inheritance",
+    "request_context",
+    "running_cell",
+]
 
 
 def _no_identities() -> list[bytes]:
@@ -55,16 +68,49 @@ class Request:
         return bool(self.msg["content"].get("allow_stdin", False))
 
 
-_current: ContextVar[Request | None] = ContextVar("async_kernel_request", default=None)
+# Unset (``_UNSET``) in a context no request set; None where one was set to none on purpose
+# (a task whose messages belong to no request).
+_current: ContextVar[Request | None] = ContextVar("async_kernel_request")
+_UNSET: Any = object()
 _THREAD_ATTR = "_async_kernel_request"
+# The cells running now, in the order they started, and the cell started last.  Changed under
+# the lock by the threads cells run on; read without it (each name is replaced as a whole).
+_cells_lock = threading.Lock()
+_running: tuple[Request, ...] = ()
+_latest: Request | None = None
 
 
 def current_request() -> Request | None:
-    """The request of this task, or of the code that started this thread."""
-    request = _current.get()
-    if request is None:
-        request = getattr(threading.current_thread(), _THREAD_ATTR, None)
-    return request
+    """The request of this task; without one, the cell its output belongs to (see above)."""
+    request = _current.get(_UNSET)
+    if request is not _UNSET:
+        return request
+    started = _started_by()
+    running = _running
+    if started is not None and any(cell is started for cell in running):
+        return started
+    if running:
+        return running[-1]
+    return started if started is not None else _latest
+
+
+def _started_by() -> Request | None:
+    """The request of the code that started this thread (None: no request started it)."""
+    return getattr(threading.current_thread(), _THREAD_ATTR, None)
+
+
+@contextmanager
+def running_cell(request: Request) -> Generator[None]:
+    """Count ``request`` (an execute_request) among the running cells while in this block."""
+    global _running, _latest
+    with _cells_lock:
+        _running = (*_running, request)
+        _latest = request
+    try:
+        yield
+    finally:
+        with _cells_lock:
+            _running = tuple(cell for cell in _running if cell is not request)
 
 
 @contextmanager
@@ -85,7 +131,7 @@ _installed = False
 
 
 def install_thread_inheritance() -> None:
-    """Let a thread started by a cell send its output to that cell, even after it ends."""
+    """Let a thread started by a cell send its output to that cell (see above)."""
     global _installed
     if _installed:
         return
@@ -93,7 +139,10 @@ def install_thread_inheritance() -> None:
     original_start = threading.Thread.start
 
     def start(self: threading.Thread) -> None:
-        setattr(self, _THREAD_ATTR, current_request())
+        # The starter's own request only: a thread that code with none started belongs to
+        # no cell (it follows the running cells instead).
+        request = _current.get(_UNSET)
+        setattr(self, _THREAD_ATTR, _started_by() if request is _UNSET else request)
         original_start(self)
 
     threading.Thread.start = start

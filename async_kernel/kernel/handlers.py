@@ -27,6 +27,7 @@ from IPython.utils.tokenutil import token_at_cursor
 
 from .._version import __version__
 from ..debugger import debugpy_missing
+from ..parent import running_cell
 from ..shell.history import read_history
 from ..transport.wire import PROTOCOL_VERSION, error_content
 from .replies import Handler, Replies, Reply
@@ -181,6 +182,12 @@ class RequestHandlers:
 
     # -- execution --------------------------------------------------------------------------
     async def execute_request(self, request: Request) -> None:
+        # Counted as running until its reply is sent (on whatever lane or thread it runs):
+        # output of code with no request of its own then goes to it (parent.py).
+        with running_cell(request):
+            await self._run_cell(request)
+
+    async def _run_cell(self, request: Request) -> None:
         started = datetime.now(UTC)
         replies, shell = self._replies, self._shell
         content = request.msg["content"]

@@ -28,6 +28,7 @@ __all__ = [
     "Request",
     "current_request",
     "install_thread_inheritance",
+    "own_request",
     "request_context",
     "running_cell",
 ]
@@ -94,6 +95,14 @@ def current_request() -> Request | None:
     return started if started is not None else _latest
 
 
+def own_request() -> Request | None:
+    """The request this code runs for: its context's, or that of the code that started its
+    thread; None for code no request started (the kernel's own tasks and threads), which
+    must not be counted as a cell's (its tasks listed, its failures shown under a cell)."""
+    request = _current.get(_UNSET)
+    return _started_by() if request is _UNSET else request
+
+
 def _started_by() -> Request | None:
     """The request of the code that started this thread (None: no request started it)."""
     return getattr(threading.current_thread(), _THREAD_ATTR, None)
@@ -141,8 +150,7 @@ def install_thread_inheritance() -> None:
     def start(self: threading.Thread) -> None:
         # The starter's own request only: a thread that code with none started belongs to
         # no cell (it follows the running cells instead).
-        request = _current.get(_UNSET)
-        setattr(self, _THREAD_ATTR, _started_by() if request is _UNSET else request)
+        setattr(self, _THREAD_ATTR, own_request())
         original_start(self)
 
     threading.Thread.start = start

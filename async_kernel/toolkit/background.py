@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..parent import current_request, request_context
+from ..parent import own_request, request_context
 
 if TYPE_CHECKING:
     import asyncio
@@ -71,8 +71,8 @@ def _unregister(task: BackgroundTask) -> None:
 
 def report_failure(error: BaseException, what: str, request: Request | None = None) -> None:
     """Log ``error`` and show its traceback under ``request``'s cell (the current one by
-    default).  Safe from any thread; never raises."""
-    request = request if request is not None else current_request()
+    default; none for the kernel's own code).  Safe from any thread; never raises."""
+    request = request if request is not None else own_request()
     log.error("%s failed", what, exc_info=error)
     if request is None:
         return
@@ -116,7 +116,7 @@ async def guarded(async_fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any)
     raised into the loop (a task group would otherwise end, and the kernel with it)."""
     import anyio
 
-    request = current_request()
+    request = own_request()
     name = _describe(async_fn)
     entry = _register(name, request) if request is not None else None
     try:
@@ -168,7 +168,7 @@ def watch_asyncio_loop(loop: asyncio.AbstractEventLoop) -> None:
 
     def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
         task = asyncio.Task(coro, loop=loop, **kwargs)
-        request = current_request()
+        request = own_request()
         # anyio's task groups take their tasks' errors themselves (Caller.start_soon's
         # are guarded): only bare tasks are watched.
         if request is not None and getattr(coro, "cr_code", None) is not _anyio_task_code():

@@ -22,12 +22,15 @@ the thread: it is the main thread's.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import logging
 import os
 import selectors
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from ..interrupt import block_sigint_in_this_thread
 from .binding import SocketReader, Sockets
@@ -44,13 +47,17 @@ log = logging.getLogger("async_kernel.transport")
 # How long the I/O thread leaves a request on a lent channel to its free loop before it reads
 # the request itself: only a loop blocked outside any request makes a request wait this long.
 LOAN_GRACE = 0.005  # seconds
+_MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 
 class Waker:
     """Wakes the I/O thread from ``select()``: one byte on a socket pair, at most one pending.
 
     A socket pair, not a pipe: ``select()`` takes only sockets on Windows.  The flag is
-    guarded by the transport's lock.
+    guarded by the transport's lock.  The byte is sent with the GIL held where libc's
+    ``send`` can be called so (it never blocks: the socket is non-blocking).  A ``print``
+    wakes the thread when it schedules a flush, between the writes that make up one line;
+    letting go of the GIL there let other threads' prints into the middle of that line.
     """
 
     def __init__(self, lock: threading.RLock) -> None:
@@ -59,6 +66,10 @@ class Waker:
         self.socket, self._write_end = socket.socketpair()
         self.socket.setblocking(False)
         self._write_end.setblocking(False)
+        self._send_byte = _send_byte_holding_the_gil(self._write_end) or self._send_byte_released
+
+    def _send_byte_released(self) -> None:
+        self._write_end.send(b"\0")
 
     def wake(self) -> None:
         """Any thread.
@@ -71,7 +82,7 @@ class Waker:
             if self.pending:
                 return
             with contextlib.suppress(BlockingIOError, OSError):
-                self._write_end.send(b"\0")
+                self._send_byte()
             self.pending = True
 
     def drain(self) -> None:
@@ -89,6 +100,22 @@ class Waker:
     def close(self) -> None:
         for end in (self.socket, self._write_end):
             end.close()
+
+
+def _send_byte_holding_the_gil(end: socket.socket) -> Callable[[], object] | None:
+    """A call that sends one byte on ``end`` through libc with the GIL held (``PyDLL``), or
+    None where libc's ``send`` is not there to call.  A full socket refuses the byte (-1,
+    EAGAIN): a byte is pending then anyway."""
+    if os.name != "posix":
+        return None
+    try:
+        send = ctypes.PyDLL(None).send
+    except (OSError, AttributeError):  # pragma: no cover - no C library to load
+        return None
+    send.restype = ctypes.c_ssize_t
+    send.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
+    fd = end.fileno()
+    return functools.partial(send, fd, b"\0", 1, _MSG_DONTWAIT)
 
 
 class SteppedAside:

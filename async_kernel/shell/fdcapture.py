@@ -54,6 +54,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..clib import libc_function
 from ..parent import current_request
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ class FdCapture:
             self._by_read_end[pipe.read_end] = pipe
         self._pipes = pipes
         if _C_POLL is not None:
-            self.peek = _c_peek([pipe.read_end for pipe in pipes])
+            self.peek = _c_peek(_C_POLL, [pipe.read_end for pipe in pipes])
         elif self._epoll is not None:
             self.peek = self._epoll.poll
         _line_buffer_c_stdout()
@@ -336,32 +337,19 @@ class _PollFd(ctypes.Structure):
     _fields_ = [("fd", ctypes.c_int), ("events", ctypes.c_short), ("revents", ctypes.c_short)]
 
 
-def _c_poll() -> Any:
-    """libc's ``poll`` called with the GIL held (``PyDLL``), or None where it is not bound."""
-    if os.name != "posix":
-        return None
-    try:
-        poll = ctypes.PyDLL(None).poll
-    except (OSError, AttributeError):  # pragma: no cover - no C library to load
-        return None
-    poll.restype = ctypes.c_int
-    # No argtypes: the arguments are passed as ready ctypes objects (checking them against
-    # declared types would double the cost of a call).
-    return poll
-
-
-_C_POLL = _c_poll()
+# No argtypes: the arguments are passed as ready ctypes objects (checking them against
+# declared types would double the cost of a call).
+_C_POLL = libc_function("poll", ctypes.c_int)
 # nfds_t: unsigned long on Linux (glibc, musl), unsigned int on macOS and the BSDs.
 _NFDS_T = ctypes.c_ulong if sys.platform.startswith("linux") else ctypes.c_uint
 
 
-def _c_peek(fds: list[int]) -> Callable[[float, int], int]:
-    """``peek`` over ``fds`` through libc's poll: the number of descriptors with data (or
+def _c_peek(poll: Any, fds: list[int]) -> Callable[[float, int], int]:
+    """``peek`` over ``fds`` through libc's ``poll``: the number of descriptors with data (or
     -1 on an error, which sends the caller to look under the lock).  The timeout is always
     zero: a call that held the GIL while it waited would stop every thread."""
     pollfds = (_PollFd * len(fds))(*(_PollFd(fd, select.POLLIN, 0) for fd in fds))
     count = _NFDS_T(len(fds))
-    poll = _C_POLL
 
     def peek(timeout: float, maxevents: int) -> int:
         return poll(pollfds, count, 0)

@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from ..clib import libc_function
 from ..interrupt import block_sigint_in_this_thread
 from .binding import SocketReader, Sockets
 from .frames import notice_fd, prepare_zero_copy
@@ -106,16 +107,11 @@ def _send_byte_holding_the_gil(end: socket.socket) -> Callable[[], object] | Non
     """A call that sends one byte on ``end`` through libc with the GIL held (``PyDLL``), or
     None where libc's ``send`` is not there to call.  A full socket refuses the byte (-1,
     EAGAIN): a byte is pending then anyway."""
-    if os.name != "posix":
+    argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
+    send = libc_function("send", ctypes.c_ssize_t, argtypes)
+    if send is None:
         return None
-    try:
-        send = ctypes.PyDLL(None).send
-    except (OSError, AttributeError):  # pragma: no cover - no C library to load
-        return None
-    send.restype = ctypes.c_ssize_t
-    send.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
-    fd = end.fileno()
-    return functools.partial(send, fd, b"\0", 1, _MSG_DONTWAIT)
+    return functools.partial(send, end.fileno(), b"\0", 1, _MSG_DONTWAIT)
 
 
 class SteppedAside:

@@ -6,6 +6,7 @@ coroutine the cell awaits, inspection while stopped, a step, and continue to the
 
 from __future__ import annotations
 
+import base64
 import itertools
 from pathlib import Path
 from typing import Any
@@ -384,7 +385,7 @@ def test_breakpoint_in_a_cell_that_starts_with_blank_lines() -> None:
 
 PANEL_CELL = """\
 from IPython.display import HTML
-page = HTML("<b>bold</b>")
+page, png = HTML("<b>bold</b>"), type("P", (), {"_repr_png_": lambda _: b"\\x89PNG"})()
 def show(_own):
     inner = _own + 1
     return inner
@@ -461,6 +462,9 @@ def test_rich_view_of_a_variable_while_stopped() -> None:
         assert rich["success"], rich
         assert rich["body"]["data"]["text/html"] == "<b>bold</b>"
         assert "text/plain" in rich["body"]["data"]
+        # Bytes travel as base64, as in the kernel's display messages (not their repr).
+        image = dap(kc, "richInspectVariables", variableName="png", frameId=frame["id"])
+        assert image["body"]["data"]["image/png"] == base64.b64encode(b"\x89PNG").decode()
         assert dap(kc, "continue", threadId=thread)["success"]
         assert shell_reply(kc, msg_id)["content"]["status"] == "ok"
 

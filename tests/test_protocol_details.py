@@ -120,13 +120,16 @@ def test_exit_in_a_cell_ends_the_kernel_after_its_reply(backend: str, code: str)
 
 
 def test_cells_queued_behind_an_exit_are_aborted(backend: str) -> None:
-    """The kernel ends after an exit: what waits behind it is answered 'aborted', not run
-    in the moment before the kernel ends."""
+    """The kernel ends after an exit: what waits behind it, and what comes after it, is
+    answered 'aborted', not run in the moment before the kernel ends."""
     with start_kernel(f"--interface.backend={backend}") as (km, kc):
         exiting = kc.execute("import time; time.sleep(0.5); exit()")
         queued = kc.execute("print('ran after the exit')")  # sent while the first sleeps
         assert shell_reply(kc, exiting)["content"]["status"] == "ok"
         assert shell_reply(kc, queued)["content"]["status"] == "aborted"
+        # One sent after the exit's reply (nbclient sends the next cell at once) too.
+        later = kc.execute("print('ran after the exit reply')")
+        assert shell_reply(kc, later)["content"]["status"] == "aborted"
         assert wait_until_gone(km), "the kernel still runs after exit"
 
 

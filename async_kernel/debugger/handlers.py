@@ -165,7 +165,7 @@ class DebugHandlers:
             frames: list[dict[str, Any]] = _fields(response.get("body")).get("stackFrames") or []
             for frame in frames:
                 path = str(_fields(frame.get("source")).get("path", ""))
-                if path.startswith(tmp_prefix()):
+                if path.startswith(tmp_prefix()) and "id" in frame:
                     self._cell_frames[frame["id"]] = frame.get("name") == "<module>"
         elif command == "scopes":
             top_level = self._cell_frames.get(arguments.get("frameId", -1))
@@ -175,7 +175,7 @@ class DebugHandlers:
             for scope in scopes:
                 name = scope.get("name")
                 if name == "Globals" or (top_level and name == "Locals"):
-                    self._user_scopes.add(scope["variablesReference"])
+                    self._user_scopes.add(scope.get("variablesReference", 0))
         elif command in _RESUMING:
             self._forget_frames()
             if command == "continue" and _fields(response.get("body")).get(
@@ -450,9 +450,13 @@ class DebugHandlers:
             # formats it with IPython's display formatter, as JSON we decode (no eval).
             if not name.isidentifier():
                 return dap_response(message, undefined)
+            # Bytes (a PNG from _repr_png_) go as base64, as the kernel's messages send
+            # them; anything else JSON cannot say, as its repr.
             formatted = (
                 "__import__('json').dumps(__import__('IPython').get_ipython()"
-                f".display_formatter.format({name}), default=repr)"
+                f".display_formatter.format({name}), default=lambda v: "
+                "__import__('base64').b64encode(v).decode() if isinstance(v, bytes) "
+                "else repr(v))"
             )
             evaluated = await self.client.request(
                 {

@@ -59,6 +59,7 @@ __all__ = ["Kernel"]
 # Seconds a stopping kernel waits for its main loop before it ends the process (see stop()):
 # jupyter_client sends signals about a second after its shutdown_request.
 STOP_DEADLINE = 0.6
+CLOSE_DEADLINE = 10.0  # seconds serve()'s close of the transport may take, once under way
 # Seconds after start-up before the completer and traceback formatter are warmed (on the
 # loop, for ~0.1 s): a new client's first requests come at once and should not wait.
 _WARM_UP_DELAY = 0.5
@@ -309,11 +310,17 @@ class Kernel:
         """The stop's watchdog (its own thread): end the process if the main thread is still
         held STOP_DEADLINE seconds after the stop.
 
-        Not once serve() is closing the transport: its loop has ended, so nothing holds the
+        Once serve() is closing the transport, its loop has ended, so nothing holds the
         thread; that close is only slow (a loaded machine), and a second teardown here would
-        race it.  A close that serve() begins after this look waits for ours to finish.
+        race it: the watchdog waits for it longer (CLOSE_DEADLINE), then ends the process
+        without closing again.  A close that serve() begins after this look waits for ours.
         """
-        if self._served.wait(STOP_DEADLINE) or self._closing.is_set():
+        if self._served.wait(STOP_DEADLINE):
+            return
+        if self._closing.is_set():
+            if not self._served.wait(CLOSE_DEADLINE):
+                log.warning("closing the transport took over %.0f s: ending", CLOSE_DEADLINE)
+                os._exit(0)
             return
         log.warning("the main thread is still held %.1f s after the stop: ending", STOP_DEADLINE)
         if self._before_forced_exit is not None:

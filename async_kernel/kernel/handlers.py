@@ -245,28 +245,37 @@ class RequestHandlers:
                 "traceback": [],
             }
             reply.update(status="error", user_expressions={}, **error)
-        reply["payload"] = payload = payloads.read_payload()
+        reply["payload"] = payloads.read_payload()
         payloads.clear_payload()
         shell.exit_now = False  # (IPython's own loop reads it; here the payload tells)
-        # As ipykernel's: JupyterLab's recordTiming keeps 'started'.  This handler sends
-        # its reply itself (the metadata travels with it), then aborts what it must.
+        # A failing silent cell aborts nothing (the spec; qtconsole's own calls are silent).
+        self._send_cell_reply(request, reply, started, aborts=stop_on_error and not silent)
+
+    def _send_cell_reply(
+        self, request: Request, reply: Reply, started: datetime, *, aborts: bool
+    ) -> None:
+        """Send an execute_reply with ipykernel's metadata (JupyterLab's recordTiming keeps
+        'started'); then abort what waits behind a failed cell (``aborts``), or end the
+        kernel after an exit."""
+        shell = self._shell
         metadata = {
             "started": started,
             "dependencies_met": True,
             "engine": _ENGINE,
             "status": reply["status"],
         }
+        payload: list[dict[str, Any]] = reply["payload"]
         exits = any(p.get("source") == "ask_exit" and not p.get("keepkernel") for p in payload)
-        # A failing silent cell aborts nothing (the spec; qtconsole's own calls are silent);
-        # an exit ends the kernel, so what was queued behind it is not run either.  Take the
-        # queue before replying: a client may answer the reply with a new request at once,
-        # and that one must run.
-        aborts = exits or (not result.success and stop_on_error and not silent)
-        queued = self._router.take_queued_executes() if aborts else []
-        replies.reply(request, reply, metadata)
-        for later in queued:  # answered 'aborted': the cell before them failed or exited
+        if exits:  # no cell starts any more, on any lane: each is answered 'aborted'
+            self._router.exiting = True
+        # Take the queue before replying: a client may answer the reply with a new request
+        # at once, and that one must run.
+        failed = reply["status"] == "error" and aborts
+        queued = self._router.take_queued_executes() if failed else []
+        self._replies.reply(request, reply, metadata)
+        for later in queued:  # answered 'aborted': the cell before them failed
             aborted = {"status": "aborted", "execution_count": shell.execution_count}
-            replies.answer_unrun(later, aborted)
+            self._replies.answer_unrun(later, aborted)
         if exits:
             # exit/quit: the kernel stops as on a shutdown_request, but EXIT_GRACE after
             # this reply.  The payload asks the client to close first: jupyter console

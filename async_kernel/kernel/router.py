@@ -36,6 +36,7 @@ the control queue, and :meth:`Lane.close` (a subshell's delete), on the control 
 from __future__ import annotations
 
 import contextvars
+import functools
 import itertools
 import logging
 import threading
@@ -55,6 +56,8 @@ from .queues import RequestQueue
 from .responder import ASKS, Responder, answer_in, run_to_end
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..settings import Backend
     from ..shell.interactive import AsyncShell
     from ..transport import Transport
@@ -128,25 +131,24 @@ class Lane:
 
     # -- routing (the delivering thread) ---------------------------------------------------
     def put(self, request: Request) -> None:
-        if self.closing:
-            self.router.answer_closed(request, "the subshell was deleted")
-            return
         msg_type = request.msg["msg_type"]
-        if msg_type == "execute_request":
+        is_cell = msg_type == "execute_request"
+        if self.closing or (is_cell and self.router.exiting):
+            self.router.answer_closed_soon(request)
+            return
+        if is_cell:
             mode = cell_mode(request.msg)
             if mode == "thread" and not self.router.single_thread:
                 self.router.run_on_thread(request, self.namespace)
                 return
             self._cells_in += 1
             if mode == "queue":
-                self.executes.put(request)
+                self._hand_over(self.executes.put, request)
             else:
                 _note_task(self._tasks_to_start, request)
-                self.caller.start_soon(self._run_task, request)
-            self._unless_deleted(request)
+                self._hand_over(functools.partial(self.caller.start_soon, self._run_task), request)
         elif msg_type in ASKS and self.may_be_blocked():
-            # The responder answers it, or hands it back (later, on another thread) to
-            # the lane's queue: either way through _put_other.
+            # The responder takes it, or puts it on the lane's queue (through _put_other).
             self.router.responder.route(
                 request, self.caller.thread, self.namespace, self._put_other
             )
@@ -154,16 +156,20 @@ class Lane:
             self._put_other(request)
 
     def _put_other(self, request: Request) -> None:
-        self.others.put(request)
-        self._unless_deleted(request)
+        self._hand_over(self.others.put, request)
 
-    def _unless_deleted(self, request: Request) -> None:
-        """After ``request`` was handed to this lane's loop: if the lane was deleted
-        meanwhile (close, on the control thread), its look at what waits may have missed
-        this one, handed over after it, and the loop may end before taking it up.
-        Whoever claims it first answers it."""
-        if self.closing and request.claim():
-            self.router.answer_closed(request, "the subshell was deleted")
+    def _hand_over(self, hand: Callable[[Request], object], request: Request) -> None:
+        """``hand(request)`` to this lane's loop, then the look at ``closing``: if the lane
+        was deleted meanwhile (close, on the control thread), its look at what waits may
+        have missed this one, handed over after it, and the loop may end (or have ended)
+        before taking it up.  Whoever claims it first answers it."""
+        try:
+            hand(request)
+        except RuntimeError:  # the deleted lane's loop has ended (trio: RunFinishedError)
+            if not self.closing:
+                raise
+        if self.closing:
+            self.router.answer_closed_soon(request)
 
     def may_be_blocked(self) -> bool:
         """Whether this lane's loop may not take up a request soon (asked off it, or with a
@@ -233,8 +239,8 @@ class Lane:
         # sets that flag first, then interrupts what is in hand (see close).
         self._running[request.seq] = request
         try:
-            if self.closing:  # taken up just as the subshell was deleted: not run
-                self.router.answer_closed(request, "aborted")
+            if self.closing or (is_cell and self.router.exiting):  # deleted, or an exit came
+                self.router.answer_closed(request)
             else:
                 await self.router.replies.answer(request)
         finally:
@@ -260,7 +266,7 @@ class Lane:
         waiting = [*self.executes.waiting(), *self.others.waiting(), *self._tasks_to_start.copy()]
         for request in waiting:
             if request.claim():
-                self.router.answer_closed(request, "aborted")
+                self.router.answer_closed(request)
         self.caller.start_soon(self._end)
 
     async def _end(self) -> None:
@@ -309,6 +315,9 @@ class Router:
         self.stdin = StdinBridge(transport, replies.flush_streams, self.wait_letting_comms_through)
         self._subshells: dict[str, Lane] = {}
         self._arrivals = itertools.count(1)  # deliver() runs on one thread at a time
+        # An exit (``exit``/``quit`` in a cell) came: the kernel ends shortly, and cells not
+        # started yet are answered 'aborted' instead of being run and then cut short.
+        self.exiting = False
 
     def start(self) -> None:
         self.main.start()
@@ -416,13 +425,24 @@ class Router:
         if request.claim():
             self.replies.answer_unrun(request, content)
 
-    def answer_closed(self, request: Request, why: str, *, busy: bool = True) -> None:
-        """Answer a request its lane will never run: 'aborted' for executes, else an error."""
+    def answer_closed(self, request: Request) -> None:
+        """Answer a request its lane will never run (claimed): 'aborted' for executes (a
+        deleted subshell's, or any after an exit), else an error."""
         if request.msg["msg_type"] == "execute_request":
             content = {"status": "aborted", "execution_count": self.shell.execution_count}
         else:
-            content = error_content("SubshellDeleted", why)
-        self.replies.answer_unrun(request, content, busy=busy)
+            content = error_content("SubshellDeleted", "the subshell was deleted")
+        self.replies.answer_unrun(request, content)
+
+    def answer_closed_soon(self, request: Request) -> None:
+        """:meth:`answer_closed`, on the main loop, if nobody else claims it first: not here
+        on the delivering thread, which holds the transport's lock (an answer may wait for
+        room in the transport's queue, which that thread makes)."""
+        self.main.caller.schedule(self._answer_closed_if_claimed, request)
+
+    def _answer_closed_if_claimed(self, request: Request) -> None:
+        if request.claim():
+            self.answer_closed(request)
 
     def run_on_thread(self, request: Request, namespace: Namespace | None) -> None:
         """Handle ``request`` on a new worker thread with its own loop (a ``# thread`` cell)."""

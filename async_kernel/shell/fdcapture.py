@@ -22,10 +22,10 @@ held by a writer that waits for that thread).
 The check is libc's ``poll`` with a zero timeout, called with the GIL held (``PyDLL``, as
 :mod:`async_kernel.transport.libzmq` does): ~0.3 µs, never blocks.  A look that released the
 GIL (``select``'s calls do) let other threads run between the several writes of one
-``print``, and prints from threads came out mixed mid-line (``AAAA 7AAAA 3``).  Without it,
-what still splits a print is what splits one in any Python (a switch at the interpreter's
-switch interval) and the stream's wake-up of the transport's thread by the first write after
-a flush.
+``print``, and prints from threads came out mixed mid-line (``AAAA 7AAAA 3``); the stream's
+wake-up of the transport's thread keeps the GIL too (:mod:`async_kernel.clib`).  What still
+splits a print is what splits one in any Python: a switch at the interpreter's switch
+interval.
 Where libc's ``poll`` cannot be bound, the look is ``select``'s epoll or poll.
 
 C's own buffer.  ``printf`` writes into libc's ``stdout`` buffer, which for a pipe is

@@ -240,10 +240,11 @@ class KernelExiter(ExitAutocall):
 
     _ip: AsyncShell
 
-    def __call__(self, keep_kernel: bool = False) -> None:
+    def __call__(self, keep_kernel: bool | None = None) -> None:
         shell = self._ip
         kept = shell.keepkernel_on_exit
-        shell.keepkernel_on_exit = keep_kernel  # for this call only
+        if keep_kernel is not None:  # for this call only (else the shell's own setting)
+            shell.keepkernel_on_exit = keep_kernel
         try:
             shell.ask_exit()
         finally:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from ..parent import own_request, request_context
 
@@ -107,6 +107,10 @@ def _publish_error(error: BaseException, request: Request) -> None:
         publisher.publish("error", content)
 
 
+def _is_cell(request: Request | None) -> TypeGuard[Request]:
+    return request is not None and request.msg["msg_type"] == "execute_request"
+
+
 def _describe(fn: Callable[..., Any]) -> str:
     return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or fn)
 
@@ -118,7 +122,10 @@ async def guarded(async_fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any)
 
     request = own_request()
     name = _describe(async_fn)
-    entry = _register(name, request) if request is not None else None
+    # A cell's task only: one the kernel starts while it answers another request (a
+    # control request: a subshell's delete, a debug session) is not the user's to list or
+    # cancel with %task.
+    entry = _register(name, request) if _is_cell(request) else None
     try:
         if entry is not None:
             with anyio.CancelScope() as scope:
@@ -170,8 +177,8 @@ def watch_asyncio_loop(loop: asyncio.AbstractEventLoop) -> None:
         task = asyncio.Task(coro, loop=loop, **kwargs)
         request = own_request()
         # anyio's task groups take their tasks' errors themselves (Caller.start_soon's
-        # are guarded): only bare tasks are watched.
-        if request is not None and getattr(coro, "cr_code", None) is not _anyio_task_code():
+        # are guarded): only bare tasks are watched, and only a cell's.
+        if _is_cell(request) and getattr(coro, "cr_code", None) is not _anyio_task_code():
             entry = _register(task.get_name(), request)
             entry.cancel = task.cancel
             task.add_done_callback(lambda done: _task_done(done, entry))

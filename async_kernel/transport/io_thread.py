@@ -99,6 +99,10 @@ class Waker:
             self.pending = False
 
     def close(self) -> None:
+        # A late wake-up (a timer asked for by a thread printing as the kernel ends) sends
+        # nothing: the libc call holds the descriptor's number, which may be reused.
+        with self._lock:
+            self.pending = True
         for end in (self.socket, self._write_end):
             end.close()
 

@@ -158,7 +158,7 @@ def lines():
         print('AAAAAAAA', i)
 threads = [threading.Thread(target=lines) for _ in range(4)]
 interval = sys.getswitchinterval()
-sys.setswitchinterval(1.0)
+sys.setswitchinterval(1e-6)  # a switch between any two bytecodes, as often as can be
 try:
     for t in threads:
         t.start()
@@ -170,12 +170,11 @@ finally:
 
 
 def test_prints_from_threads_stay_whole_lines(kc: BlockingKernelClient) -> None:
-    # A print is several writes (items, separator, end).  Each write looks at the pipes
-    # first, and the first after a flush wakes the transport's thread: either call, when it
-    # released the GIL, let other threads' text in between them ('AAAAAAAA 7AAAAAAAA 3' in
-    # up to half of these lines with select's epoll; in 3 runs of 10 with the wake-up's
-    # socket.send alone).  What splits a print in any Python is left out: the
-    # interpreter's forced switches (a long switch interval while the threads print).
+    # A print is several writes (items, separator, end), and another thread may run
+    # between them: a call in the write path that let the GIL go ('AAAAAAAA 7AAAAAAAA 3'
+    # in up to half of these lines with select's epoll), a lock waited for (Python 3.13
+    # hands a lock to its waiter: 625 of 1,200), or the interpreter's own switches (here
+    # as often as it allows).  Each thread's text goes out a line at a time: whole lines.
     for _ in range(3):
         text = run_ok(kc, THREADED_PRINTS)
         lines = text.splitlines()

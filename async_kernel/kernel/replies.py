@@ -169,7 +169,4 @@ class Replies:
         must still go out before the output that follows it and before idle.
         """
         for stream in self._streams:
-            if fds:
-                stream.flush()
-            else:
-                stream.flush_written()
+            stream.flush_all(fds=fds)

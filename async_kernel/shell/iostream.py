@@ -7,13 +7,22 @@ messages, in order, with nothing lost.  The kernel flushes before every idle sta
 With fd capture on (:mod:`async_kernel.shell.fdcapture`), what is written to fds 1 and 2 joins the
 same buffer; each write and flush first takes in what the descriptors received before it,
 so Python-level and fd-level output keep the order in which they were written.
+
+Whole lines.  A ``print`` is several writes (its items, separators, end), and a thread that
+waits anywhere in between (a lock another thread holds: on Python 3.13 locks hand themselves
+over to a waiter) would let other threads' prints into its line.  So each thread's text
+goes into the shared buffer a line at a time: what it writes after its last line's end waits
+in a line of its own (per thread) until the end comes.  An unfinished line still goes out:
+on the writer's own flush, when it has waited FLUSH_INTERVAL, before fd output (which came
+after it), and on the kernel's flushes (before idle, before an input prompt).
 """
 
 from __future__ import annotations
 
 import io
 import threading
-from typing import TYPE_CHECKING, Literal, Protocol
+import time
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ..cells import owed_anywhere
 from ..interrupt import deliver_owed_interrupt
@@ -74,6 +83,9 @@ class OutStream(io.TextIOBase):
         self._fallback = fallback
         self._lock = threading.RLock()
         self._chunks: list[tuple[Request | None, list[str]]] = []
+        # Each thread's unfinished line: [request, parts, when last written] (see Whole
+        # lines); its characters are counted in _size.
+        self._lines: dict[int, list[Any]] = {}
         self._size = 0
         self._flush_pending = False
         self._urgent_pending = False
@@ -118,12 +130,27 @@ class OutStream(io.TextIOBase):
             capture.sync(force=True)
         request = current_request()
         size = len(s)
+        ident = threading.get_ident()
+        end = s.rfind("\n") + 1  # after the last line's end in ``s`` (0: none)
         with self._lock:
-            chunks = self._chunks
-            if chunks and (last := chunks[-1])[0] is request:
-                last[1].append(s)
-            else:
-                chunks.append((request, [s]))
+            line = self._lines.get(ident)
+            if line is not None and line[0] is not request:  # begun for another request
+                self._buffer(line[0], line[1])
+                del self._lines[ident]
+                line = None
+            if not end:  # no line ends: the thread's line grows
+                if line is None:
+                    self._lines[ident] = [request, [s], time.monotonic()]
+                else:
+                    line[1].append(s)
+                    line[2] = time.monotonic()
+            else:  # its line ends: into the buffer whole; what follows starts the next
+                parts = [s[:end]] if line is None else [*line[1], s[:end]]
+                self._buffer(request, parts)
+                if end < len(s):
+                    self._lines[ident] = [request, [s[end:]], time.monotonic()]
+                elif line is not None:
+                    del self._lines[ident]
             self._size += size
             if not self._flush_pending:  # _schedule_flush, inlined (the hot path)
                 self._transport.call_later(FLUSH_INTERVAL, self._flush_from_timer)
@@ -142,14 +169,33 @@ class OutStream(io.TextIOBase):
 
     def append(self, request: Request | None, s: str) -> None:
         """Buffer ``s`` as output of ``request`` (fd capture hands its text in here; the
-        same steps as :meth:`write`, without its look at the pipes)."""
+        same steps as :meth:`write`, without its look at the pipes).  The unfinished lines
+        go first: their text was written before."""
         with self._lock:
-            if self._chunks and self._chunks[-1][0] is request:
-                self._chunks[-1][1].append(s)
-            else:
-                self._chunks.append((request, [s]))
+            self._take_lines(everyone=True)
+            self._buffer(request, [s])
             self._size += len(s)
             self._schedule_flush()
+
+    def _buffer(self, request: Request | None, parts: list[str]) -> None:
+        """Into the buffer, after what is there (the lock held)."""
+        chunks = self._chunks
+        if chunks and (last := chunks[-1])[0] is request:
+            last[1].extend(parts)
+        else:
+            chunks.append((request, parts))
+
+    def _take_lines(self, *, everyone: bool, idle_for: float = 0.0) -> None:
+        """Move unfinished lines into the buffer (the lock held): every thread's
+        (``everyone``), else this thread's and those last written ``idle_for`` ago."""
+        if not self._lines:
+            return
+        mine = threading.get_ident()
+        since = time.monotonic() - idle_for
+        for ident, line in list(self._lines.items()):
+            if everyone or ident == mine or line[2] <= since:
+                self._buffer(line[0], line[1])
+                del self._lines[ident]
 
     def _schedule_flush(self) -> None:
         """Ask the transport's thread for a flush of what was just buffered (lock held).
@@ -170,13 +216,14 @@ class OutStream(io.TextIOBase):
             self.write(line)
 
     def flush(self) -> None:
-        """Publish everything written so far, in order, each part to its own parent."""
-        self._flush(wait=True)
+        """Publish everything written so far, in order, each part to its own parent: this
+        thread's unfinished line too, not another thread's that it may be printing now."""
+        self._flush(wait=True, lines="mine")
 
-    def flush_written(self) -> None:
-        """Publish what was written through this stream, not what its fd got meanwhile
-        (which :meth:`flush` hands on first)."""
-        self._flush(wait=True, sync_fd=False)
+    def flush_all(self, *, fds: bool = True) -> None:
+        """The kernel's flush (before idle, before an input prompt): every thread's
+        unfinished line too; with ``fds``, what fds 1 and 2 got so far first."""
+        self._flush(wait=True, sync_fd=fds, lines="all")
 
     def _flush_from_timer(self) -> None:
         """The scheduled flush, on the transport's thread: it must not wait long for a lock.
@@ -190,13 +237,15 @@ class OutStream(io.TextIOBase):
         capture's reader hands fd output on itself, and its text schedules its own flush;
         the order of output is kept by the writers, each of which takes fd output in first.
         """
-        self._flush(wait=False, sync_fd=False)
+        self._flush(wait=False, sync_fd=False, lines="idle")
 
-    def _flush(self, *, wait: bool, sync_fd: bool = True) -> None:
+    def _flush(
+        self, *, wait: bool, lines: Literal["all", "mine", "idle"], sync_fd: bool = True
+    ) -> None:
         capture = self._capture
         if capture is not None and sync_fd:
             capture.sync()
-        if not self._chunks and not self._sending:
+        if not self._chunks and not self._sending and not self._lines:
             # Nothing written (the common case: the kernel flushes twice per request).
             # A write that finished before this call is in the list already; one racing
             # with it is sent by the flush its own write scheduled.  A flush on another
@@ -210,26 +259,33 @@ class OutStream(io.TextIOBase):
             # lock, and raised between an ``acquire`` and its ``try`` it would keep the lock
             # taken for ever (every later print on every thread would hang).
             with self._lock:
-                self._send_buffered()
+                self._send_buffered(lines)
         elif self._lock.acquire(timeout=TIMER_LOCK_WAIT):  # the transport's thread: none sent
             try:
-                self._send_buffered()
+                self._send_buffered(lines)
             finally:
                 self._lock.release()
         else:
             self._transport.call_later(FLUSH_INTERVAL, self._flush_from_timer)
 
-    def _send_buffered(self) -> None:
+    def _send_buffered(self, lines: Literal["all", "mine", "idle"]) -> None:
         """Take the buffer and send it, in order, each parent's text in messages of at most
         ``MESSAGE_CHARS``, cut after a line's end where there is one (front ends join
         consecutive stream messages, but a notebook saved without joining them keeps each as
-        an output of its own; the lock is held)."""
+        an output of its own; the lock is held).  ``lines``: which unfinished lines go too
+        (a timer's flush: those FLUSH_INTERVAL old; it comes again for the others)."""
         self._sending = True
         try:
+            if lines == "idle":
+                self._take_lines(everyone=False, idle_for=FLUSH_INTERVAL)
+            else:
+                self._take_lines(everyone=lines == "all")
             chunks, self._chunks = self._chunks, []
-            self._size = 0
+            self._size = sum(len(part) for line in self._lines.values() for part in line[1])
             self._flush_pending = False
             self._urgent_pending = False
+            if self._lines:  # unfinished lines left: a flush for them later
+                self._schedule_flush()
             for request, parts in chunks:
                 parent = request.msg if request is not None else None
                 text = "".join(parts)

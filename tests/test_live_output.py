@@ -136,3 +136,19 @@ def test_tqdm_notebook_bar_is_live(kc: BlockingKernelClient, tmp_path: Path) -> 
 
     values = watch(kc, msg_id, seen, stop)
     assert values == sorted(values)
+
+
+def test_a_progress_line_rewritten_with_cr_is_live(
+    kc: BlockingKernelClient, tmp_path: Path
+) -> None:
+    """``\\r`` updates that never end a line, written every few milliseconds: each thread's
+    text goes out a line at a time, and an unfinished line still goes out once it is
+    FLUSH_INTERVAL old (by its age: it is never quiet for that long here)."""
+    stop = tmp_path / "stop"
+    code = "import sys\n" + until_stopped(stop, "    print(f'\\r{i}', end='')\n")
+    msg_id = kc.execute(code)
+
+    def seen(msg: dict[str, Any]) -> str | None:
+        return str(msg["content"]["text"]) if msg["msg_type"] == "stream" else None
+
+    assert watch(kc, msg_id, seen, stop, wanted=2)

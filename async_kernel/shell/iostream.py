@@ -13,8 +13,9 @@ waits anywhere in between (a lock another thread holds: on Python 3.13 locks han
 over to a waiter) would let other threads' prints into its line.  So each thread's text
 goes into the shared buffer a line at a time: what it writes after its last line's end waits
 in a line of its own (per thread) until the end comes.  An unfinished line still goes out:
-on the writer's own flush, when it has waited FLUSH_INTERVAL, before fd output (which came
-after it), and on the kernel's flushes (before idle, before an input prompt).
+on the writer's own flush, once it began FLUSH_INTERVAL ago (a ``\r`` progress line shows
+live), before fd output (which came after it), and on the kernel's flushes (before idle,
+before an input prompt).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class OutStream(io.TextIOBase):
         self._fallback = fallback
         self._lock = threading.RLock()
         self._chunks: list[tuple[Request | None, list[str]]] = []
-        # Each thread's unfinished line: [request, parts, when last written] (see Whole
+        # Each thread's unfinished line: [request, parts, when it began] (see Whole
         # lines); its characters are counted in _size.
         self._lines: dict[int, list[Any]] = {}
         self._size = 0
@@ -143,7 +144,6 @@ class OutStream(io.TextIOBase):
                     self._lines[ident] = [request, [s], time.monotonic()]
                 else:
                     line[1].append(s)
-                    line[2] = time.monotonic()
             else:  # its line ends: into the buffer whole; what follows starts the next
                 parts = [s[:end]] if line is None else [*line[1], s[:end]]
                 self._buffer(request, parts)
@@ -185,13 +185,15 @@ class OutStream(io.TextIOBase):
         else:
             chunks.append((request, parts))
 
-    def _take_lines(self, *, everyone: bool, idle_for: float = 0.0) -> None:
+    def _take_lines(self, *, everyone: bool, begun_for: float = 0.0) -> None:
         """Move unfinished lines into the buffer (the lock held): every thread's
-        (``everyone``), else this thread's and those last written ``idle_for`` ago."""
+        (``everyone``), else this thread's and those begun ``begun_for`` ago or more.  Age,
+        not quiet: a ``\\r`` progress line rewritten every few milliseconds still shows
+        live; a print's writes come microseconds apart."""
         if not self._lines:
             return
         mine = threading.get_ident()
-        since = time.monotonic() - idle_for
+        since = time.monotonic() - begun_for
         for ident, line in list(self._lines.items()):
             if everyone or ident == mine or line[2] <= since:
                 self._buffer(line[0], line[1])
@@ -277,7 +279,7 @@ class OutStream(io.TextIOBase):
         self._sending = True
         try:
             if lines == "idle":
-                self._take_lines(everyone=False, idle_for=FLUSH_INTERVAL)
+                self._take_lines(everyone=False, begun_for=FLUSH_INTERVAL)
             else:
                 self._take_lines(everyone=lines == "all")
             chunks, self._chunks = self._chunks, []

@@ -5,7 +5,6 @@ a timer and a reply in one go."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import selectors
 import socket
@@ -103,56 +102,6 @@ def test_the_waker_writes_one_byte_however_many_ask() -> None:
         assert not waker.pending
         with pytest.raises(BlockingIOError):
             waker.socket.recv(16)
-    finally:
-        waker.close()
-
-
-def _held_by_another_thread(lock: threading.RLock) -> Iterator[None]:
-    """``lock`` held by another thread for the block (the I/O thread's turn)."""
-    taken, done = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with lock:
-            taken.set()
-            done.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert taken.wait(10)
-    try:
-        yield
-    finally:
-        done.set()
-        holder.join(10)
-
-
-def test_asking_for_a_timer_or_a_wake_up_never_waits_for_the_lock() -> None:
-    """A print asks for its stream's flush between the writes of one line: waiting there
-    for the transport's lock let the GIL go, and other threads' prints into the line (3 of
-    1,200 lines on Python 3.13, whose locks hand themselves to a waiter).  Asked while the
-    lock is held elsewhere, both return at once, and nothing is lost: the timer is taken in
-    at the I/O thread's next look, in order, and the wake-up byte is written."""
-    lock = threading.RLock()
-    waker = Waker(lock)
-    timers = Timers(lock, waker.wake)
-    ran: list[str] = []
-    try:
-        timers.call_later(0, lambda: ran.append("before"))
-        waker.drain()  # (its wake-up read: the byte below is the one asked while held)
-        with contextlib.contextmanager(_held_by_another_thread)(lock):
-            asked = threading.Thread(
-                target=lambda: (
-                    timers.call_later(0, lambda: ran.append("while held")),
-                    waker.wake(),
-                )
-            )
-            asked.start()
-            asked.join(5)
-            assert not asked.is_alive(), "call_later or wake waited for the lock"
-            assert waker.socket.recv(16)  # the wake-up byte went out
-        timers.call_later(0, lambda: ran.append("after"))
-        timers.fire()
-        assert ran == ["before", "while held", "after"]
     finally:
         waker.close()
 

@@ -79,21 +79,12 @@ class Waker:
         landing between the two then costs at most a spare wake-up, where the other order
         could leave the flag set with no byte written, and every later wake-up skipped.
         """
-        # The lock is not waited for, for the reason Timers.call_later gives: taken (the I/O
-        # thread's turn, mostly), the byte is sent without the flag (a spare turn at most).
-        # The result is stored and the ``try`` entered with no call between (no point where
-        # an asynchronous exception could leave the lock taken).
-        locked = self._lock.acquire(blocking=False)
-        try:
-            if locked and self.pending:
+        with self._lock:
+            if self.pending:
                 return
             with contextlib.suppress(BlockingIOError, OSError):
                 self._send_byte()
-            if locked:
-                self.pending = True
-        finally:
-            if locked:
-                self._lock.release()
+            self.pending = True
 
     def drain(self) -> None:
         """I/O thread, after a wake-up.
